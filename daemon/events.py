@@ -1,0 +1,185 @@
+"""Domain events and the bus that carries them.
+
+Every decision the daemon makes is one of these frozen dataclasses, published on
+one :class:`EventBus`. The audit log, structlog and Prometheus subscribe to it,
+so none of the stages needs to know who is listening.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of all events; ``kind`` is the audit record kind."""
+
+    kind = "event"
+
+    def body(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DaemonStarted(Event):
+    kind = "daemon_started"
+    pid: int
+    state_dir: str
+    isolation: dict[str, bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DaemonStopped(Event):
+    kind = "daemon_stopped"
+    reason: str
+
+
+@dataclass(frozen=True)
+class PolicyLoaded(Event):
+    kind = "policy_loaded"
+    path: str
+    policy_version: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class PolicyRejected(Event):
+    kind = "policy_rejected"
+    path: str
+    error: str
+
+
+@dataclass(frozen=True)
+class CycleStarted(Event):
+    kind = "cycle_started"
+    target: str
+    share: float
+
+
+@dataclass(frozen=True)
+class CycleFinished(Event):
+    kind = "cycle_finished"
+    target: str
+    outcome: str  # swapped | rejected | no_candidates | error | skipped
+    seconds: float
+    candidates: int
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class CorpusRecorded(Event):
+    kind = "corpus_recorded"
+    target: str
+    calls: int
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CandidateProposed(Event):
+    kind = "proposed"
+    target: str
+    version: str
+    origin: str
+    parent: str
+
+
+@dataclass(frozen=True)
+class CandidateRejected(Event):
+    kind = "rejected"
+    target: str
+    version: str
+    origin: str
+    stage: str  # static | sandbox | shadow | accept | canary | policy
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class CandidateAccepted(Event):
+    kind = "accepted"
+    target: str
+    version: str
+    origin: str
+    speedup: float
+    ci_low: float
+    ci_high: float
+    calls: int
+
+
+@dataclass(frozen=True)
+class VersionSwapped(Event):
+    kind = "swapped"
+    target: str
+    version: str
+    previous: str
+    pause_seconds: float
+
+
+@dataclass(frozen=True)
+class VersionRolledBack(Event):
+    kind = "rolled_back"
+    target: str
+    version: str
+    reason: str  # operator | canary_latency | canary_errors | canary_mismatch | ...
+    detail: str = ""
+    detect_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class VersionRestored(Event):
+    kind = "restored"
+    target: str
+    version: str
+
+
+@dataclass(frozen=True)
+class VersionStale(Event):
+    kind = "stale"
+    target: str
+    version: str
+    expected_base: str
+    actual_base: str
+
+
+@dataclass(frozen=True)
+class IntegrityViolation(Event):
+    kind = "integrity_violation"
+    path: str
+    expected: str
+    actual: str
+
+
+@dataclass(frozen=True)
+class OracleMismatch(Event):
+    kind = "oracle_mismatch"
+    function: str
+    detail: str
+
+
+Handler = Callable[[Event], None]
+
+
+class EventBus:
+    """Synchronous publish/subscribe; a failing subscriber never stops the others."""
+
+    def __init__(self, on_error: Callable[[Handler, Event, BaseException], None] | None = None):
+        self._handlers: list[Handler] = []
+        self._lock = threading.Lock()
+        self._on_error = on_error
+
+    def subscribe(self, handler: Handler) -> None:
+        with self._lock:
+            self._handlers.append(handler)
+
+    def publish(self, event: Event) -> None:
+        with self._lock:
+            handlers = list(self._handlers)
+        for handler in handlers:
+            try:
+                handler(event)
+            except Exception as exc:
+                if self._on_error is not None:
+                    self._on_error(handler, event, exc)

@@ -1,0 +1,202 @@
+"""Prometheus metrics: the catalogue, and the event subscriber that feeds it.
+
+Every metric lives on a registry passed in (tests use their own), never on the
+global default registry. Names follow Prometheus conventions: prefix
+``selfmod_``, ``_total`` for counters, ``_seconds`` for durations, base units.
+The catalogue is a contract: alert rules and the Grafana dashboard use these names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+from daemon import events as ev
+
+_CYCLE_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
+_FAST_BUCKETS = (1e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 5e-4, 1e-3, 1e-2, 0.1)
+_ROLLBACK_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
+
+
+class Metrics:
+    """The selfmod metric catalogue on one registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry if registry is not None else CollectorRegistry()
+        self.info = Info("selfmod", "Build and runtime information", registry=r)
+        self.up_since = Gauge("selfmod_start_time_seconds",
+                              "Unix time the daemon started", registry=r)
+        # the cycle
+        self.cycles = Counter("selfmod_cycles_total", "Synthesis cycles by outcome",
+                              ["outcome"], registry=r)
+        self.cycle_seconds = Histogram("selfmod_cycle_duration_seconds",
+                                       "Wall time of one synthesis cycle",
+                                       buckets=_CYCLE_BUCKETS, registry=r)
+        self.last_cycle = Gauge("selfmod_last_cycle_timestamp_seconds",
+                                "Unix time the last synthesis cycle finished", registry=r)
+        self.candidates = Counter("selfmod_candidates_total", "Candidates by origin and verdict",
+                                  ["origin", "verdict"], registry=r)
+        self.rejections = Counter("selfmod_rejections_total", "Rejected candidates",
+                                  ["stage", "reason"], registry=r)
+        self.corrections = Counter("selfmod_self_corrections_total",
+                                   "Corrected candidates requested after a rejection, by result",
+                                   ["result"], registry=r)
+        self.shadow_seconds = Histogram("selfmod_shadow_duration_seconds",
+                                        "Wall time of one sandboxed shadow run",
+                                        buckets=_CYCLE_BUCKETS, registry=r)
+        self.recorded_calls = Counter("selfmod_recorded_calls_total",
+                                      "Live calls recorded into corpora", registry=r)
+        self.record_skips = Counter("selfmod_record_skipped_total",
+                                    "Live calls not recorded, by reason", ["reason"], registry=r)
+        # swaps and canaries
+        self.swaps = Counter("selfmod_swaps_total", "Versions installed into the live process",
+                             registry=r)
+        self.swap_pause = Histogram("selfmod_swap_pause_seconds",
+                                    "Time the code object swap holds the swap lock",
+                                    buckets=_FAST_BUCKETS, registry=r)
+        self.rollbacks = Counter("selfmod_rollbacks_total", "Rollbacks by reason", ["reason"],
+                                 registry=r)
+        self.rollback_seconds = Histogram("selfmod_rollback_detect_seconds",
+                                          "From a faulty version's install to its rollback",
+                                          buckets=_ROLLBACK_BUCKETS, registry=r)
+        self.active_patches = Gauge("selfmod_active_patches", "Versions active in the live process",
+                                    registry=r)
+        self.speedup = Gauge("selfmod_target_speedup_ratio",
+                             "Measured speedup of the active version over the original",
+                             ["target"], registry=r)
+        self.restored = Counter("selfmod_restored_total", "Versions re-applied or marked stale "
+                                "at start", ["result"], registry=r)
+        # KPIs from the seed
+        self.improvement_compute = Gauge(
+            "selfmod_improvements_per_compute_second",
+            "Accepted improvements per second of synthesis compute (proposer + shadow)",
+            registry=r)
+        self.compute_seconds = Counter("selfmod_compute_seconds_total",
+                                       "Seconds spent on synthesis by phase", ["phase"],
+                                       registry=r)
+        self.verification_coverage = Gauge(
+            "selfmod_verification_coverage_ratio",
+            "Share of active versions whose differential, property and declared checks all ran",
+            registry=r)
+        self.workload_uptime = Gauge(
+            "selfmod_workload_uptime_ratio",
+            "Share of time the workload kept serving since start, across self-updates",
+            registry=r)
+        # LLM
+        self.llm_requests = Counter("selfmod_llm_requests_total", "Requests to the model server",
+                                    ["result"], registry=r)
+        self.llm_tokens = Counter("selfmod_llm_tokens_total", "Model tokens", ["kind"], registry=r)
+        self.llm_seconds = Histogram("selfmod_llm_request_duration_seconds",
+                                     "Model server request latency", buckets=_CYCLE_BUCKETS,
+                                     registry=r)
+        self.llm_up = Gauge("selfmod_llm_up", "1 when the model server answered its last health "
+                            "check", registry=r)
+        # envelope
+        self.policy_reloads = Counter("selfmod_policy_reloads_total", "Policy loads by result",
+                                      ["result"], registry=r)
+        self.policy_version = Gauge("selfmod_policy_version", "Version of the policy in force",
+                                    registry=r)
+        self.integrity_violations = Counter("selfmod_integrity_violations_total",
+                                            "Checksum mismatches of daemon code or policy",
+                                            registry=r)
+        self.isolation = Gauge("selfmod_isolation_available",
+                               "1 when an isolation layer is available to the sandbox", ["layer"],
+                               registry=r)
+        self.synthesis_halted = Gauge("selfmod_synthesis_halted",
+                                      "1 while synthesis is halted (paused, integrity, budget)",
+                                      registry=r)
+        # the hosted workload
+        self.workload_items = Counter("selfmod_workload_items_total",
+                                      "Items processed by the hosted workload", registry=r)
+        self.workload_throughput = Gauge("selfmod_workload_throughput_items_per_second",
+                                         "Workload throughput over the last window", registry=r)
+        self.oracle_checks = Counter("selfmod_oracle_checks_total",
+                                     "Demo batches recomputed by the frozen oracle", registry=r)
+        self.oracle_mismatches = Counter("selfmod_oracle_mismatches_total",
+                                         "Demo batches whose result differed from the oracle's",
+                                         registry=r)
+
+    def on_event(self, event: ev.Event) -> None:
+        """Event-bus subscriber: turn domain events into metric updates."""
+        match event:
+            case ev.CycleFinished(outcome=outcome, seconds=seconds):
+                self.cycles.labels(outcome).inc()
+                self.cycle_seconds.observe(seconds)
+            case ev.CandidateRejected(origin=origin, stage=stage, reason=reason):
+                self.candidates.labels(_origin_kind(origin), "rejected").inc()
+                self.rejections.labels(stage, reason).inc()
+            case ev.CandidateAccepted(origin=origin, target=target, speedup=speedup):
+                self.candidates.labels(_origin_kind(origin), "accepted").inc()
+                self.speedup.labels(target).set(speedup)
+            case ev.VersionSwapped(pause_seconds=pause):
+                self.swaps.inc()
+                self.swap_pause.observe(pause)
+            case ev.VersionRolledBack(reason=reason, target=target, detect_seconds=detect):
+                self.rollbacks.labels(reason).inc()
+                with contextlib.suppress(KeyError):
+                    self.speedup.remove(target)
+                if detect > 0:
+                    self.rollback_seconds.observe(detect)
+            case ev.VersionRestored():
+                self.restored.labels("applied").inc()
+            case ev.VersionStale():
+                self.restored.labels("stale").inc()
+            case ev.PolicyLoaded(policy_version=version):
+                self.policy_reloads.labels("ok").inc()
+                self.policy_version.set(version)
+            case ev.PolicyRejected():
+                self.policy_reloads.labels("error").inc()
+            case ev.IntegrityViolation():
+                self.integrity_violations.inc()
+            case ev.OracleMismatch():
+                self.oracle_mismatches.inc()
+            case ev.CorpusRecorded(calls=calls, skipped=skipped):
+                self.recorded_calls.inc(calls)
+                for reason, count in skipped.items():
+                    self.record_skips.labels(reason).inc(count)
+            case _:
+                pass
+
+
+def _origin_kind(origin: str) -> str:
+    """``rules:dedupe-seen-set`` -> ``rules``: keeps label cardinality bounded."""
+    return origin.partition(":")[0] or "unknown"
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # scrapes are not news
+        pass
+
+
+class MetricsServer:
+    """Serves ``/metrics`` for one registry on a loopback address, in its own thread."""
+
+    def __init__(self, registry: CollectorRegistry, host: str = "127.0.0.1", port: int = 9464,
+                 before_scrape: Callable[[], Any] | None = None) -> None:
+        app = make_wsgi_app(registry)
+        if before_scrape is not None:
+            inner = app
+
+            def app(environ: dict[str, Any], start_response: Any) -> Any:
+                before_scrape()
+                return inner(environ, start_response)
+
+        self._server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
+        self.port = self._server.server_port
+        self.host = host
+        self._thread = threading.Thread(target=self._server.serve_forever, name="selfmod-metrics",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
