@@ -12,10 +12,10 @@ import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app
-from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from daemon import events as ev
 
@@ -187,7 +187,8 @@ class MetricsServer:
                 before_scrape()
                 return inner(environ, start_response)
 
-        self._server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
+        self._server = make_server(host, port, app, ThreadingWSGIServer,
+                                   handler_class=_QuietHandler)
         self.port = self._server.server_port
         self.host = host
         self._thread = threading.Thread(target=self._server.serve_forever, name="selfmod-metrics",

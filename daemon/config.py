@@ -1,0 +1,159 @@
+"""The daemon's own configuration (``selfmod.yaml``): where things live and how the daemon runs.
+
+What candidates may do, and what counts as better, is the *policy*
+(``envelope.yaml``, :mod:`envelope.policy`); this file is about the process:
+state directory, ports, sampling rate, the hosted workload. Every field has an
+embedded default, so ``selfmod run`` with no file runs the demo.
+
+Relative paths in the file are resolved against the file's directory, except
+``state_dir``, which is resolved against the working directory (so that a
+checkout keeps its state in ``./.selfmod``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from daemon.errors import ConfigError
+
+# History of CONFIG_FORMAT:
+#   1 — first format.
+CONFIG_FORMAT = 1
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LogConfig(_Section):
+    format: Literal["auto", "json", "console"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class MetricsConfig(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9464, ge=0, le=65535)  # 0 picks a free port (tests)
+
+
+class ControlConfig(_Section):
+    socket: Path | None = None  # default: <state_dir>/control.sock
+    group: str | None = None  # when set, the socket is 0660 and owned by this group
+
+
+class ProfilerConfig(_Section):
+    hz: float = Field(50.0, gt=0, le=1000)
+    window_seconds: float = Field(20.0, gt=0)
+
+
+class CycleConfig(_Section):
+    warmup_seconds: float = Field(3.0, ge=0)  # let the profiler and the throughput settle
+    interval_seconds: float = Field(0.5, ge=0)  # pause between cycles
+    min_share: float = Field(0.03, ge=0, le=1)  # ignore targets below this share of samples
+    min_samples: int = Field(50, ge=1)  # before ranking means anything
+    max_candidates: int = Field(8, ge=1)  # tried per cycle, best first
+    bench_calls: int = Field(30, ge=1)  # recorded calls timed by the benchmark (all are replayed)
+
+
+class WorkloadConfig(_Section):
+    app: str | None = None  # MOD:CALLABLE; None runs the bundled demo
+    threads: int = Field(2, ge=1, le=64)
+    seed: int = 1234
+    oracle_every: int = Field(5, ge=1)
+
+
+class LLMConfig(_Section):
+    base_url: str = "http://127.0.0.1:8000"
+    model: str = "Qwen/Qwen2.5-Coder-7B-Instruct"
+    api_key_env: str | None = "SELFMOD_LLM_API_KEY"
+    api_key_file: Path | None = None
+    timeout_seconds: float = Field(60.0, gt=0)
+    samples: int = Field(2, ge=1, le=16)
+    max_tokens: int = Field(1024, ge=16)
+    temperature: float = Field(0.2, ge=0, le=2)
+
+
+class DaemonConfig(_Section):
+    version: int = CONFIG_FORMAT
+    state_dir: Path = Path(".selfmod")
+    policy: Path | None = None  # None: the embedded default policy, not watched
+    proposer: Literal["rules", "llm", "both"] = "rules"
+    log: LogConfig = LogConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    control: ControlConfig = ControlConfig()
+    profiler: ProfilerConfig = ProfilerConfig()
+    cycle: CycleConfig = CycleConfig()
+    workload: WorkloadConfig = WorkloadConfig()
+    llm: LLMConfig = LLMConfig()
+
+    @property
+    def control_socket(self) -> Path:
+        return self.control.socket or self.state_dir / "control.sock"
+
+    def with_overrides(self, **changes: Any) -> DaemonConfig:
+        """A copy with top-level or dotted (``workload.app``) fields replaced; None is ignored."""
+        data = self.model_dump()
+        for key, value in changes.items():
+            if value is None:
+                continue
+            *parents, leaf = key.split(".")
+            node = data
+            for parent in parents:
+                node = node[parent]
+            node[leaf] = value
+        return DaemonConfig.model_validate(data)
+
+
+def load_config(path: Path | None) -> DaemonConfig:
+    """Load ``selfmod.yaml``; None gives the embedded defaults."""
+    if path is None:
+        return DaemonConfig()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror}); "
+                          "pass an existing file with --config") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:1:1: the config must be a mapping of settings")
+    try:
+        config = DaemonConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        dotted = ".".join(str(p) for p in first["loc"])
+        line, col = _locate(text, first["loc"])
+        raise ConfigError(f"{path}:{line}:{col}: {dotted}: {first['msg']}") from exc
+    if config.version != CONFIG_FORMAT:
+        raise ConfigError(f"{path}: config version {config.version} is not supported; "
+                          f"this selfmod reads version {CONFIG_FORMAT}")
+    base = path.parent
+    if config.policy is not None and not config.policy.is_absolute():
+        config = config.model_copy(update={"policy": base / config.policy})
+    return config
+
+
+def _locate(text: str, loc: tuple[Any, ...]) -> tuple[int, int]:
+    """Line and column (1-based) of the YAML node at ``loc``, or of its nearest parent."""
+    node: Any = yaml.compose(text)
+    mark = node.start_mark if node is not None else None
+    for key in loc:
+        if not isinstance(node, yaml.MappingNode):
+            break
+        for key_node, value_node in node.value:
+            if key_node.value == str(key):
+                mark, node = key_node.start_mark, value_node
+                break
+        else:
+            break
+    return (mark.line + 1, mark.column + 1) if mark else (1, 1)
