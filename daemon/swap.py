@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from daemon.errors import SwapError
 from daemon.probe import Handler, Probe
-from daemon.targets import Target, compile_function, resolve
+from daemon.targets import Target, compile_function, original_source, resolve
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class SwapManager:
         self._clock = clock
         self.lock = threading.Lock()  # shared with probes: one writer of __code__ at a time
         self._originals: dict[str, tuple[types.FunctionType, types.CodeType]] = {}
+        self._sources: dict[str, str] = {}
         self._active: dict[str, Installed] = {}
 
     def function(self, target: str) -> types.FunctionType:
@@ -52,6 +53,13 @@ class SwapManager:
             raise SwapError(f"{target} has no Python code object to replace")
         self._originals[target] = (func, func.__code__)
         return func
+
+    def original_source(self, target: str) -> str:
+        """The source of the original code, read once (the live code may be a version)."""
+        if target not in self._sources:
+            self.function(target)
+            self._sources[target] = original_source(self._originals[target][1])
+        return self._sources[target]
 
     def compile(self, target: str, source: str, version: str) -> types.CodeType:
         """Compile a validated version for ``target`` (raises SwapError when it cannot fit)."""

@@ -121,8 +121,8 @@ def resolve(target: Target, *, import_module: bool = True) -> types.FunctionType
     return obj
 
 
-def original_source(func: types.FunctionType) -> str:
-    """The dedented source of ``func`` as loaded from its file (decorators included)."""
+def original_source(func: types.FunctionType | types.CodeType) -> str:
+    """The dedented source of ``func`` (or its code) as loaded from its file, decorators included."""
     try:
         lines, _ = inspect.getsourcelines(func)
     except (OSError, TypeError) as exc:

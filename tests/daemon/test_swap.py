@@ -1,0 +1,122 @@
+"""Tests for daemon.swap and daemon.probe: versions and probes installed into live functions."""
+
+import threading
+
+import pytest
+
+from daemon.errors import SwapError
+from daemon.swap import SwapManager
+from tests.daemon.fixtures import sample
+
+ADD = "tests.daemon.fixtures.sample:add"
+
+
+@pytest.fixture
+def swapper():
+    manager = SwapManager()
+    yield manager
+    manager.rollback_all()
+
+
+def test_every_reference_sees_the_swap(swapper):
+    """A reference taken before the swap runs the new code, and rollback restores the old."""
+    held = sample.add
+    code = swapper.compile(ADD, "def add(a, b=2, *, scale=1):\n    return 100\n", "v1")
+    installed = swapper.install(ADD, "v1", code)
+    assert held(1) == 100 and sample.add(1) == 100
+    assert installed.previous_version == ""
+    swapper.rollback(ADD)
+    assert held(1) == 3
+
+
+def test_methods_and_static_methods_swap_in_place(swapper):
+    """Bound methods of existing instances and static methods pick up a new version."""
+    shape = sample.Shape(3)
+    bound = shape.area
+    target = "tests.daemon.fixtures.sample:Shape.area"
+    swapper.install(target, "v", swapper.compile(target, "def area(self):\n    return -1\n", "v"))
+    assert bound() == -1
+    static = "tests.daemon.fixtures.sample:Shape.unit"
+    swapper.install(static, "s", swapper.compile(static,
+                                                 "@staticmethod\ndef unit():\n    return 2\n", "s"))
+    assert sample.Shape.unit() == 2
+
+
+def test_rollback_without_active_version_is_an_error(swapper):
+    """Rolling back a target with nothing installed raises SwapError with a reason."""
+    with pytest.raises(SwapError, match="no active version"):
+        swapper.rollback(ADD)
+
+
+def test_compile_refuses_what_cannot_be_installed(swapper):
+    """A version with different free variables or broken syntax is refused with SwapError."""
+    with pytest.raises(SwapError):
+        swapper.compile("tests.daemon.fixtures.sample:bump", "def bump(x):\n    return x\n", "v")
+    with pytest.raises(SwapError):
+        swapper.compile(ADD, "def add(a, b=2, *, scale=1)\n    return 1\n", "v")
+
+
+def test_probe_sees_every_call_and_passes_results_and_exceptions_through(swapper):
+    """A probe calls the handler with the previous code; values and exceptions are unchanged."""
+    seen = []
+
+    def handler(inner, args, kwargs):
+        seen.append((args, kwargs))
+        return inner(*args, **kwargs)
+
+    probe = swapper.probe("tests.daemon.fixtures.sample:fails", handler)
+    probe.install()
+    try:
+        with pytest.raises(ValueError, match="bad 7"):
+            sample.fails(7)
+    finally:
+        probe.remove()
+    assert seen == [((7,), {})]
+    add_probe = swapper.probe(ADD, handler)
+    add_probe.install()
+    try:
+        assert sample.add(1, scale=3) == 9
+    finally:
+        add_probe.remove()
+    assert seen[-1] == ((1,), {"scale": 3})
+    assert sample.add.__code__ is swapper.original_code(ADD)
+
+
+def test_probe_on_a_closure_keeps_its_cells(swapper):
+    """A probe on a closure calls through with the closure's cells intact."""
+    probe = swapper.probe("tests.daemon.fixtures.sample:bump",
+                          lambda inner, a, k: inner(*a, **k) * 2)
+    probe.install()
+    try:
+        assert sample.bump(1) == 8
+    finally:
+        probe.remove()
+    assert sample.bump(1) == 4
+
+
+def test_swaps_under_concurrent_calls_never_fail_a_call(swapper):
+    """Two threads calling while versions are swapped back and forth get only valid answers."""
+    fast = swapper.compile(ADD, "def add(a, b=2, *, scale=1):\n    return scale * (b + a)\n", "f")
+    stop = threading.Event()
+    errors: list[object] = []
+
+    def caller():
+        while not stop.is_set():
+            try:
+                if sample.add(2, 3) != 5:
+                    errors.append("wrong result")
+            except Exception as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=caller) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(2000):
+            swapper.install(ADD, "f", fast)
+            swapper.rollback(ADD)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert errors == []

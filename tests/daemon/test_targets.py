@@ -1,0 +1,80 @@
+"""Tests for daemon.targets: parsing, scope, resolution and in-place recompilation."""
+
+import pytest
+
+from daemon.targets import (
+    Target,
+    TargetError,
+    compile_function,
+    in_scope,
+    is_protected,
+    original_source,
+    resolve,
+)
+from tests.daemon.fixtures import sample
+
+
+def test_parse_rejects_malformed_targets():
+    """A target without a module or qualname, or a nested function, is refused with a reason."""
+    for bad in ("nomodule", ":f", "m:", "m:f.<locals>.g"):
+        with pytest.raises(TargetError):
+            Target.parse(bad)
+    assert Target.parse("a.b:C.m") == Target("a.b", "C.m")
+
+
+def test_daemon_packages_are_never_in_scope():
+    """The daemon's own modules and the oracle are protected even when a glob matches all."""
+    assert is_protected("daemon.cycle")
+    assert is_protected("envelope.static")
+    assert is_protected("selfmod_demo_oracle")
+    assert not is_protected("daemon.demo.logstats")
+    assert not in_scope("daemon.cycle:Cycle.run", ["*"])
+    assert in_scope("daemon.demo.logstats:percentile", ["*"])
+    assert not in_scope("daemon.demo.logstats:percentile", ["*"], ["*:percentile"])
+
+
+def test_resolve_finds_methods_static_class_and_wrapped_functions():
+    """Methods, static and class methods and functools.wraps wrappers resolve to plain functions."""
+    base = "tests.daemon.fixtures.sample"
+    assert resolve(Target.parse(f"{base}:Shape.area")) is sample.Shape.area
+    assert resolve(Target.parse(f"{base}:Shape.unit")) is sample.Shape.__dict__["unit"].__func__
+    assert resolve(Target.parse(f"{base}:wrapped")) is sample.wrapped.__wrapped__
+    with pytest.raises(TargetError, match="not found"):
+        resolve(Target.parse(f"{base}:missing"))
+    with pytest.raises(TargetError, match="not a Python function"):
+        resolve(Target.parse("os:getpid"))
+
+
+def test_compile_function_replaces_code_and_keeps_defaults():
+    """A compiled candidate runs in place with the original's defaults and keyword defaults."""
+    func = sample.add
+    original = func.__code__
+    code = compile_function("def add(a, b=2, *, scale=1):\n    return a * b * scale\n", func,
+                            filename="<test>")
+    try:
+        func.__code__ = code
+        assert sample.add(3) == 6
+        assert sample.add(3, scale=2) == 12
+    finally:
+        func.__code__ = original
+    assert sample.add(3) == 5
+
+
+def test_compile_function_keeps_closures_and_refuses_new_free_variables():
+    """A closure's cells are reused when the free variables match; different ones are refused."""
+    func = sample.bump
+    original = func.__code__
+    code = compile_function("def bump(x):\n    return step + x + 0\n", func, filename="<t>")
+    try:
+        func.__code__ = code
+        assert sample.bump(1) == 4
+    finally:
+        func.__code__ = original
+    with pytest.raises(TargetError, match="closes over"):
+        compile_function("def bump(x):\n    return x\n", func, filename="<t>")
+
+
+def test_original_source_includes_decorators():
+    """The original source of a decorated method keeps its decorator and is dedented."""
+    source = original_source(sample.Shape.__dict__["unit"].__func__)
+    assert source.startswith("@staticmethod\ndef unit():")
