@@ -122,7 +122,7 @@ def resolve(target: Target, *, import_module: bool = True) -> types.FunctionType
 
 
 def original_source(func: types.FunctionType | types.CodeType) -> str:
-    """The dedented source of ``func`` (or its code) as loaded from its file, decorators included."""
+    """The dedented source of ``func`` (or its code) as in its file, decorators included."""
     try:
         lines, _ = inspect.getsourcelines(func)
     except (OSError, TypeError) as exc:

@@ -1,5 +1,6 @@
 """Tests for daemon.recorder: real calls captured into a corpus at a bounded cost."""
 
+import contextlib
 import pickle
 import threading
 
@@ -25,10 +26,8 @@ def _record_while(target, func, limits, calls):
     while not recorder._probe.installed and not done.is_set():
         pass
     for call in calls:
-        try:
+        with contextlib.suppress(ValueError):
             call()
-        except ValueError:
-            pass
     thread.join(10)
     return result["recording"]
 
