@@ -1,0 +1,85 @@
+"""Tests for daemon.profiler: sampling real thread stacks and ranking targets in scope."""
+
+import sys
+import threading
+
+from daemon.profiler import Profiler
+from daemon.targets import in_scope
+from tests.daemon.fixtures import hot
+
+
+def _scope(target: str) -> bool:
+    return in_scope(target, ["tests.daemon.fixtures.hot:*"])
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_ranks_the_innermost_in_scope_function_of_a_busy_thread():
+    """A thread spinning in hot.inner (called from hot.outer) is attributed to hot.inner."""
+    stop = threading.Event()
+    ready = threading.Event()
+    thread = threading.Thread(target=hot.outer, args=(stop, ready))
+    thread.start()
+    ready.wait(5)
+    profiler = Profiler(_scope, hz=100)
+    try:
+        for _ in range(20):
+            profiler.sample(sys._current_frames(), skip=threading.get_ident())
+    finally:
+        stop.set()
+        thread.join()
+    ranking = profiler.ranking()
+    assert ranking[0].target == "tests.daemon.fixtures.hot:inner"
+    assert ranking[0].samples == 20 and ranking[0].share == 1.0
+
+
+def test_samples_leave_the_window_and_reset_forgets():
+    """Samples older than the window no longer count, and reset() empties the window."""
+    clock = FakeClock()
+    stop = threading.Event()
+    ready = threading.Event()
+    thread = threading.Thread(target=hot.outer, args=(stop, ready))
+    thread.start()
+    ready.wait(5)
+    profiler = Profiler(_scope, hz=10, window_seconds=5, clock=clock)
+    try:
+        profiler.sample(sys._current_frames(), skip=threading.get_ident())
+        clock.now = 10.0
+        assert profiler.ranking() == []
+        profiler.sample(sys._current_frames(), skip=threading.get_ident())
+        assert profiler.window_samples() == 1
+        profiler.reset()
+        assert profiler.window_samples() == 0
+    finally:
+        stop.set()
+        thread.join()
+
+
+def test_out_of_scope_code_is_never_ranked():
+    """With a scope that matches nothing, busy threads produce no hot spots."""
+    stop = threading.Event()
+    ready = threading.Event()
+    thread = threading.Thread(target=hot.outer, args=(stop, ready))
+    thread.start()
+    ready.wait(5)
+    profiler = Profiler(lambda target: False)
+    try:
+        profiler.sample(sys._current_frames())
+    finally:
+        stop.set()
+        thread.join()
+    assert profiler.ranking() == []
+
+
+def test_profiler_thread_stops_and_joins():
+    """The sampling thread runs in the background and stop_and_join ends it."""
+    profiler = Profiler(_scope, hz=200)
+    profiler.start()
+    profiler.stop_and_join()
+    assert not profiler.is_alive()
