@@ -86,7 +86,8 @@ class Profiler(StoppableThread):
                 name = self._names[code] = f"{module}:{code.co_qualname}"
             verdict = self._scope_cache.get(name)
             if verdict is None:
-                verdict = self._scope_cache[name] = self._in_scope(name)
+                # lambdas and comprehensions count towards the function that contains them
+                verdict = self._scope_cache[name] = "<" not in name and self._in_scope(name)
             if verdict:
                 return name
             frame = frame.f_back

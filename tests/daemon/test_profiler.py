@@ -83,3 +83,19 @@ def test_profiler_thread_stops_and_joins():
     profiler.start()
     profiler.stop_and_join()
     assert not profiler.is_alive()
+
+
+def test_lambdas_count_towards_their_enclosing_function():
+    """A sample inside a lambda is attributed to the function that defined it."""
+    stop = threading.Event()
+    ready = threading.Event()
+    thread = threading.Thread(target=hot.via_lambda, args=(stop, ready))
+    thread.start()
+    ready.wait(5)
+    profiler = Profiler(_scope)
+    try:
+        profiler.sample(sys._current_frames(), skip=threading.get_ident())
+    finally:
+        stop.set()
+        thread.join()
+    assert [s.target for s in profiler.ranking()] == ["tests.daemon.fixtures.hot:via_lambda"]
