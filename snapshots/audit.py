@@ -136,6 +136,10 @@ def _parse(line: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def _parse_bytes(line: bytes) -> dict[str, Any] | None:
+    return _parse(line.decode("utf-8", errors="replace"))
+
+
 def _record_problem(fields: dict[str, Any], seq: int, prev: str) -> str:
     """Why ``fields`` is not the valid record number ``seq`` following ``prev``; "" if it is."""
     if set(fields) != set(FIELDS):
@@ -326,17 +330,15 @@ class AuditLog:
         assert self._fd is not None
         size = os.fstat(self._fd).st_size
         complete, fragment = _read_tail(self._fd, size)
+        # A crash tears one line: either bytes without a newline, or a last
+        # complete line that is not JSON; never both, never two lines.
         dropped = fragment
-        last = complete[-1] if complete else None
-        fields = None if last is None else _parse(last.decode("utf-8", errors="replace"))
-        if last is not None and fields is None:
-            dropped = last + b"\n" + fragment
-            complete = complete[:-1]
-            last = complete[-1] if complete else None
-            fields = None if last is None else _parse(last.decode("utf-8", errors="replace"))
-            if last is not None and fields is None:
-                raise AuditError(f"{self.path}: the last two lines are not records, which a crash "
-                                 "cannot cause; run `selfmod audit verify` and move the log aside")
+        if not fragment and complete and _parse_bytes(complete[-1]) is None:
+            dropped = complete.pop() + b"\n"
+        fields = _parse_bytes(complete[-1]) if complete else None
+        if complete and fields is None:
+            raise AuditError(f"{self.path}: the last two lines are not records, which a crash "
+                             "cannot cause; run `selfmod audit verify` and move the log aside")
         if fields is None:
             self._seq, self._prev = 0, GENESIS
         else:
