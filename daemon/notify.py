@@ -1,0 +1,206 @@
+"""The systemd notification protocol (sd_notify), spoken without libsystemd.
+
+systemd passes the address of a Unix datagram socket in ``NOTIFY_SOCKET``; a
+service reports its state by sending newline-separated ``KEY=VALUE`` lines to
+it. Outside systemd the variable is unset and every call here is a no-op, so
+the daemon calls the same methods whether or not it runs as a unit.
+
+The life cycle the daemon drives (see ``systemd/selfmod.service``)::
+
+    notifier = Notifier()
+    notifier.status("restoring state")
+    ...restore the active patch set...        # READY must wait for this
+    notifier.ready(status="serving; 3 patches active")
+    watchdog = ProgressWatchdog.from_notifier(notifier)   # None without WatchdogSec
+    while running:
+        ...one iteration...
+        if watchdog: watchdog.progress()
+    on SIGHUP:  notifier.reloading(); ...reload...; notifier.ready()
+    on SIGTERM: notifier.stopping(); ...drain...
+
+Sending never raises: a lost notification must not take the daemon down
+(systemd notices a missing READY or WATCHDOG on its own). Each ``send`` says
+whether the datagram left, and ``last_error`` keeps the reason when it did not.
+An address this module cannot use is an operator-visible misconfiguration and
+raises :class:`NotifyError` at construction.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping
+
+from daemon.threads import StoppableThread
+
+
+class NotifyError(ValueError):
+    """``NOTIFY_SOCKET`` names an address this module cannot send to."""
+
+
+class _FromEnvironment(enum.Enum):
+    TOKEN = enum.auto()
+
+
+#: Default for ``Notifier(address=...)``: read ``NOTIFY_SOCKET`` when the
+#: notifier is built (not when this module is imported), so tests and
+#: re-executed daemons see the environment they actually have.
+FROM_ENVIRONMENT = _FromEnvironment.TOKEN
+
+
+def _socket_address(address: str) -> str | bytes:
+    """``@name`` is Linux's abstract namespace (a leading NUL); ``/path`` a file."""
+    if address.startswith("@"):
+        return b"\0" + address[1:].encode()
+    if address.startswith("/"):
+        return address
+    # systemd 254+ may hand out vsock: addresses to VMs; nothing here runs in one.
+    raise NotifyError(
+        f"NOTIFY_SOCKET={address!r} is neither an absolute path nor an abstract socket "
+        "name starting with '@'; unset it or run under a systemd that passes a Unix socket")
+
+
+def _one_line(text: str) -> str:
+    """Field values end at a newline in the protocol, so fold them into one line."""
+    return " ".join(text.splitlines())
+
+
+class Notifier:
+    """Sends service state to systemd over ``NOTIFY_SOCKET``; inert when that is unset."""
+
+    def __init__(self, address: str | _FromEnvironment | None = FROM_ENVIRONMENT, *,
+                 environ: Mapping[str, str] | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 getpid: Callable[[], int] = os.getpid) -> None:
+        self._environ: Mapping[str, str] = os.environ if environ is None else environ
+        if isinstance(address, _FromEnvironment):
+            address = self._environ.get("NOTIFY_SOCKET") or None
+        self.address = address
+        self._target = None if address is None else _socket_address(address)
+        self._clock = clock
+        self._getpid = getpid
+        self.last_error: OSError | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """True when there is a socket to talk to, i.e. systemd started us as Type=notify."""
+        return self._target is not None
+
+    def send(self, **fields: str | int) -> bool:
+        """Send one datagram of ``KEY=VALUE`` lines; True when it was sent."""
+        if self._target is None:
+            return False
+        payload = "\n".join(f"{key}={_one_line(str(value))}" for key, value in fields.items())
+        try:
+            # One socket per message, as libsystemd does: nothing to leak, nothing to
+            # share between the main thread and the watchdog thread.
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.sendto(payload.encode(), self._target)
+        except OSError as exc:
+            self.last_error = exc
+            return False
+        self.last_error = None
+        return True
+
+    def ready(self, status: str | None = None) -> bool:
+        """Startup (or a reload) is complete: state is restored and the daemon serves."""
+        if status is None:
+            return self.send(READY=1)
+        return self.send(READY=1, STATUS=status)
+
+    def status(self, text: str) -> bool:
+        """A one-line, human-readable state shown by ``systemctl status``."""
+        return self.send(STATUS=text)
+
+    def reloading(self) -> bool:
+        """A reload began; ``ready()`` ends it.
+
+        ``MONOTONIC_USEC`` (CLOCK_MONOTONIC in microseconds) lets systemd tell this
+        reload apart from an earlier one; the injected clock must be that clock.
+        """
+        return self.send(RELOADING=1, MONOTONIC_USEC=int(self._clock() * 1_000_000))
+
+    def stopping(self) -> bool:
+        """Shutdown began: the cycle in flight is finishing and shadows are being killed."""
+        return self.send(STOPPING=1)
+
+    def watchdog(self) -> bool:
+        """Tell systemd the service is alive; only the progress watchdog should call this."""
+        return self.send(WATCHDOG=1)
+
+    def extend_timeout(self, seconds: float) -> bool:
+        """Ask for more time to start or stop, e.g. while a large state restores."""
+        return self.send(EXTEND_TIMEOUT_USEC=int(seconds * 1_000_000))
+
+    def watchdog_interval(self) -> float | None:
+        """The WatchdogSec= timeout in seconds, or None when the watchdog is off for us.
+
+        As in sd_watchdog_enabled(): ``WATCHDOG_USEC`` must be a positive integer, and
+        when ``WATCHDOG_PID`` is set it must name this process (a child that inherited
+        the environment must not ping on its parent's behalf).
+        """
+        usec = self._environ.get("WATCHDOG_USEC", "")
+        if not usec.isdigit() or int(usec) == 0:
+            return None
+        pid = self._environ.get("WATCHDOG_PID")
+        if pid is not None and (not pid.isdigit() or int(pid) != self._getpid()):
+            return None
+        return int(usec) / 1_000_000
+
+
+class ProgressWatchdog(StoppableThread):
+    """Pings the systemd watchdog only while the main loop keeps making progress.
+
+    The main loop calls :meth:`progress` once per iteration; every half watchdog
+    timeout this thread sends ``WATCHDOG=1`` if, and only if, ``progress()`` was
+    called since the previous ping. A timer alone would keep a hung daemon alive;
+    tying the ping to progress lets systemd kill and restart it.
+    """
+
+    def __init__(self, notifier: Notifier, timeout: float, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 on_error: Callable[[BaseException], None] | None = None) -> None:
+        if timeout <= 0:
+            raise ValueError(f"watchdog timeout must be positive, got {timeout}")
+        super().__init__(name="selfmod-watchdog", interval=timeout / 2, on_error=on_error)
+        self.notifier = notifier
+        self.timeout = timeout
+        self._clock = clock
+        # A counter rather than a flag: the main loop only ever increments it, the
+        # watchdog only reads it, so neither side needs a lock on the hot path.
+        self._progress = 0
+        self._seen = 0
+        self.last_progress_at = clock()
+        self.last_ping_at: float | None = None
+        self.pings = 0
+
+    @classmethod
+    def from_notifier(cls, notifier: Notifier, *,
+                      clock: Callable[[], float] = time.monotonic,
+                      on_error: Callable[[BaseException], None] | None = None,
+                      ) -> ProgressWatchdog | None:
+        """A watchdog for the interval systemd asked for, or None when it asked for none."""
+        timeout = notifier.watchdog_interval()
+        if timeout is None or not notifier.enabled:
+            return None
+        return cls(notifier, timeout, clock=clock, on_error=on_error)
+
+    def progress(self) -> None:
+        """Record that the main loop completed an iteration."""
+        self._progress += 1
+        self.last_progress_at = self._clock()
+
+    def stalled_for(self) -> float:
+        """Seconds since the last ``progress()``, for status lines and logs."""
+        return self._clock() - self.last_progress_at
+
+    def step(self) -> None:
+        current = self._progress
+        if current == self._seen:
+            return
+        self._seen = current
+        if self.notifier.watchdog():
+            self.pings += 1
+            self.last_ping_at = self._clock()
