@@ -1,0 +1,480 @@
+"""The static gate: a deny-by-default check of a candidate's source before anything runs it.
+
+A candidate is untrusted text. It passes only when it is exactly one function
+definition with the original's name, parameters, defaults, decorators and kind
+(plain, async, generator), imports nothing outside the policy's allowlist, and
+uses none of the names, attributes and constructs that reach the interpreter's
+machinery (``eval``, ``__class__``, frame objects, ``getattr`` with a computed
+name, format strings that walk attributes, ...). Anything the rules do not
+explicitly permit in those places is refused, and so is anything the gate
+itself fails on.
+
+This gate is not the only boundary and cannot be: Python offers too many ways
+to reach a module from an object for a syntactic check to close them all. The
+sandboxed shadow run is the boundary for what a candidate does while it is
+judged; this gate keeps the obvious escapes and side channels out of the live
+process, where an accepted candidate eventually runs, and gives proposers a
+precise reason (rule id, line, column) to correct.
+
+``check_candidate`` is a pure function and never raises. Rule ids are stable
+(they appear in metrics and audit records):
+
+``syntax``, ``original``, ``one-function``, ``signature``, ``import``,
+``forbidden-name``, ``dunder``, ``introspection``, ``global``, ``shared-state``,
+``format-string``, ``size``, ``internal``.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import string
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from envelope.policy import StaticPolicy
+
+# Builtins that execute code, reach namespaces or the terminal, or end the process.
+FORBIDDEN_BUILTINS: Final = frozenset({
+    "eval", "exec", "compile", "__import__", "open", "input", "breakpoint", "globals",
+    "locals", "vars", "help", "exit", "quit", "memoryview", "setattr", "delattr",
+    "copyright", "credits", "license", "SystemExit", "KeyboardInterrupt",
+})
+
+# Modules that reach the OS, the interpreter's internals or global process state.
+# Checked as names, as attributes (``typing.sys``) and, with leading underscores
+# stripped, as private aliases (``collections._sys``).
+FORBIDDEN_MODULES: Final = frozenset({
+    "os", "sys", "subprocess", "socket", "ctypes", "importlib", "pickle", "marshal", "gc",
+    "threading", "multiprocessing", "signal", "shutil", "pathlib", "io", "builtins",
+    "inspect", "types", "code", "codeop", "resource", "pty", "fcntl", "mmap", "asyncio",
+    "tempfile", "weakref", "atexit", "faulthandler", "sysconfig", "runpy", "select",
+    "selectors", "ssl", "http", "urllib", "ftplib", "smtplib", "telnetlib", "webbrowser",
+    "zipimport",
+    # not named in the issue, reachable from allowed modules or equally dangerous
+    "_thread", "posix", "nt", "_posixsubprocess", "_imp", "_signal", "_socket", "_ctypes",
+    "_pickle", "bltns", "contextlib", "warnings", "copyreg", "random", "linecache",
+    "tokenize", "logging", "platform", "pdb", "pydoc", "site", "ast", "dis", "concurrent",
+    "zipfile", "tarfile", "shelve", "dbm", "sqlite3", "glob", "pkgutil", "tracemalloc",
+    "trace", "_frozen_importlib", "_frozen_importlib_external", "_bootstrap",
+    "_bootstrap_external", "posixpath", "ntpath", "genericpath", "msvcrt", "winreg",
+})
+_MODULES_STRIPPED: Final = frozenset(name.lstrip("_") for name in FORBIDDEN_MODULES)
+
+# Attribute names of functions that act on the process or evaluate strings.
+FORBIDDEN_ATTRIBUTES: Final = frozenset({
+    "system", "popen", "fork", "forkpty", "kill", "killpg", "abort", "unlink", "rmdir",
+    "rmtree", "chdir", "chmod", "chown", "putenv", "unsetenv", "environ", "getenv",
+    "setrecursionlimit", "settrace", "setprofile", "currentframe", "urlopen", "startfile",
+    "get_type_hints", "ForwardRef", "_eval_type", "_evaluate", "cell_contents",
+    "execv", "execve", "execvp", "execvpe", "execl", "execle", "execlp", "execlpe",
+    "spawnv", "spawnve", "spawnl", "spawnle", "posix_spawn", "posix_spawnp",
+})
+
+# Allowed as attribute names although they are forbidden builtins: ``re.compile``
+# is the point of the ``re`` module and cannot reach the builtin.
+_SAFE_ATTRIBUTES: Final = frozenset({"compile"})
+
+# Read an attribute named by a string: allowed only as a direct call with constant,
+# non-dunder names that would pass as attributes themselves.
+_GETTERS: Final = frozenset({"getattr", "hasattr", "attrgetter", "methodcaller"})
+
+# Methods that walk ``{0.attr[key]}`` fields of a format string.
+_FORMAT_METHODS: Final = frozenset({"format", "format_map", "vformat", "get_field"})
+
+# Frames, code objects, tracebacks, generators and coroutines lead to globals.
+_INTROSPECTION_PREFIXES: Final = ("gi_", "cr_", "ag_", "f_", "tb_", "co_")
+
+_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+
+# Ordering of violations found at the same position.
+_PRIORITY: Final = ("import", "forbidden-name", "dunder", "introspection", "global",
+                    "shared-state", "format-string")
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """The candidate passed every rule; sizes are AST node counts."""
+
+    nodes: int
+    original_nodes: int
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """The candidate broke ``rule`` at ``line``:``col`` (1-based); ``reason`` says how."""
+
+    rule: str
+    reason: str
+    line: int = 1
+    col: int = 1
+
+    def __str__(self) -> str:
+        return f"static/{self.rule}: {self.reason}"
+
+
+def check_candidate(candidate_source: str, original_source: str,
+                    policy: StaticPolicy) -> Allowed | Rejected:
+    """Judge ``candidate_source`` as a replacement for ``original_source``; never raises."""
+    try:
+        return _Gate(candidate_source, original_source, policy).check()
+    except Exception as exc:  # deny by default: a failure of the gate is a rejection
+        return Rejected("internal", f"the gate could not judge this candidate "
+                        f"({type(exc).__name__}: {exc}); rejected by default")
+
+
+def is_dunder(name: str) -> bool:
+    return len(name) > 4 and name.startswith("__") and name.endswith("__")
+
+
+def _format_fields(fmt: str) -> Iterator[str]:
+    """Field names of a format string, nested specs included; raises ValueError if malformed."""
+    for _literal, field, spec, _conversion in string.Formatter().parse(fmt):
+        if field is not None:
+            yield field
+        if spec and "{" in spec:
+            yield from _format_fields(spec)
+
+
+class _Gate:
+    def __init__(self, candidate: str, original: str, policy: StaticPolicy) -> None:
+        self.candidate = candidate
+        self.original = original
+        self.policy = policy
+        self.extra_names = frozenset(policy.forbidden_names)
+        self.lines = candidate.splitlines()
+        # filled in by _scan, read by the per-node checks
+        self.params: set[str] = set()  # the function's own parameters (same as the original's)
+        self.local: set[str] = set()  # names the candidate binds itself
+        self.approved: set[int] = set()  # ids of getattr & co. whose call was vetted
+        self.orig_declared: set[tuple[str, str]] = set()  # the original's global/nonlocal
+        self.orig_stored: set[str] = set()  # non-local names the original stores into
+
+    def check(self) -> Allowed | Rejected:
+        limit = max(20_000, math.ceil(len(self.original) * self.policy.max_growth * 4))
+        if len(self.candidate) > limit:
+            return Rejected("size", f"line 1: the candidate is {len(self.candidate)} characters, "
+                            f"more than the {limit} this original allows")
+        try:
+            original = ast.parse(self.original)
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+            return Rejected("original", f"line 1: the original does not parse ({exc})")
+        if len(original.body) != 1 or not isinstance(original.body[0], _FUNCTIONS):
+            return Rejected("original", "line 1: the original is not one function definition")
+        parsed = self._parse()
+        if isinstance(parsed, Rejected):
+            return parsed
+        tree = parsed
+        body = tree.body
+        if len(body) != 1 or not isinstance(body[0], _FUNCTIONS):
+            extra = next((s for s in body if not isinstance(s, _FUNCTIONS)), None)
+            if not body:
+                return Rejected("one-function", "line 1: the candidate defines no function")
+            node = extra if extra is not None else body[1]
+            what = "a second function" if extra is None else f"a top-level {type(node).__name__}"
+            return self._reject("one-function", node, f"{what}; the candidate must be exactly "
+                                "one function definition and nothing else")
+        func, orig = body[0], original.body[0]
+        assert isinstance(orig, _FUNCTIONS)
+        problem = _signature_difference(func, orig)
+        if problem is not None:
+            return self._reject("signature", func, problem + "; keep the original's signature")
+        found = sorted(self._scan(func, orig),
+                       key=lambda v: (v[1], v[2], _PRIORITY.index(v[0])))
+        if found:
+            rule, line, col, reason = found[0]
+            return Rejected(rule, f"line {line}, col {col}: {reason}", line, col)
+        nodes = sum(1 for _ in ast.walk(tree))
+        original_nodes = sum(1 for _ in ast.walk(original))
+        if nodes > self.policy.max_growth * original_nodes:
+            return self._reject(
+                "size", func, f"{nodes} AST nodes, more than {self.policy.max_growth:g} x the "
+                f"original's {original_nodes}")
+        return Allowed(nodes, original_nodes)
+
+    def _parse(self) -> ast.Module | Rejected:
+        try:
+            tree = ast.parse(self.candidate, filename="<candidate>")
+            compile(tree, "<candidate>", "exec", dont_inherit=True)  # scoping errors, not run
+        except SyntaxError as exc:
+            line, col = exc.lineno or 1, exc.offset or 1
+            return Rejected("syntax", f"line {line}, col {col}: {exc.msg}", line, col)
+        except (ValueError, RecursionError, MemoryError) as exc:
+            return Rejected("syntax", f"line 1: {type(exc).__name__}: {exc}")
+        return tree
+
+    def _position(self, node: ast.AST) -> tuple[int, int]:
+        line = getattr(node, "lineno", 1)
+        offset = getattr(node, "col_offset", 0)
+        text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
+        # ast columns count UTF-8 bytes; people count characters
+        col = len(text.encode("utf-8")[:offset].decode("utf-8", errors="replace")) + 1
+        return line, col
+
+    def _reject(self, rule: str, node: ast.AST, reason: str) -> Rejected:
+        line, col = self._position(node)
+        return Rejected(rule, f"line {line}, col {col}: {reason}", line, col)
+
+    # -- the walk ---------------------------------------------------------------------------
+
+    def _scan(self, func: ast.FunctionDef | ast.AsyncFunctionDef,
+              orig: ast.FunctionDef | ast.AsyncFunctionDef) -> Iterator[tuple[str, int, int, str]]:
+        # Decorators and defaults equal the original's (checked above) and are never run
+        # from the candidate, so they are not held against it.
+        top_args = _all_args(func.args)
+        skip = {id(n) for n in [*func.decorator_list, *func.args.defaults, *top_args,
+                                *(d for d in func.args.kw_defaults if d is not None)]}
+        self.params = {a.arg for a in top_args}
+        self.local = _locally_bound(func)
+        self.orig_declared = _declarations(orig)
+        self.orig_stored = _stored_roots(orig, _locally_bound(orig))
+        stack: list[ast.AST] = [func]
+        for arg in top_args:  # the names equal the original's; annotations still count
+            if arg.annotation is not None:
+                stack.append(arg.annotation)
+        while stack:
+            node = stack.pop()
+            if id(node) in skip:
+                continue
+            for rule, at, reason in self._node_violations(node):
+                line, col = self._position(at)
+                yield rule, line, col, reason
+            stack.extend(reversed(list(ast.iter_child_nodes(node))))
+
+    def _node_violations(self, node: ast.AST) -> Iterator[tuple[str, ast.AST, str]]:
+        params = self.params
+        match node:
+            case ast.Import(names=aliases):
+                for alias in aliases:
+                    yield from self._module_import(alias.name, node)
+                    if alias.asname:
+                        yield from self._name(alias.asname, node, params)
+                    else:
+                        yield from self._name(alias.name.partition(".")[0], node, params)
+            case ast.ImportFrom(module=module, names=aliases, level=level):
+                if level:
+                    yield "import", node, "relative imports are not allowed"
+                else:
+                    yield from self._module_import(module or "", node)
+                for alias in aliases:
+                    yield from self._attribute(alias.name, node, None)
+                    if alias.name in _GETTERS and alias.asname not in (None, alias.name):
+                        yield "forbidden-name", node, f"{alias.name} may not be renamed"
+                    if alias.asname:
+                        yield from self._name(alias.asname, node, params)
+            case ast.Name(id=name):
+                if id(node) in self.approved:
+                    return
+                yield from self._name(name, node, params)
+                if name in _GETTERS:
+                    yield "forbidden-name", node, (f"{name} is allowed only when called directly "
+                                                   "with constant attribute names")
+            case ast.Attribute(value=receiver, attr=attr):
+                yield from self._attribute(attr, node, receiver)
+                if attr in _GETTERS and id(node) not in self.approved:
+                    yield "forbidden-name", node, (f"{attr} is allowed only when called directly "
+                                                   "with constant attribute names")
+                if isinstance(node.ctx, (ast.Store, ast.Del)):
+                    yield from self._store(node)
+            case ast.Subscript(ctx=ast.Store() | ast.Del()):
+                yield from self._store(node)
+            case ast.Call(func=ast.Name(id=getter) | ast.Attribute(attr=getter)) \
+                    if getter in _GETTERS:
+                problems = list(self._getter_call(getter, node))
+                if problems:
+                    yield problems[0]
+                else:
+                    self.approved.add(id(node.func))
+            case ast.FunctionDef(name=name) | ast.AsyncFunctionDef(name=name) | \
+                    ast.ClassDef(name=name):
+                yield from self._name(name, node, params)
+            case ast.arg(arg=name):
+                yield from self._name(name, node, set())
+            case ast.keyword(arg=str(name)) if is_dunder(name):
+                yield "dunder", node, f"dunder keyword {name!r} is not allowed"
+            case ast.ExceptHandler(name=str(name)) | \
+                    ast.MatchAs(name=str(name)) | ast.MatchStar(name=str(name)) | \
+                    ast.MatchMapping(rest=str(name)):
+                yield from self._name(name, node, params)
+            case ast.MatchClass(kwd_attrs=attrs):
+                for attr in attrs:
+                    yield from self._attribute(attr, node, None)
+            case ast.Global(names=names) | ast.Nonlocal(names=names):
+                kind = "global" if isinstance(node, ast.Global) else "nonlocal"
+                for name in names:
+                    yield from self._name(name, node, params)
+                    if (kind, name) not in self.orig_declared:
+                        yield "global", node, (f"`{kind} {name}` rebinds a name outside the "
+                                               "function, which the original does not")
+        return
+
+    # -- the checks ----------------------------------------------------------------------------
+
+    def _module_import(self, module: str, node: ast.AST) -> Iterator[tuple[str, ast.AST, str]]:
+        top = module.partition(".")[0]
+        if top not in self.policy.allowed_imports:
+            allowed = ", ".join(sorted(self.policy.allowed_imports)) or "none"
+            yield "import", node, f"import of {module!r} is not allowed (allowed: {allowed})"
+        for part in module.split("."):
+            if part in FORBIDDEN_MODULES or part.lstrip("_") in _MODULES_STRIPPED:
+                yield "forbidden-name", node, f"module {part!r} is forbidden"
+
+    def _name(self, name: str, node: ast.AST,
+              params: set[str]) -> Iterator[tuple[str, ast.AST, str]]:
+        # A parameter of the function shadows a global or builtin throughout its body, and
+        # rebinding it to something dangerous needs a route the other checks close.
+        if name in params and not is_dunder(name):
+            return
+        if name in FORBIDDEN_MODULES or name in FORBIDDEN_BUILTINS or name in self.extra_names:
+            yield "forbidden-name", node, f"{name!r} is a forbidden name"
+        elif is_dunder(name):
+            yield "dunder", node, f"dunder name {name!r} is not allowed"
+
+    def _attribute(self, attr: str, node: ast.AST,
+                   receiver: ast.expr | None) -> Iterator[tuple[str, ast.AST, str]]:
+        if (attr in FORBIDDEN_MODULES or attr.lstrip("_") in _MODULES_STRIPPED
+                or attr in FORBIDDEN_ATTRIBUTES or attr in self.extra_names
+                or (attr in FORBIDDEN_BUILTINS and attr not in _SAFE_ATTRIBUTES)):
+            yield "forbidden-name", node, f"attribute {attr!r} is forbidden"
+        elif is_dunder(attr):
+            yield "dunder", node, f"dunder attribute {attr!r} is not allowed"
+        elif attr.startswith(_INTROSPECTION_PREFIXES):
+            yield "introspection", node, (f"attribute {attr!r} looks like frame, code or "
+                                          "generator introspection")
+        elif attr in _FORMAT_METHODS and receiver is not None:
+            problem = _format_problem(receiver)
+            if problem is not None:
+                yield "format-string", node, f".{attr}() {problem}"
+
+    def _getter_call(self, getter: str, call: ast.Call) -> Iterator[tuple[str, ast.AST, str]]:
+        """What is wrong with a call of getattr and friends; nothing when it is allowed."""
+        args = call.args
+        if call.keywords or any(isinstance(a, ast.Starred) for a in args):
+            yield "forbidden-name", call, f"{getter} with unpacked or keyword arguments"
+            return
+        low, high = {"getattr": (2, 3), "hasattr": (2, 2)}.get(getter, (1, len(args)))
+        if not low <= len(args) <= high:
+            yield "forbidden-name", call, f"{getter} with {len(args)} arguments"
+            return
+        if getter in ("getattr", "hasattr"):
+            receiver, name_args = args[0], args[1:2]
+        else:  # the object comes later, so a format method cannot be vetted
+            receiver = ast.Name(id="<unknown>")
+            name_args = args if getter == "attrgetter" else args[:1]
+        for arg in name_args:
+            if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
+                yield "forbidden-name", call, f"{getter} with a computed attribute name"
+                return
+            for part in arg.value.split(".") if getter == "attrgetter" else [arg.value]:
+                for rule, _at, reason in self._attribute(part, call, receiver):
+                    yield rule, call, f"{getter}({arg.value!r}): {reason}"
+
+    def _store(self, target: ast.Attribute | ast.Subscript) -> Iterator[tuple[str, ast.AST, str]]:
+        root = _root(target)
+        name = root.id if isinstance(root, ast.Name) else None
+        if name is None:
+            yield "shared-state", target, ("stores into an object that is not a local name; "
+                                           "assign to a local first")
+        elif name not in self.local and name not in self.orig_stored:
+            yield "shared-state", target, (f"stores into {name!r}, which is not local to the "
+                                           "function; the change would outlive the call")
+
+
+def _all_args(args: ast.arguments) -> list[ast.arg]:
+    extra = [a for a in (args.vararg, args.kwarg) if a is not None]
+    return [*args.posonlyargs, *args.args, *args.kwonlyargs, *extra]
+
+
+def _format_problem(receiver: ast.expr) -> str | None:
+    if not (isinstance(receiver, ast.Constant) and isinstance(receiver.value, str)):
+        return "is only allowed on a string literal"
+    try:
+        fields = list(_format_fields(receiver.value))
+    except ValueError as exc:
+        return f"on a malformed format string ({exc})"
+    for field in fields:
+        if "." in field or "[" in field:
+            return f"field {{{field}}} reads attributes or items of an argument"
+    return None
+
+
+def _signature_difference(new: ast.FunctionDef | ast.AsyncFunctionDef,
+                          old: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
+    if new.name != old.name:
+        return f"function is named {new.name!r}, the original {old.name!r}"
+    if type(new) is not type(old):
+        return "async-ness differs from the original"
+    if _is_generator(new) != _is_generator(old):
+        return "the original is " + ("" if _is_generator(old) else "not ") + "a generator"
+    a, b = new.args, old.args
+    for kind in ("posonlyargs", "args", "kwonlyargs"):
+        if [x.arg for x in getattr(a, kind)] != [x.arg for x in getattr(b, kind)]:
+            return f"parameters ({kind}) differ from the original's"
+    for kind in ("vararg", "kwarg"):
+        x, y = getattr(a, kind), getattr(b, kind)
+        if (x and x.arg) != (y and y.arg):
+            return f"*{kind} differs from the original's"
+    if [ast.dump(d) for d in a.defaults] != [ast.dump(d) for d in b.defaults]:
+        return "default values differ from the original's"
+    if [d and ast.dump(d) for d in a.kw_defaults] != [d and ast.dump(d) for d in b.kw_defaults]:
+        return "keyword-only default values differ from the original's"
+    if [ast.dump(d) for d in new.decorator_list] != [ast.dump(d) for d in old.decorator_list]:
+        return "decorators differ from the original's"
+    return None
+
+
+def _own_scope(func: ast.AST) -> Iterator[ast.AST]:
+    """Nodes of ``func``'s body that belong to its own scope (not nested functions or classes)."""
+    stack = list(ast.iter_child_nodes(func))
+    while stack:
+        node = stack.pop()
+        yield node
+        if not isinstance(node, _SCOPES):
+            stack.extend(ast.iter_child_nodes(node))
+
+
+def _is_generator(func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    return any(isinstance(n, (ast.Yield, ast.YieldFrom)) for n in _own_scope(func))
+
+
+def _declarations(func: ast.AST) -> set[tuple[str, str]]:
+    found: set[tuple[str, str]] = set()
+    for node in ast.walk(func):
+        if isinstance(node, ast.Global):
+            found.update(("global", n) for n in node.names)
+        elif isinstance(node, ast.Nonlocal):
+            found.update(("nonlocal", n) for n in node.names)
+    return found
+
+
+def _locally_bound(func: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+    """Names bound by assignment or as parameters anywhere in ``func`` (imports excluded:
+    a module is shared state, not a local object)."""
+    bound = {a.arg for node in ast.walk(func) if isinstance(node, (*_FUNCTIONS, ast.Lambda))
+             for a in _all_args(node.args)}
+    for node in ast.walk(func):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            bound.add(node.id)
+        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
+            bound.add(node.name)
+    return bound - {name for kind, name in _declarations(func)}
+
+
+def _root(node: ast.expr) -> ast.expr:
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return node
+
+
+def _stored_roots(func: ast.FunctionDef | ast.AsyncFunctionDef, local: set[str]) -> set[str]:
+    roots: set[str] = set()
+    for node in ast.walk(func):
+        if isinstance(node, (ast.Attribute, ast.Subscript)) and \
+                isinstance(node.ctx, (ast.Store, ast.Del)):
+            root = _root(node)
+            if isinstance(root, ast.Name) and root.id not in local:
+                roots.add(root.id)
+    return roots
