@@ -121,3 +121,33 @@ def test_sandbox_can_still_create_its_network_namespace() -> None:
     assert "ReadWritePaths" not in service  # the state directory is the only writable path
     # unshare is in @process, which @system-service includes; @privileged is denied.
     assert service["SystemCallFilter"][0] == "@system-service"
+
+
+# What the sandbox calls to start a shadow: `unshare --user --map-root-user --net`
+# (traced on Debian 12), rlimits, a new session and a process-group kill.
+SANDBOX_SYSCALLS = {"unshare", "clone", "clone3", "execve", "prlimit64", "setrlimit", "setsid",
+                    "kill", "wait4", "pipe2", "openat", "write", "socket", "sendto"}
+
+
+def _syscalls(systemd_analyze: str, group: str) -> set[str]:
+    """The system calls in a systemd filter group, nested groups expanded."""
+    result = subprocess.run([systemd_analyze, "syscall-filter", "--no-pager", group],
+                            capture_output=True, text=True, timeout=60, check=True)
+    names: set[str] = set()
+    for line in result.stdout.splitlines()[1:]:
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        names |= _syscalls(systemd_analyze, entry) if entry.startswith("@") else {entry}
+    return names
+
+
+def test_syscall_filter_admits_what_the_sandbox_calls(systemd_analyze: str) -> None:
+    """The unit's allow list minus its deny list still holds every call the sandbox makes."""
+    allowed: set[str] = set()
+    for value in _service(UNIT.read_text())["SystemCallFilter"]:
+        deny = value.startswith("~")
+        groups = set().union(*(_syscalls(systemd_analyze, g) if g.startswith("@") else {g}
+                               for g in value.lstrip("~").split()))
+        allowed = allowed - groups if deny else allowed | groups
+    assert SANDBOX_SYSCALLS - allowed == set()
