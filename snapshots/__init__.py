@@ -3,6 +3,7 @@
 The state directory holds::
 
     objects/<sha[:2]>/<sha>   version sources, named by their sha256       (snapshots.store)
+    objects/FORMAT            the object format number
     corpus/                   recorded calls per target and base           (snapshots.corpus)
     audit.log                 hash-chained JSON lines                      (snapshots.audit)
     state.json                version metadata and the active patch set    (snapshots.state)
@@ -75,6 +76,7 @@ class Snapshots:
             self.store = VersionStore(state_dir)
             self.state = StateStore(state_dir, clock)
             self.removed_temps = self.state.remove_temps() + self.store.remove_temps()
+            self.store.ensure_format()
             self.audit = AuditLog(state_dir / AUDIT_FILE, clock)
         except BaseException:
             self._release()

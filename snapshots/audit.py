@@ -151,6 +151,9 @@ def _record_problem(fields: dict[str, Any], seq: int, prev: str) -> str:
         return f"seq {found!r} is not an integer"
     if found != seq:
         return f"expected seq {seq}, found {found}: a record was deleted, inserted or moved"
+    if not (isinstance(fields["ts"], int | float) and isinstance(fields["kind"], str)
+            and isinstance(fields["body"], dict)):
+        return "ts, kind or body has the wrong type"
     try:
         actual = record_hash(fields)
     except (TypeError, ValueError) as exc:

@@ -9,6 +9,11 @@ The contract: a version is re-applied only when its stored source still
 hashes to its id *and* the target's current base hash equals the one the
 version was made against. A source that fails its hash check is ``tampered``
 (never applied, whatever the base); a changed or vanished target is ``stale``.
+
+What the daemon does with each: ``apply`` reinstalls ``decision.version`` and
+records ``restored``; ``stale`` saves ``deactivate(state, target, STALE)`` and
+records ``stale``; ``tampered`` saves ``deactivate(state, target, REJECTED)``
+with the reason as evidence and records an integrity violation.
 """
 
 from __future__ import annotations

@@ -42,10 +42,10 @@ STATE_FORMAT = 1
 STATE_FILE = "state.json"
 TEMP_PREFIX = "state"
 
-# Statuses a version may leave the active set with.
-LEAVING_STATUSES = frozenset(
-    {VersionStatus.ROLLED_BACK, VersionStatus.STALE, VersionStatus.SUPERSEDED}
-)
+# Statuses a version may leave the active set with; rejected is for a version
+# found unusable at restart (its stored source failed its hash check).
+LEAVING_STATUSES = frozenset({VersionStatus.ROLLED_BACK, VersionStatus.STALE,
+                              VersionStatus.SUPERSEDED, VersionStatus.REJECTED})
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def activate(state: State, target: str, version_id: str) -> State:
 def deactivate(state: State, target: str, status: VersionStatus) -> State:
     """``state`` with nothing active for ``target`` and its former version marked ``status``.
 
-    ``status`` is rolled_back, stale or superseded. A target with nothing
+    ``status`` is rolled_back, stale, superseded or rejected. A target with nothing
     active is left as it is, so repeating a rollback after a crash is harmless.
     If the live code falls back to an earlier version rather than to the
     original, :func:`activate` that version afterwards.

@@ -7,6 +7,10 @@ are re-hashed and an object that no longer matches its name raises
 :class:`~snapshots.errors.IntegrityError` instead of being returned. A daemon
 that would exec a stored source must never exec one altered on disk.
 
+The bytes of an object are exactly the bytes hashed, so the format number
+cannot live inside it; it lives in ``objects/FORMAT``, written when the
+directory is set up (:meth:`VersionStore.ensure_format`).
+
 Objects are written before any state that refers to them, so after a crash the
 state never names an object that was not completely stored. Version metadata
 lives in state.json (see :mod:`snapshots.versions` for why);
@@ -24,7 +28,11 @@ from .errors import IntegrityError, ObjectMissing, SnapshotError, UnknownVersion
 from .state import StateStore
 from .versions import Version, source_sha
 
+# History of OBJECT_FORMAT:
+#   1 — first format: the raw UTF-8 source at objects/<sha[:2]>/<sha>, sha = sha256 of those bytes.
+OBJECT_FORMAT = 1
 OBJECTS_DIR = "objects"
+FORMAT_FILE = "FORMAT"
 TEMP_PREFIX = "object"
 _SHA = re.compile(r"[0-9a-f]{64}")
 
@@ -36,6 +44,23 @@ class VersionStore:
         self.root = root
         self.objects = root / OBJECTS_DIR
         self._state = StateStore(root)
+
+    def ensure_format(self) -> None:
+        """Write ``objects/FORMAT`` if it is missing; SnapshotError if it names another format."""
+        marker = self.objects / FORMAT_FILE
+        try:
+            if not marker.exists():
+                self.objects.mkdir(parents=True, exist_ok=True)
+                _atomic.write_atomic(marker, f"{OBJECT_FORMAT}\n".encode("ascii"),
+                                     prefix=TEMP_PREFIX, crash_prefix="object")
+                return
+            found = marker.read_text(encoding="ascii", errors="replace").strip()
+        except OSError as exc:
+            raise SnapshotError(f"cannot set up {marker}: {exc}") from exc
+        if found != str(OBJECT_FORMAT):
+            raise SnapshotError(f"{self.objects} holds object format {found!r}, but this selfmod "
+                                f"reads format {OBJECT_FORMAT}: run the release that wrote it, "
+                                "or give this one a fresh --state-dir")
 
     def object_path(self, sha: str) -> Path:
         """Where the object named ``sha`` lives (whether or not it exists)."""
@@ -91,6 +116,7 @@ class VersionStore:
         """Delete temporary files a crashed put left (only the state directory's owner may)."""
         removed: list[Path] = []
         if self.objects.is_dir():
+            removed += _atomic.remove_temps(self.objects, TEMP_PREFIX)
             for sub in self.objects.iterdir():
                 if sub.is_dir():
                     removed += _atomic.remove_temps(sub, TEMP_PREFIX)

@@ -133,6 +133,18 @@ def test_unparseable_middle_line_is_tampering() -> None:
     assert (result.ok, result.first_bad_seq, result.torn_tail) == (False, 4, False)
 
 
+def test_rehashed_record_with_wrong_field_types_is_reported() -> None:
+    """A record whose hash matches but whose body is not an object is still refused."""
+    lines = chain_lines(2)
+    fields = json.loads(lines[1])
+    fields["body"] = ["not", "an", "object"]
+    fields["hash"] = record_hash(fields)
+    lines[1] = json.dumps(fields) + "\n"
+    result = verify_chain(lines)
+    assert (result.ok, result.first_bad_seq) == (False, 2)
+    assert "wrong type" in result.problem
+
+
 def test_unknown_format_version_is_reported() -> None:
     """A record claiming another format version stops the check there."""
     lines = chain_lines(3)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from snapshots import (
+    SnapshotError,
     Snapshots,
     StateDirLocked,
     VersionStatus,
@@ -79,3 +80,17 @@ def test_restore_plan_applies_matching_and_flags_tampered_on_disk(tmp_path: Path
         assert str(snaps.store.object_path(version.id)) in bad.reason
         [changed] = snaps.restore_plan(lambda target: "0" * 64)
         assert changed.action == "tampered"
+
+
+def test_object_format_is_recorded_and_checked(tmp_path: Path) -> None:
+    """objects/FORMAT is written on first open, and a foreign format refuses to open."""
+    with Snapshots(tmp_path):
+        pass
+    marker = tmp_path / "objects" / "FORMAT"
+    assert marker.read_text(encoding="ascii") == "1\n"
+    marker.write_text("2\n", encoding="ascii")
+    with pytest.raises(SnapshotError, match="object format '2'"):
+        Snapshots(tmp_path)
+    marker.write_text("1\n", encoding="ascii")
+    with Snapshots(tmp_path):  # the failed open released the lock
+        pass

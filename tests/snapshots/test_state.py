@@ -81,6 +81,12 @@ def test_deactivate_marks_and_removes_and_is_idempotent() -> None:
     assert deactivate(state, TARGET, VersionStatus.ROLLED_BACK) == state
 
 
+def test_deactivate_as_rejected_for_a_tampered_source() -> None:
+    """A version found tampered at restart can leave the active set as rejected."""
+    state = deactivate(activate(two_versions(), TARGET, V1.id), TARGET, VersionStatus.REJECTED)
+    assert (state.active, state.versions[V1.id].status) == ({}, VersionStatus.REJECTED)
+
+
 def test_deactivate_only_to_a_leaving_status() -> None:
     """A version cannot leave the active set as proposed or active."""
     state = activate(two_versions(), TARGET, V2.id)
