@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
 from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app
 
 from daemon import events as ev
@@ -29,7 +29,9 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry if registry is not None else CollectorRegistry()
-        self.info = Info("selfmod", "Build and runtime information", registry=r)
+        self.info = Info("selfmod", "Build and runtime information (version, proposer)",
+                         registry=r)
+        ProcessCollector(registry=r)  # process_* for the daemon itself
         self.up_since = Gauge("selfmod_start_time_seconds",
                               "Unix time the daemon started", registry=r)
         # the cycle
@@ -121,6 +123,15 @@ class Metrics:
         self.oracle_mismatches = Counter("selfmod_oracle_mismatches_total",
                                          "Demo batches whose result differed from the oracle's",
                                          registry=r)
+
+        # Label values that alerts take increase() of exist from the start at 0, so the
+        # first event is an increase and not the appearance of a series.
+        for result in ("ok", "error"):
+            self.policy_reloads.labels(result)
+        for reason in ("operator", "canary_latency", "canary_errors", "canary_mismatch"):
+            self.rollbacks.labels(reason)
+        for result in ("accepted", "rejected"):
+            self.corrections.labels(result)
 
     def on_event(self, event: ev.Event) -> None:
         """Event-bus subscriber: turn domain events into metric updates."""
