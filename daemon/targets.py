@@ -126,7 +126,8 @@ def original_source(func: types.FunctionType | types.CodeType) -> str:
     try:
         lines, _ = inspect.getsourcelines(func)
     except (OSError, TypeError) as exc:
-        raise TargetError(f"no source for {func.__qualname__}: {exc}") from exc
+        name = func.co_qualname if isinstance(func, types.CodeType) else func.__qualname__
+        raise TargetError(f"no source for {name}: {exc}") from exc
     return textwrap.dedent("".join(lines))
 
 

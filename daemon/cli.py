@@ -1,0 +1,312 @@
+"""``selfmod``: the command line. Every command has ``--json`` for scripts.
+
+Commands that act on a running daemon (status, pause, resume, rollback,
+approve) go through the control socket in the state directory. Commands that
+read history (history, diff, export, audit verify) read the state directory
+directly, so they work whether the daemon runs or not; ``rollback`` of a
+stopped daemon's version is recorded in the state so it is not re-applied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from daemon.config import DaemonConfig, load_config
+from daemon.control import ControlClient
+from daemon.errors import SelfmodError
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args))
+    except SelfmodError as exc:
+        _fail(args, str(exc))
+        return 1
+    except Exception as exc:  # every other failure of a command is one clear line too
+        from envelope.errors import EnvelopeError
+        from snapshots.errors import SnapshotError
+
+        if isinstance(exc, (EnvelopeError, SnapshotError)):
+            _fail(args, str(exc))
+            return 1
+        raise
+
+
+def _fail(args: argparse.Namespace, message: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps({"error": message}))
+    else:
+        print(f"selfmod: error: {message}", file=sys.stderr)
+
+
+def _emit(args: argparse.Namespace, data: Any, text: Callable[[Any], str]) -> None:
+    if args.json:
+        print(json.dumps(data, indent=2, sort_keys=True, default=str))
+    else:
+        print(text(data))
+
+
+def _config(args: argparse.Namespace) -> DaemonConfig:
+    config = load_config(Path(args.config) if getattr(args, "config", None) else None)
+    if getattr(args, "state_dir", None):
+        config = config.with_overrides(state_dir=args.state_dir)
+    return config
+
+
+# -- run ---------------------------------------------------------------------------------
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from daemon import logs
+    from daemon.lifecycle import Daemon, RunOptions, install_signal_handlers
+
+    config = _config(args).with_overrides(
+        **{"workload.app": args.app, "proposer": args.proposer,
+           "metrics.port": args.metrics_port})
+    logs.configure(config.log.format, config.log.level)
+    options = RunOptions(max_cycles=args.max_cycles, exit_when_idle=args.exit_when_idle,
+                         report=Path(args.report) if args.report else None,
+                         scope=tuple(args.scope or ()))
+    daemon = Daemon(config, options)
+    install_signal_handlers(daemon, daemon.reload_policy)
+    code = daemon.run()
+    if args.json and args.report is None:
+        print(json.dumps(daemon.report(), indent=2, sort_keys=True))
+    return code
+
+
+# -- commands through the control socket ------------------------------------------------
+
+def _client(args: argparse.Namespace) -> ControlClient:
+    return ControlClient(_config(args).control_socket)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    client = _client(args)
+    if client.available():
+        data = client.request("GET", "/status")
+    else:
+        from snapshots.state import StateStore
+
+        config = _config(args)
+        state = StateStore(config.state_dir).load()
+        data = {"running": False, "state_dir": str(config.state_dir),
+                "active": dict(state.active)}
+
+    def text(d: dict[str, Any]) -> str:
+        lines = [f"running: {'yes, pid ' + str(d['pid']) if d['running'] else 'no'}",
+                 f"state dir: {d['state_dir']}"]
+        if d["running"]:
+            iso = ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in d["isolation"].items())
+            lines += [f"paused: {'yes' if d['paused'] else 'no'}",
+                      f"isolation: {iso}",
+                      f"policy: version {d['policy']['version']} "
+                      f"({d['policy']['sha256'][:12]}) from {d['policy']['path']}",
+                      f"cycles: {d['cycles']}"]
+            if d.get("last_cycle"):
+                lc = d["last_cycle"]
+                lines.append(f"last cycle: {lc['target']} -> {lc['outcome']} "
+                             f"({lc['seconds']:.1f}s) {lc['reason']}".rstrip())
+            if d.get("workload"):
+                w = d["workload"]
+                lines.append(f"workload: {w['throughput']:.0f} items/s, oracle mismatches "
+                             f"{w['oracle_mismatches']}")
+        lines.append(f"active patches: {len(d['active'])}")
+        lines += [f"  {t}  {v[:12]}" for t, v in sorted(d["active"].items())]
+        return "\n".join(lines)
+
+    _emit(args, data, text)
+    return 0
+
+
+def _control_command(route: str, body_key: str | None = None) -> Command:
+    def command(args: argparse.Namespace) -> int:
+        body = {body_key: getattr(args, body_key)} if body_key else {}
+        answer = _client(args).request("POST", route, body)
+        _emit(args, answer, lambda d: ", ".join(f"{k}: {v}" for k, v in sorted(d.items())))
+        return 0
+
+    return command
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    client = _client(args)
+    if client.available():
+        answer = client.request("POST", "/rollback", {"id": args.id})
+    else:
+        from daemon.ledger import Ledger
+        from snapshots import Snapshots
+
+        with Snapshots(_config(args).state_dir) as snapshots:
+            answer = Ledger.writer(snapshots).rollback_offline(args.id)
+    _emit(args, answer, lambda d: f"rolled back {d['rolled_back'][:12]} on {d['target']}")
+    return 0
+
+
+# -- commands on the state directory ---------------------------------------------------
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from daemon.ledger import Ledger
+
+    versions = Ledger.reader(_config(args).state_dir).history()
+    data = [{"id": v.id, "target": v.target, "status": v.status, "origin": v.origin,
+             "parent": v.parent, "created_at": v.created_at,
+             "speedup": v.evidence.get("speedup"), "ci_low": v.evidence.get("ci_low"),
+             "ci_high": v.evidence.get("ci_high"), "reason": v.evidence.get("reason", "")}
+            for v in versions]
+
+    def text(rows: list[dict[str, Any]]) -> str:
+        if not rows:
+            return "no versions yet"
+        out = [f"{'id':12}  {'status':11}  {'speedup':>16}  {'origin':28}  target"]
+        for r in rows:
+            speed = (f"{r['speedup']:.2f}x [{r['ci_low']:.2f},{r['ci_high']:.2f}]"
+                     if r["speedup"] else "")
+            out.append(f"{r['id'][:12]}  {r['status']:11}  {speed:>16}  "
+                       f"{r['origin'][:28]:28}  {r['target']}")
+        return "\n".join(out)
+
+    _emit(args, data, text)
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from daemon.ledger import Ledger
+
+    ledger = Ledger.reader(_config(args).state_dir)
+    version = ledger.find(args.id)
+    base = ledger.source(version.base_sha)
+    new = ledger.source(version.id)
+    diff = "".join(difflib.unified_diff(
+        base.splitlines(True), new.splitlines(True),
+        fromfile=f"{version.target} (base {version.base_sha[:12]})",
+        tofile=f"{version.target} ({version.id[:12]}, {version.origin})"))
+    _emit(args, {"id": version.id, "target": version.target, "diff": diff},
+          lambda d: d["diff"] or "(no difference)")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from daemon.ledger import Ledger
+
+    written = Ledger.reader(_config(args).state_dir).export(Path(args.out))
+    _emit(args, {"written": [str(p) for p in written]},
+          lambda d: "\n".join(d["written"]) or "no active versions to export")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from snapshots import AUDIT_FILE
+    from snapshots.audit import verify_file
+
+    result = verify_file(_config(args).state_dir / AUDIT_FILE)
+    data = {"ok": result.ok, "records": result.records, "first_bad_seq": result.first_bad_seq,
+            "problem": result.problem, "torn_tail": result.torn_tail}
+
+    def text(d: dict[str, Any]) -> str:
+        if d["ok"]:
+            tail = " (a torn last line from a crash was found)" if d["torn_tail"] else ""
+            return f"audit log OK: {d['records']} records, chain intact{tail}"
+        return f"audit log TAMPERED at seq {d['first_bad_seq']}: {d['problem']}"
+
+    _emit(args, data, text)
+    return 0 if result.ok else 1
+
+
+# -- envelope ---------------------------------------------------------------------------
+
+def cmd_envelope_check(args: argparse.Namespace) -> int:
+    from envelope.policy import load_policy
+
+    policy = load_policy(Path(args.file))
+    _emit(args, {"ok": True, "file": args.file, "version": policy.version,
+                 "sha256": policy.sha256},
+          lambda d: f"{d['file']}: OK (policy version {d['version']})")
+    return 0
+
+
+def cmd_envelope_schema(args: argparse.Namespace) -> int:
+    from envelope.policy import policy_json_schema
+
+    print(json.dumps(policy_json_schema(), indent=2, sort_keys=True))
+    return 0
+
+
+# -- the parser -------------------------------------------------------------------------
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    common.add_argument("--config", metavar="F", help="daemon config (selfmod.yaml)")
+    common.add_argument("--state-dir", metavar="D",
+                        help="state directory (default ./.selfmod, or the config's)")
+
+    parser = argparse.ArgumentParser(
+        prog="selfmod", description="A self-modifying runtime daemon with a safety envelope.")
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    run = sub.add_parser("run", parents=[common], help="run the daemon")
+    run.add_argument("--app", metavar="MOD:CALLABLE",
+                     help="host this app instead of the bundled demo")
+    run.add_argument("--scope", metavar="GLOB", nargs="+",
+                     help="target globs (module:qualname), overriding the policy's include")
+    run.add_argument("--proposer", choices=("rules", "llm", "both"))
+    run.add_argument("--max-cycles", type=int, metavar="N")
+    run.add_argument("--exit-when-idle", action="store_true",
+                     help="stop once no hot target is left to try, and write the report")
+    run.add_argument("--report", metavar="F", help="write a JSON report here on exit")
+    run.add_argument("--metrics-port", type=int, metavar="P")
+    run.set_defaults(func=cmd_run)
+
+    sub.add_parser("status", parents=[common],
+                   help="running?, isolation, policy, active patches").set_defaults(
+        func=cmd_status)
+    sub.add_parser("history", parents=[common],
+                   help="versions with status, origin, speedup").set_defaults(func=cmd_history)
+    diff = sub.add_parser("diff", parents=[common], help="a version against its base")
+    diff.add_argument("id")
+    diff.set_defaults(func=cmd_diff)
+    rollback = sub.add_parser("rollback", parents=[common], help="remove an active version")
+    rollback.add_argument("id")
+    rollback.set_defaults(func=cmd_rollback)
+    sub.add_parser("pause", parents=[common], help="stop starting cycles").set_defaults(
+        func=_control_command("/pause"))
+    sub.add_parser("resume", parents=[common], help="start cycles again").set_defaults(
+        func=_control_command("/resume"))
+    approve = sub.add_parser("approve", parents=[common],
+                             help="install a version waiting for approval")
+    approve.add_argument("id")
+    approve.set_defaults(func=_control_command("/approve", "id"))
+    export = sub.add_parser("export", parents=[common],
+                            help="active versions as patch files to upstream by hand")
+    export.add_argument("--out", required=True, metavar="DIR")
+    export.set_defaults(func=cmd_export)
+
+    audit = sub.add_parser("audit", help="the audit log").add_subparsers(metavar="ACTION")
+    audit.add_parser("verify", parents=[common], help="check the hash chain").set_defaults(
+        func=cmd_audit_verify)
+
+    envelope = sub.add_parser("envelope", help="the policy").add_subparsers(metavar="ACTION")
+    check = envelope.add_parser("check", parents=[common], help="validate a policy file")
+    check.add_argument("file")
+    check.set_defaults(func=cmd_envelope_check)
+    envelope.add_parser("schema", parents=[common],
+                        help="print the policy's JSON Schema").set_defaults(
+        func=cmd_envelope_schema)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,321 @@
+"""One synthesis cycle for one hot target: record, propose, gate, shadow, accept, store, swap.
+
+Each stage returns a value; a candidate that fails any of them ends with a
+recorded reason and the cycle goes on to the next candidate. Nothing a proposer
+returns is compiled in this process before it has passed the static gate, the
+sandboxed shadow run and the acceptance statistics.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envelope.sandbox import Sandbox, ShadowJob
+from invariants.accept import Accepted, decide
+
+from daemon import events as ev
+from daemon.config import CycleConfig
+from daemon.errors import SwapError
+from daemon.ledger import Ledger
+from daemon.profiler import HotSpot
+from daemon.recorder import Recorder, RecordingLimits
+from daemon.swap import SwapManager
+from daemon.synthesis.base import Candidate, Feedback, ProposalRequest, Proposer
+from daemon.targets import TargetError, sha256_text
+from envelope.policy import Policy
+from envelope.static import Rejected as StaticRejected
+from envelope.static import check_candidate
+from invariants.report import ShadowReport
+from snapshots.corpus import Corpus, CorpusError, corpus_path, read_corpus, write_corpus
+
+
+@dataclass(frozen=True)
+class CandidateOutcome:
+    """What became of one candidate in a cycle."""
+
+    version: str
+    origin: str
+    verdict: str  # swapped | accepted | rejected | pending_approval
+    stage: str = ""
+    reason: str = ""
+    detail: str = ""
+    speedup: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    calls: int = 0
+    shadow_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class CycleReport:
+    """The result of one cycle: the target, every candidate's fate, and the outcome."""
+
+    target: str
+    share: float
+    outcome: str  # swapped | rejected | no_candidates | no_corpus | error | aborted | pending
+    reason: str = ""
+    parent: str = ""
+    seconds: float = 0.0
+    candidates: tuple[CandidateOutcome, ...] = ()
+    swapped: str | None = None
+    corpus_calls: int = 0
+    compute_seconds: dict[str, float] = field(default_factory=dict)
+
+
+class Cycle:
+    """Runs synthesis cycles; owns no thread, the daemon's main loop calls :meth:`run`."""
+
+    def __init__(self, *, policy: Callable[[], Policy], ledger: Ledger, swapper: SwapManager,
+                 proposers: Sequence[Proposer], sandbox: Callable[[Policy], Sandbox],
+                 bus: ev.EventBus, config: CycleConfig, corpus_root: Path,
+                 stop: threading.Event, clock: Callable[[], float] = time.monotonic) -> None:
+        self._policy = policy
+        self._ledger = ledger
+        self._swapper = swapper
+        self._proposers = list(proposers)
+        self._sandbox = sandbox
+        self._bus = bus
+        self._config = config
+        self._corpus_root = corpus_root
+        self._stop = stop
+        self._clock = clock
+
+    def run(self, spot: HotSpot) -> CycleReport:
+        started = self._clock()
+        self._bus.publish(ev.CycleStarted(spot.target, spot.share))
+        try:
+            report = self._run(spot, started)
+        except Exception as exc:  # a bug in a stage must not end the daemon
+            report = CycleReport(spot.target, spot.share, "error",
+                                 f"{type(exc).__name__}: {exc}",
+                                 seconds=self._clock() - started)
+        self._bus.publish(ev.CycleFinished(report.target, report.outcome, report.seconds,
+                                           len(report.candidates), report.reason))
+        return report
+
+    def _run(self, spot: HotSpot, started: float) -> CycleReport:
+        policy = self._policy()
+        target = spot.target
+        try:
+            func = self._swapper.function(target)
+            original = self._swapper.original_source(target)
+        except (TargetError, SwapError) as exc:
+            return CycleReport(target, spot.share, "error", str(exc),
+                               seconds=self._clock() - started)
+        base_sha = sha256_text(original)
+        self._ledger.remember_base(target, base_sha, original)
+        current = self._ledger.active_version(target)
+        parent = current.id if current is not None else base_sha
+        current_source = current.source if current is not None else original
+
+        corpus = self._corpus(target, base_sha, func, policy)
+        timings: dict[str, float] = {"record": self._clock() - started}
+        if self._stop.is_set():
+            return CycleReport(target, spot.share, "aborted", "daemon stopping", parent,
+                               self._clock() - started)
+        if len(corpus.records) < policy.acceptance.min_calls:
+            return CycleReport(target, spot.share, "no_corpus",
+                               f"recorded {len(corpus.records)} calls, policy needs "
+                               f"{policy.acceptance.min_calls}", parent,
+                               self._clock() - started, corpus_calls=len(corpus.records))
+        path = corpus_path(self._corpus_root, target, base_sha)
+
+        request = ProposalRequest(
+            target=target, source=current_source, module_source=_module_source(func),
+            profile_share=spot.share, input_shapes=_shapes(corpus),
+            allowed_imports=tuple(policy.static.allowed_imports),
+            intent=policy.proposers.llm.intent,
+        )
+        outcomes: list[CandidateOutcome] = []
+        t0 = self._clock()
+        candidates = self._propose(request, policy)
+        timings["propose"] = self._clock() - t0
+        if not candidates:
+            return CycleReport(target, spot.share, "no_candidates", "no proposer had a rewrite",
+                               parent, self._clock() - started, corpus_calls=len(corpus.records),
+                               compute_seconds=timings)
+        shadow_total = 0.0
+        for candidate in candidates[: self._config.max_candidates]:
+            if self._stop.is_set():
+                break
+            outcome = self._judge(candidate, original, path, corpus, policy)
+            shadow_total += outcome.shadow_seconds
+            outcomes.append(outcome)
+            if outcome.verdict in ("swapped", "pending_approval"):
+                break
+        timings["shadow"] = shadow_total
+        swapped = next((o.version for o in outcomes if o.verdict == "swapped"), None)
+        pending = any(o.verdict == "pending_approval" for o in outcomes)
+        if swapped:
+            result, reason = "swapped", ""
+        elif pending:
+            result, reason = "pending", "waiting for `selfmod approve`"
+        elif self._stop.is_set():
+            result, reason = "aborted", "daemon stopping"
+        else:
+            result = "rejected"
+            reason = "; ".join(sorted({f"{o.stage}: {o.reason}" for o in outcomes}))[:500]
+        return CycleReport(target, spot.share, result, reason, parent, self._clock() - started,
+                           tuple(outcomes), swapped, len(corpus.records), timings)
+
+    # -- stages -----------------------------------------------------------------------
+
+    def _corpus(self, target: str, base_sha: str, func: Any, policy: Policy) -> Corpus:
+        """Reuse the stored corpus for this base when it is large enough, else record one."""
+        path = corpus_path(self._corpus_root, target, base_sha)
+        if path.exists():
+            try:
+                stored = read_corpus(path)
+                if len(stored.records) >= policy.acceptance.min_calls:
+                    return stored
+            except CorpusError:
+                pass
+        limits = RecordingLimits(
+            calls=policy.recording.calls, max_record_bytes=policy.recording.max_record_bytes,
+            max_corpus_bytes=policy.recording.max_corpus_bytes,
+            timeout_seconds=policy.recording.timeout_seconds)
+        recording = Recorder(target, base_sha, func, limits,
+                             probe_lock=self._swapper.lock).record(self._stop)
+        self._bus.publish(ev.CorpusRecorded(target, len(recording.corpus.records),
+                                            recording.skipped))
+        if recording.corpus.records:
+            write_corpus(path, recording.corpus)
+        return recording.corpus
+
+    def _propose(self, request: ProposalRequest, policy: Policy) -> list[Candidate]:
+        seen: set[str] = set()
+        out: list[Candidate] = []
+        for proposer in self._proposers:
+            try:
+                proposed = proposer.propose(request)
+            except Exception:  # a proposer bug is a proposer with nothing to offer
+                continue
+            for candidate in proposed:
+                vid = sha256_text(candidate.source)
+                if vid in seen or candidate.source == request.source or \
+                        self._ledger.was_rejected(vid):
+                    continue
+                seen.add(vid)
+                out.append(candidate)
+        return out
+
+    def _judge(self, candidate: Candidate, original: str, corpus_file: Path, corpus: Corpus,
+               policy: Policy) -> CandidateOutcome:
+        target = candidate.target
+        version = self._ledger.propose(candidate, sha256_text(original))
+        self._bus.publish(ev.CandidateProposed(target, version, candidate.origin,
+                                               candidate.parent))
+
+        def reject(stage: str, reason: str, detail: str = "",
+                   shadow_seconds: float = 0.0, **extra: Any) -> CandidateOutcome:
+            self._ledger.reject(version, stage, reason, detail)
+            self._bus.publish(ev.CandidateRejected(target, version, candidate.origin, stage,
+                                                   reason, detail[:2000]))
+            return CandidateOutcome(version, candidate.origin, "rejected", stage, reason,
+                                    detail[:2000], shadow_seconds=shadow_seconds, **extra)
+
+        gate = check_candidate(candidate.source, original, policy.static)
+        if isinstance(gate, StaticRejected):
+            return reject("static", gate.rule, f"line {gate.line}:{gate.col}: {gate.reason}")
+
+        job = ShadowJob(target=target, candidate_source=candidate.source,
+                        corpus_path=str(corpus_file), sys_path=_child_sys_path(target),
+                        repeats=policy.acceptance.repeats,
+                        bench_calls=self._config.bench_calls)
+        report: ShadowReport = self._sandbox(policy).run(job)
+        verdict = decide(report, policy.acceptance.min_speedup,
+                         confidence=policy.acceptance.confidence,
+                         min_calls=policy.acceptance.min_calls)
+        if not isinstance(verdict, Accepted):
+            return reject(verdict.stage, verdict.reason, verdict.detail, report.duration,
+                          calls=report.calls)
+        self._bus.publish(ev.CandidateAccepted(target, version, candidate.origin,
+                                               verdict.speedup, verdict.ci_low, verdict.ci_high,
+                                               verdict.calls))
+        evidence = {"speedup": verdict.speedup, "ci_low": verdict.ci_low,
+                    "ci_high": verdict.ci_high, "calls": verdict.calls,
+                    "samples": verdict.samples, "checks": ["differential", "benchmark"]}
+        accepted = CandidateOutcome(version, candidate.origin, "accepted", "", "", "",
+                                    verdict.speedup, verdict.ci_low, verdict.ci_high,
+                                    verdict.calls, report.duration)
+        if policy.needs_approval(target):
+            self._ledger.await_approval(version, evidence)
+            return _replace(accepted, verdict="pending_approval")
+        if len(self._swapper.active()) >= policy.budgets.active_patches and \
+                target not in self._swapper.active():
+            return reject("policy", "active_patches_budget",
+                          f"{policy.budgets.active_patches} patches already active")
+        try:
+            code = self._swapper.compile(target, candidate.source, version)
+            previous = self._ledger.active_version(target)
+            installed = self._swapper.install(target, version, code)
+        except SwapError as exc:
+            return reject("swap", "not_installable", str(exc))
+        self._ledger.activate(target, version, evidence)
+        self._bus.publish(ev.VersionSwapped(target, version,
+                                            previous.id if previous else "",
+                                            installed.pause_seconds))
+        return _replace(accepted, verdict="swapped")
+
+    def feedback_for(self, outcome: CandidateOutcome, source: str) -> Feedback:
+        return Feedback(source, outcome.stage, outcome.reason, outcome.detail)
+
+
+def _replace(outcome: CandidateOutcome, **changes: Any) -> CandidateOutcome:
+    import dataclasses
+
+    return dataclasses.replace(outcome, **changes)
+
+
+def _module_source(func: Any) -> str:
+    import inspect
+
+    try:
+        module = inspect.getmodule(func)
+        return inspect.getsource(module) if module is not None else ""
+    except (OSError, TypeError):
+        return ""
+
+
+def _shapes(corpus: Corpus, limit: int = 3) -> tuple[str, ...]:
+    shapes = []
+    for record in corpus.records[:limit]:
+        try:
+            args, kwargs = record.load_args()
+        except Exception:
+            continue
+        shapes.append(_shape((args, kwargs)))
+    return tuple(shapes)
+
+
+def _shape(value: Any, depth: int = 0) -> str:
+    if depth > 2:
+        return "…"
+    if isinstance(value, (list, tuple, set, frozenset)):
+        kind = type(value).__name__
+        inner = _shape(next(iter(value)), depth + 1) if value else ""
+        return f"{kind}[{len(value)}]({inner})"
+    if isinstance(value, dict):
+        if not value:
+            return "dict[0]"
+        key, val = next(iter(value.items()))
+        return f"dict[{len(value)}]({_shape(key, depth + 1)}: {_shape(val, depth + 1)})"
+    return type(value).__name__
+
+
+def _child_sys_path(target: str) -> tuple[str, ...]:
+    """Import roots the shadow needs: the target module's root, then the daemon's own path."""
+    module = sys.modules.get(target.partition(":")[0])
+    roots: list[str] = []
+    file = getattr(module, "__file__", None)
+    if module is not None and file:
+        depth = module.__name__.count(".") + (1 if file.endswith("__init__.py") else 0)
+        roots.append(str(Path(file).resolve().parents[depth]))
+    roots.extend(p for p in sys.path if p and Path(p).is_dir() and p not in roots)
+    return tuple(roots)

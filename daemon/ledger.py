@@ -1,0 +1,168 @@
+"""The daemon's book of versions: every state change of a version, persisted as it happens.
+
+A thin layer over :mod:`snapshots`: sources go to the content-addressed store,
+metadata and the active set to ``state.json`` (each change a load-change-save
+under the store's lock, written atomically). The audit trail is written by the
+event bus subscriber, not here, so that each decision is recorded exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from daemon.synthesis.base import Candidate
+from snapshots import Snapshots
+from snapshots.audit import AuditLog
+from snapshots.errors import SnapshotError, UnknownVersion
+from snapshots.state import StateStore, activate, deactivate, mark, with_version
+from snapshots.store import VersionStore
+from snapshots.versions import Version, VersionRecord, VersionStatus
+
+
+class Ledger:
+    """Versions and the active set, as the daemon changes them.
+
+    The daemon's ledger is built on the locked :class:`Snapshots` writer; the
+    CLI reads through :meth:`reader`, which takes no lock and never writes, so
+    ``history`` and ``diff`` work while the daemon runs.
+    """
+
+    def __init__(self, store: VersionStore, state: StateStore, audit: AuditLog | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.state = state
+        self.audit = audit
+        self._clock = clock
+
+    @classmethod
+    def writer(cls, snapshots: Snapshots, clock: Callable[[], float] = time.time) -> Ledger:
+        return cls(snapshots.store, snapshots.state, snapshots.audit, clock)
+
+    @classmethod
+    def reader(cls, state_dir: Path) -> Ledger:
+        if not state_dir.is_dir():
+            raise SnapshotError(f"no state directory at {state_dir}; pass --state-dir "
+                                "(the daemon's default is ./.selfmod)")
+        return cls(VersionStore(state_dir), StateStore(state_dir))
+
+    # -- reading ----------------------------------------------------------------------
+
+    def source(self, sha: str) -> str:
+        """A stored source, re-hashed on load (a tampered object raises IntegrityError)."""
+        return self.store.get_source(sha)
+
+    def history(self) -> list[VersionRecord]:
+        return self.state.load().history()
+
+    def find(self, prefix: str) -> VersionRecord:
+        """The version whose id starts with ``prefix`` (at least 4 characters, unambiguous)."""
+        if len(prefix) < 4:
+            raise UnknownVersion(f"version id {prefix!r} is too short; give at least 4 characters")
+        matches = [r for vid, r in self.state.load().versions.items()
+                   if vid.startswith(prefix)]
+        if not matches:
+            raise UnknownVersion(f"no version starts with {prefix!r}; see `selfmod history`")
+        if len(matches) > 1:
+            raise UnknownVersion(f"{prefix!r} matches {len(matches)} versions; give more "
+                                 "characters")
+        return matches[0]
+
+    def active_version(self, target: str) -> Version | None:
+        state = self.state.load()
+        vid = state.active.get(target)
+        if vid is None:
+            return None
+        return Version.from_record(state.versions[vid], self.source(vid))
+
+    def active_versions(self) -> list[VersionRecord]:
+        return self.state.load().active_records()
+
+    def was_rejected(self, version_id: str) -> bool:
+        record = self.state.load().versions.get(version_id)
+        return record is not None and record.status is VersionStatus.REJECTED
+
+    # -- changing ---------------------------------------------------------------------
+
+    def remember_base(self, target: str, base_sha: str, original: str) -> None:
+        """Keep the original source too, so that diffs and exports work offline."""
+        self.store.put_source(original)
+
+    def propose(self, candidate: Candidate, base_sha: str) -> str:
+        """Store a candidate as a proposed version (idempotent); returns its id."""
+        vid = self.store.put_source(candidate.source)
+        parent = candidate.parent if candidate.parent != base_sha else None
+
+        def change(state: Any) -> Any:
+            if vid in state.versions:
+                return state
+            version = Version.create(target=candidate.target, base_sha=base_sha,
+                                     source=candidate.source, origin=candidate.origin,
+                                     created_at=self._clock(), parent=parent)
+            return with_version(state, version)
+
+        self.state.update(change)
+        return vid
+
+    def reject(self, version_id: str, stage: str, reason: str, detail: str = "") -> None:
+        self._mark(version_id, VersionStatus.REJECTED,
+                   {"stage": stage, "reason": reason, "detail": detail[:2000]})
+
+    def await_approval(self, version_id: str, evidence: Mapping[str, Any]) -> None:
+        self._mark(version_id, VersionStatus.PROPOSED, {**evidence, "awaiting_approval": True})
+
+    def activate(self, target: str, version_id: str, evidence: Mapping[str, Any]) -> None:
+        def change(state: Any) -> Any:
+            state = activate(state, target, version_id)
+            return mark(state, version_id, VersionStatus.ACTIVE, **evidence,
+                        awaiting_approval=False)
+
+        self.state.update(change)
+
+    def deactivate(self, target: str, version_id: str, status: str, reason: str) -> None:
+        def change(state: Any) -> Any:
+            if state.active.get(target) != version_id:
+                return state
+            state = deactivate(state, target, VersionStatus(status))
+            return mark(state, version_id, VersionStatus(status), reason=reason)
+
+        self.state.update(change)
+
+    def _mark(self, version_id: str, status: VersionStatus, evidence: Mapping[str, Any]) -> None:
+        self.state.update(lambda state: mark(state, version_id, status, **evidence))
+
+    # -- offline operations (no daemon running) ----------------------------------------
+
+    def rollback_offline(self, prefix: str) -> dict[str, Any]:
+        """Take a version out of the active set of a stopped daemon, with an audit record."""
+        record = self.find(prefix)
+        if record.status is not VersionStatus.ACTIVE:
+            raise UnknownVersion(f"version {record.id[:12]} is {record.status}, not active")
+        if self.audit is None:
+            raise SnapshotError("internal: offline rollback needs the writer's ledger")
+        self.deactivate(record.target, record.id, VersionStatus.ROLLED_BACK, "operator")
+        self.audit.append("rolled_back", {"target": record.target,
+                                                    "version": record.id, "reason": "operator",
+                                                    "detail": "offline: daemon not running"})
+        return {"rolled_back": record.id, "target": record.target}
+
+    def export(self, out: Path) -> list[Path]:
+        """Write each active version as a unified diff against its base, to upstream by hand."""
+        import difflib
+
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for record in self.active_versions():
+            base, new = self.source(record.base_sha), self.source(record.id)
+            module, _, qualname = record.target.partition(":")
+            path = out / f"{module}.{qualname}.{record.id[:12]}.patch"
+            header = (f"# selfmod version {record.id}\n# target: {record.target}\n"
+                      f"# origin: {record.origin}\n# evidence: {dict(record.evidence)}\n")
+            diff = "".join(difflib.unified_diff(
+                base.splitlines(True), new.splitlines(True),
+                fromfile=f"a/{record.target}", tofile=f"b/{record.target}"))
+            path.write_text(header + diff)
+            written.append(path)
+        return written

@@ -1,0 +1,517 @@
+"""The daemon process: start-up order, the main loop, and shutdown.
+
+Start-up: state directory and audit log, policy, restore of accepted versions
+(before the workload runs, so it starts on the code it had), the workload, the
+profiler, the metrics and control endpoints, then READY to systemd. The main
+loop picks the hottest in-scope target that has not been tried at its current
+version, runs one cycle on it, and repeats. Shutdown (SIGTERM, ``--max-cycles``,
+``--exit-when-idle``) stops the cycle in flight, the workload and every thread,
+writes the report and a final audit record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envelope.isolation import probe_isolation
+from envelope.sandbox import Sandbox, SandboxLimits
+from prometheus_client import CollectorRegistry
+
+from daemon import events as ev
+from daemon.config import DaemonConfig
+from daemon.control import ControlServer
+from daemon.cycle import Cycle, CycleReport
+from daemon.errors import SwapError
+from daemon.ledger import Ledger
+from daemon.logs import EventLogger, get_logger
+from daemon.metrics import Metrics, MetricsServer
+from daemon.profiler import HotSpot, Profiler
+from daemon.swap import SwapManager
+from daemon.synthesis.base import Proposer
+from daemon.targets import TargetError, sha256_text
+from daemon.workload import AppHost, DemoHost, Workload
+from envelope.errors import PolicyError
+from envelope.integrity import IntegrityMonitor, Violation
+from envelope.policy import DEFAULT_POLICY, Policy, load_policy
+from envelope.watcher import PolicyWatcher
+from snapshots import Snapshots
+
+# History of REPORT_FORMAT:
+#   1 — first format.
+REPORT_FORMAT = 1
+
+
+@dataclass
+class RunOptions:
+    """What ``selfmod run`` adds to the configuration for one run."""
+
+    max_cycles: int | None = None
+    exit_when_idle: bool = False
+    report: Path | None = None
+    scope: tuple[str, ...] = ()  # overrides the policy's include globs when given
+    idle_seconds: float = 5.0  # how long "nothing left to try" must hold before exiting
+
+
+@dataclass
+class _Progress:
+    cycles: list[CycleReport] = field(default_factory=list)
+    tried: dict[tuple[str, str], str] = field(default_factory=dict)  # (target, version) -> outcome
+    cooldown: dict[str, float] = field(default_factory=dict)
+    throughput_before: float | None = None
+    last_cycle: dict[str, Any] | None = None
+
+    def forget_rejections(self) -> None:
+        """A new policy may accept what the old one rejected: try those targets again."""
+        self.tried = {k: v for k, v in self.tried.items() if v != "rejected"}
+        self.cooldown.clear()
+
+
+class Daemon:
+    """One selfmod process hosting one workload."""
+
+    def __init__(self, config: DaemonConfig, options: RunOptions | None = None, *,
+                 registry: CollectorRegistry | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.options = options or RunOptions()
+        self.clock = clock
+        self.wall = wall
+        self.log = get_logger()
+        self.stop_event = threading.Event()
+        self.paused = threading.Event()
+        self.metrics = Metrics(registry)
+        self.bus = ev.EventBus(on_error=self._subscriber_failed)
+        self.snapshots = Snapshots(config.state_dir, clock=wall)
+        self.bus.subscribe(self.metrics.on_event)
+        self.bus.subscribe(EventLogger(self.log))
+        self.bus.subscribe(self._audit)
+        self.swapper = SwapManager()
+        self.ledger = Ledger.writer(self.snapshots, wall)
+        self.isolation = probe_isolation()
+        self._policy_lock = threading.Lock()
+        self.halted = ""  # why synthesis is halted (integrity), "" while it runs
+        self._policy = self._initial_policy()
+        self._policy_digest = _digest(self._policy)
+        self.progress = _Progress()
+        self.workload: Workload | None = None
+        self.profiler: Profiler | None = None
+        self.integrity: IntegrityMonitor | None = None
+        self.watcher: PolicyWatcher | None = None
+        self._servers: list[Any] = []
+        self.started_wall = wall()
+        self.exit_reason = ""
+
+    # -- policy -----------------------------------------------------------------------
+
+    def _initial_policy(self) -> Policy:
+        path = self.config.policy
+        policy = load_policy(path) if path is not None else DEFAULT_POLICY
+        self.bus.publish(ev.PolicyLoaded(str(path or "<embedded>"), policy.version,
+                                         policy.sha256))
+        return policy
+
+    def policy(self) -> Policy:
+        with self._policy_lock:
+            return self._policy
+
+    def set_policy(self, policy: Policy) -> None:
+        with self._policy_lock:
+            self._policy = policy
+            self._policy_digest = _digest(policy)
+        if self.profiler is not None:
+            self.profiler.set_scope(self.in_scope)
+
+    def reload_policy(self) -> None:
+        """SIGHUP: load the policy file again (the watcher also reloads on every change)."""
+        if self.watcher is not None:
+            self.watcher.reload()
+        else:
+            self.log.info("policy_not_reloaded", reason="no policy file; embedded defaults")
+
+    def _policy_loaded(self, policy: Policy) -> None:
+        self.set_policy(policy)
+        self.progress.forget_rejections()
+        self.bus.publish(ev.PolicyLoaded(policy.source, policy.version, policy.sha256))
+
+    def _policy_failed(self, error: PolicyError) -> None:
+        self.bus.publish(ev.PolicyRejected(str(self.config.policy), str(error)))
+
+    def in_scope(self, target: str) -> bool:
+        if self.options.scope:
+            from daemon.targets import in_scope
+
+            return in_scope(target, self.options.scope, self.policy().scope.exclude)
+        return self.policy().in_scope(target)
+
+    def _policy_hashes(self) -> tuple[str, str]:
+        with self._policy_lock:
+            return self._policy_digest, _digest(self._policy)
+
+    def _integrity_violation(self, violation: Violation) -> None:
+        self.bus.publish(ev.IntegrityViolation(violation.path, violation.expected,
+                                               violation.actual))
+        self.halted = f"integrity violation: {violation.path}"
+        self.metrics.synthesis_halted.set(1)
+
+    # -- events -----------------------------------------------------------------------
+
+    def _audit(self, event: ev.Event) -> None:
+        self.snapshots.audit.append(event.kind, event.body())
+
+    def _subscriber_failed(self, handler: Any, event: ev.Event, exc: BaseException) -> None:
+        self.log.error("subscriber_failed", handler=repr(handler), event_kind=event.kind,
+                       error=f"{type(exc).__name__}: {exc}")
+
+    # -- start-up ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.bus.publish(ev.DaemonStarted(os.getpid(), str(self.config.state_dir),
+                                          self.isolation.as_dict()))
+        for layer, available in self.isolation.as_dict().items():
+            self.metrics.isolation.labels(layer).set(1 if available else 0)
+        self.metrics.up_since.set(self.started_wall)
+        self.metrics.info.info({"version": _version(), "proposer": self.config.proposer})
+        self.restore()
+        self.workload = self._make_workload()
+        self.workload.start()
+        self.profiler = Profiler(self.in_scope, hz=self.config.profiler.hz,
+                                 window_seconds=self.config.profiler.window_seconds,
+                                 clock=self.clock, on_error=self._thread_error)
+        self.profiler.start()
+        self.integrity = IntegrityMonitor(Path(__file__).resolve().parents[1],
+                                          self._policy_hashes, self._integrity_violation,
+                                          on_error=self._thread_error)
+        self.integrity.start()
+        if self.config.policy is not None:
+            self.watcher = PolicyWatcher(self.config.policy, self._policy_loaded,
+                                         self._policy_failed, current=self.policy())
+            self.watcher.start()
+        if self.config.metrics.enabled:
+            server = MetricsServer(self.metrics.registry, self.config.metrics.host,
+                                   self.config.metrics.port, before_scrape=self._refresh_gauges)
+            server.start()
+            self._servers.append(server)
+            self.log.info("metrics_listening", url=f"http://{server.host}:{server.port}/metrics")
+        control = ControlServer(self.config.control_socket, self._routes(),
+                                self.config.control.group)
+        control.start()
+        self._servers.append(control)
+
+    def _make_workload(self) -> Workload:
+        if self.config.workload.app:
+            return AppHost(self.config.workload.app)
+        return DemoHost(seed=self.config.workload.seed, threads=self.config.workload.threads,
+                        oracle_every=self.config.workload.oracle_every,
+                        on_mismatch=self._oracle_mismatch, clock=self.clock)
+
+    def _oracle_mismatch(self, function: str, detail: str) -> None:
+        self.bus.publish(ev.OracleMismatch(function, detail))
+
+    def _thread_error(self, exc: BaseException) -> None:
+        self.log.error("thread_error", error=f"{type(exc).__name__}: {exc}")
+
+    def restore(self) -> None:
+        """Re-apply accepted versions whose base hash matches the code now loaded."""
+        for decision in self.snapshots.restore_plan(self._current_base_sha):
+            target, vid = decision.target, decision.version_id
+            if decision.action == "tampered":
+                self.ledger.deactivate(target, vid, "rejected", decision.reason)
+                self.bus.publish(ev.IntegrityViolation(f"objects/{vid}", vid, decision.reason))
+                continue
+            if decision.action == "stale" or decision.version is None:
+                self.ledger.deactivate(target, vid, "stale", decision.reason)
+                self.bus.publish(ev.VersionStale(target, vid, decision.expected_base,
+                                                 decision.actual_base or ""))
+                continue
+            try:
+                code = self.swapper.compile(target, decision.version.source, vid)
+                self.swapper.install(target, vid, code)
+            except SwapError as exc:
+                self.ledger.deactivate(target, vid, "stale", f"not installable: {exc}")
+                self.bus.publish(ev.VersionStale(target, vid, decision.expected_base,
+                                                 decision.actual_base or ""))
+                continue
+            self.bus.publish(ev.VersionRestored(target, vid))
+        self.metrics.active_patches.set(len(self.swapper.active()))
+
+    def _current_base_sha(self, target: str) -> str | None:
+        try:
+            return sha256_text(self.swapper.original_source(target))
+        except (TargetError, SwapError):
+            return None
+
+    # -- the main loop ----------------------------------------------------------------
+
+    def run(self) -> int:
+        """Start, loop until asked to stop, shut down; returns the process exit code."""
+        self.start()
+        try:
+            self._loop()
+        finally:
+            self.shutdown()
+        return 0
+
+    def _loop(self) -> None:
+        cfg = self.config.cycle
+        idle_since: float | None = None
+        started = self.clock()
+        while not self.stop_event.is_set():
+            if self.stop_event.wait(cfg.interval_seconds if self.progress.cycles else 0.2):
+                break
+            if self.paused.is_set() or self.halted or \
+                    self.clock() - started < cfg.warmup_seconds:
+                continue
+            assert self.profiler is not None
+            if self.profiler.window_samples() < cfg.min_samples:
+                continue
+            spot = self.pick()
+            if spot is None:
+                if self.options.exit_when_idle:
+                    idle_since = idle_since if idle_since is not None else self.clock()
+                    if self.clock() - idle_since >= self.options.idle_seconds:
+                        self.exit_reason = "idle: no hot target left to try"
+                        break
+                continue
+            idle_since = None
+            self.run_cycle(spot)
+            max_cycles = self.options.max_cycles
+            if max_cycles is not None and len(self.progress.cycles) >= max_cycles:
+                self.exit_reason = f"max cycles ({max_cycles}) reached"
+                break
+
+    def pick(self) -> HotSpot | None:
+        """The hottest in-scope target not yet tried at its current version, not cooling down."""
+        assert self.profiler is not None
+        now = self.clock()
+        for spot in self.profiler.ranking(self.config.cycle.min_share):
+            if not self.in_scope(spot.target):
+                continue
+            if self.progress.cooldown.get(spot.target, 0.0) > now:
+                continue
+            if (spot.target, self._current_version(spot.target)) in self.progress.tried:
+                continue
+            return spot
+        return None
+
+    def _current_version(self, target: str) -> str:
+        installed = self.swapper.active().get(target)
+        return installed.version if installed else "original"
+
+    def run_cycle(self, spot: HotSpot) -> CycleReport:
+        key = (spot.target, self._current_version(spot.target))
+        if self.progress.throughput_before is None and self.workload is not None:
+            stats = self.workload.stats()
+            self.progress.throughput_before = stats.throughput if stats else None
+        cycle = Cycle(policy=self.policy, ledger=self.ledger, swapper=self.swapper,
+                      proposers=self._proposers(), sandbox=self._sandbox, bus=self.bus,
+                      config=self.config.cycle, corpus_root=self.snapshots.corpus_dir,
+                      stop=self.stop_event, clock=self.clock)
+        report = cycle.run(spot)
+        self.progress.cycles.append(report)
+        if report.outcome != "aborted":
+            self.progress.tried[key] = report.outcome
+        if report.outcome == "rejected":
+            self.progress.cooldown[spot.target] = (self.clock()
+                                                   + self.policy().budgets.cooldown_seconds)
+        if report.outcome == "swapped" and self.profiler is not None:
+            self.profiler.reset()  # shares changed: rank again on the new code
+        self.metrics.active_patches.set(len(self.swapper.active()))
+        self.metrics.last_cycle.set(self.wall())
+        for phase, seconds in report.compute_seconds.items():
+            self.metrics.compute_seconds.labels(phase).inc(seconds)
+        self.progress.last_cycle = {"target": report.target, "outcome": report.outcome,
+                                    "reason": report.reason, "seconds": report.seconds,
+                                    "finished_at": self.wall()}
+        return report
+
+    def _proposers(self) -> list[Proposer]:
+        from daemon.synthesis.rules import RulesProposer
+
+        proposers: list[Proposer] = []
+        if self.config.proposer in ("rules", "both"):
+            proposers.append(RulesProposer())
+        return proposers
+
+    def _sandbox(self, policy: Policy) -> Sandbox:
+        s = policy.sandbox
+        limits = SandboxLimits(cpu_seconds=s.cpu_seconds, memory_mb=s.memory_mb,
+                               file_size_mb=s.file_size_mb, open_files=s.open_files,
+                               processes=s.processes, wall_seconds=s.wall_seconds,
+                               output_bytes=s.output_bytes, result_bytes=s.result_bytes,
+                               require_network_namespace=s.require.network_namespace)
+        return Sandbox(limits, self.isolation)
+
+    # -- gauges and status ------------------------------------------------------------
+
+    def _refresh_gauges(self) -> None:
+        if self.workload is None:
+            return
+        stats = self.workload.stats()
+        if stats is not None:
+            self.metrics.workload_throughput.set(stats.throughput)
+            self._sync_counter(self.metrics.workload_items, stats.items)
+            self._sync_counter(self.metrics.oracle_checks, stats.oracle_checks)
+        self.metrics.synthesis_halted.set(1 if self.paused.is_set() or self.halted else 0)
+
+    @staticmethod
+    def _sync_counter(counter: Any, value: float) -> None:
+        current = counter._value.get()
+        if value > current:
+            counter.inc(value - current)
+
+    def status(self) -> dict[str, Any]:
+        policy = self.policy()
+        stats = self.workload.stats() if self.workload is not None else None
+        return {
+            "running": True,
+            "pid": os.getpid(),
+            "state_dir": str(self.config.state_dir),
+            "paused": self.paused.is_set(),
+            "halted": self.halted,
+            "isolation": self.isolation.as_dict(),
+            "policy": {"version": policy.version, "sha256": policy.sha256,
+                       "path": str(self.config.policy or "<embedded>")},
+            "active": {t: i.version for t, i in self.swapper.active().items()},
+            "cycles": len(self.progress.cycles),
+            "last_cycle": self.progress.last_cycle,
+            "workload": asdict(stats) if stats else None,
+            "uptime_seconds": self.wall() - self.started_wall,
+        }
+
+    def _routes(self) -> dict[tuple[str, str], Any]:
+        def status(_: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            return 200, self.status()
+
+        def pause(_: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            self.paused.set()
+            return 200, {"paused": True}
+
+        def resume(_: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            self.paused.clear()
+            return 200, {"paused": False}
+
+        def rollback(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            version = str(body.get("id", ""))
+            return self.rollback(version, reason="operator")
+
+        return {("GET", "/status"): status, ("POST", "/pause"): pause,
+                ("POST", "/resume"): resume, ("POST", "/rollback"): rollback}
+
+    def rollback(self, version_prefix: str, reason: str) -> tuple[int, dict[str, Any]]:
+        matches = [(t, i) for t, i in self.swapper.active().items()
+                   if version_prefix and i.version.startswith(version_prefix)]
+        if not matches:
+            return 404, {"error": f"no active version starts with {version_prefix!r}; "
+                                  "see `selfmod status`"}
+        if len(matches) > 1:
+            return 409, {"error": f"{version_prefix!r} is ambiguous; give more characters"}
+        target, installed = matches[0]
+        self.swapper.rollback(target)
+        self.ledger.deactivate(target, installed.version, "rolled_back", reason)
+        self.bus.publish(ev.VersionRolledBack(target, installed.version, reason))
+        self.metrics.active_patches.set(len(self.swapper.active()))
+        # the operator said no to this version: don't propose it again at this base
+        self.progress.tried[(target, "original")] = "rolled_back"
+        return 200, {"rolled_back": installed.version, "target": target}
+
+    # -- shutdown ---------------------------------------------------------------------
+
+    def request_stop(self, reason: str) -> None:
+        if not self.exit_reason:
+            self.exit_reason = reason
+        self.stop_event.set()
+
+    def shutdown(self) -> None:
+        self.stop_event.set()
+        if self.watcher is not None:
+            self.watcher.stop()
+        for thread in (self.profiler, self.integrity):
+            if thread is not None:
+                thread.stop_and_join()
+        if self.workload is not None:
+            self.workload.stop()
+            if not self.workload.join(5.0):
+                self.log.warning("workload_did_not_stop", timeout_seconds=5.0)
+        for server in reversed(self._servers):
+            server.stop()
+        self._servers.clear()
+        if self.options.report is not None:
+            self.write_report(self.options.report)
+        self.bus.publish(ev.DaemonStopped(self.exit_reason or "stopped"))
+
+    def report(self) -> dict[str, Any]:
+        stats = self.workload.stats() if self.workload is not None else None
+        targets: dict[str, dict[str, Any]] = {}
+        for cycle in self.progress.cycles:
+            entry = targets.setdefault(cycle.target, {"target": cycle.target, "cycles": 0,
+                                                      "outcomes": [], "share": cycle.share})
+            entry["cycles"] += 1
+            entry["outcomes"].append(cycle.outcome)
+        return {
+            "format": REPORT_FORMAT,
+            "started_at": self.started_wall,
+            "finished_at": self.wall(),
+            "exit_reason": self.exit_reason,
+            "state_dir": str(self.config.state_dir),
+            "policy": {"version": self.policy().version, "sha256": self.policy().sha256},
+            "cycles": [
+                {"target": c.target, "share": round(c.share, 4), "outcome": c.outcome,
+                 "reason": c.reason, "parent": c.parent, "seconds": round(c.seconds, 3),
+                 "corpus_calls": c.corpus_calls, "swapped": c.swapped}
+                for c in self.progress.cycles],
+            "targets": list(targets.values()),
+            "candidates": [
+                {"target": c.target, **asdict(o)} for c in self.progress.cycles
+                for o in c.candidates],
+            "active": {t: i.version for t, i in self.swapper.active().items()},
+            "workload": {
+                "throughput_before": self.progress.throughput_before,
+                "throughput_after": stats.throughput if stats else None,
+                "oracle_checks": stats.oracle_checks if stats else None,
+                "oracle_mismatches": stats.oracle_mismatches if stats else None,
+            },
+        }
+
+    def write_report(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.report(), indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("selfmod")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _digest(policy: Policy) -> str:
+    """The hash of the policy object's content, to notice it changing in memory."""
+    return hashlib.sha256(policy.model_dump_json().encode()).hexdigest()
+
+
+def install_signal_handlers(daemon: Daemon, reload: Callable[[], None]) -> None:
+    """SIGTERM/SIGINT stop the daemon gracefully; SIGHUP reloads the policy."""
+
+    def stop(signum: int, _frame: Any) -> None:
+        daemon.request_stop(signal.Signals(signum).name)
+
+    def hup(_signum: int, _frame: Any) -> None:
+        threading.Thread(target=reload, name="selfmod-reload", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, hup)
