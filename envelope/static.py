@@ -20,7 +20,7 @@ precise reason (rule id, line, column) to correct.
 (they appear in metrics and audit records):
 
 ``syntax``, ``original``, ``one-function``, ``signature``, ``import``,
-``forbidden-name``, ``dunder``, ``introspection``, ``global``, ``shared-state``,
+``forbidden-name``, ``dunder``, ``introspection``, ``private``, ``global``, ``shared-state``,
 ``format-string``, ``size``, ``internal``.
 """
 
@@ -40,7 +40,9 @@ if TYPE_CHECKING:
 FORBIDDEN_BUILTINS: Final = frozenset({
     "eval", "exec", "compile", "__import__", "open", "input", "breakpoint", "globals",
     "locals", "vars", "help", "exit", "quit", "memoryview", "setattr", "delattr",
-    "copyright", "credits", "license", "SystemExit", "KeyboardInterrupt",
+    "copyright", "credits", "license",
+    # raising or swallowing these ends or hangs the workload's threads
+    "SystemExit", "KeyboardInterrupt", "GeneratorExit", "BaseException",
 })
 
 # Modules that reach the OS, the interpreter's internals or global process state.
@@ -69,6 +71,9 @@ FORBIDDEN_ATTRIBUTES: Final = frozenset({
     "rmtree", "chdir", "chmod", "chown", "putenv", "unsetenv", "environ", "getenv",
     "setrecursionlimit", "settrace", "setprofile", "currentframe", "urlopen", "startfile",
     "get_type_hints", "ForwardRef", "_eval_type", "_evaluate", "cell_contents",
+    # set or generate attributes named by strings: dunder checks cannot see those names
+    "update_wrapper", "wraps", "make_dataclass", "_create_fn", "_set_new_attribute",
+    "_getframe", "_caller",
     "execv", "execve", "execvp", "execvpe", "execl", "execle", "execlp", "execlpe",
     "spawnv", "spawnve", "spawnl", "spawnle", "posix_spawn", "posix_spawnp",
 })
@@ -91,8 +96,8 @@ _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 
 # Ordering of violations found at the same position.
-_PRIORITY: Final = ("import", "forbidden-name", "dunder", "introspection", "global",
-                    "shared-state", "format-string")
+_PRIORITY: Final = ("import", "forbidden-name", "dunder", "introspection", "private",
+                    "global", "shared-state", "format-string")
 
 
 @dataclass(frozen=True)
@@ -149,7 +154,7 @@ class _Gate:
         # filled in by _scan, read by the per-node checks
         self.params: set[str] = set()  # the function's own parameters (same as the original's)
         self.local: set[str] = set()  # names the candidate binds itself
-        self.approved: set[int] = set()  # ids of getattr & co. whose call was vetted
+        self.vetted: set[int] = set()  # ids of getattr & co. whose call was checked
         self.orig_declared: set[tuple[str, str]] = set()  # the original's global/nonlocal
         self.orig_stored: set[str] = set()  # non-local names the original stores into
 
@@ -266,7 +271,7 @@ class _Gate:
                     if alias.asname:
                         yield from self._name(alias.asname, node, params)
             case ast.Name(id=name):
-                if id(node) in self.approved:
+                if id(node) in self.vetted:
                     return
                 yield from self._name(name, node, params)
                 if name in _GETTERS:
@@ -274,7 +279,7 @@ class _Gate:
                                                    "with constant attribute names")
             case ast.Attribute(value=receiver, attr=attr):
                 yield from self._attribute(attr, node, receiver)
-                if attr in _GETTERS and id(node) not in self.approved:
+                if attr in _GETTERS and id(node) not in self.vetted:
                     yield "forbidden-name", node, (f"{attr} is allowed only when called directly "
                                                    "with constant attribute names")
                 if isinstance(node.ctx, (ast.Store, ast.Del)):
@@ -283,11 +288,8 @@ class _Gate:
                 yield from self._store(node)
             case ast.Call(func=ast.Name(id=getter) | ast.Attribute(attr=getter)) \
                     if getter in _GETTERS:
-                problems = list(self._getter_call(getter, node))
-                if problems:
-                    yield problems[0]
-                else:
-                    self.approved.add(id(node.func))
+                self.vetted.add(id(node.func))  # its own verdict stands for the name
+                yield from list(self._getter_call(getter, node))[:1]
             case ast.FunctionDef(name=name) | ast.AsyncFunctionDef(name=name) | \
                     ast.ClassDef(name=name):
                 yield from self._name(name, node, params)
@@ -299,6 +301,10 @@ class _Gate:
                     ast.MatchAs(name=str(name)) | ast.MatchStar(name=str(name)) | \
                     ast.MatchMapping(rest=str(name)):
                 yield from self._name(name, node, params)
+            case ast.Constant(value=str(text)) if is_dunder(text):
+                # names handed to setattr-like helpers: update_wrapper(assigned=...),
+                # type(name, bases, {"__eq__": ...}), namespace["__builtins__"]
+                yield "dunder", node, f"string {text!r} names a dunder attribute"
             case ast.MatchClass(kwd_attrs=attrs):
                 for attr in attrs:
                     yield from self._attribute(attr, node, None)
@@ -335,6 +341,7 @@ class _Gate:
 
     def _attribute(self, attr: str, node: ast.AST,
                    receiver: ast.expr | None) -> Iterator[tuple[str, ast.AST, str]]:
+        """Checks of an attribute read or written on ``receiver`` (None: not known)."""
         if (attr in FORBIDDEN_MODULES or attr.lstrip("_") in _MODULES_STRIPPED
                 or attr in FORBIDDEN_ATTRIBUTES or attr in self.extra_names
                 or (attr in FORBIDDEN_BUILTINS and attr not in _SAFE_ATTRIBUTES)):
@@ -344,10 +351,19 @@ class _Gate:
         elif attr.startswith(_INTROSPECTION_PREFIXES):
             yield "introspection", node, (f"attribute {attr!r} looks like frame, code or "
                                           "generator introspection")
-        elif attr in _FORMAT_METHODS and receiver is not None:
+        elif attr.startswith("_") and not self._is_local(receiver):
+            # a module's private helpers include exec-based code generators and setattr
+            # wrappers (dataclasses._create_fn); the function's own objects are fine
+            yield "private", node, (f"private attribute {attr!r} of an object that is not "
+                                    "local to the function")
+        elif attr in _FORMAT_METHODS:
             problem = _format_problem(receiver)
             if problem is not None:
                 yield "format-string", node, f".{attr}() {problem}"
+
+    def _is_local(self, expr: ast.expr | None) -> bool:
+        root = _root(expr) if expr is not None else None
+        return isinstance(root, ast.Name) and root.id in self.local
 
     def _getter_call(self, getter: str, call: ast.Call) -> Iterator[tuple[str, ast.AST, str]]:
         """What is wrong with a call of getattr and friends; nothing when it is allowed."""
@@ -359,10 +375,11 @@ class _Gate:
         if not low <= len(args) <= high:
             yield "forbidden-name", call, f"{getter} with {len(args)} arguments"
             return
+        receiver: ast.expr | None
         if getter in ("getattr", "hasattr"):
             receiver, name_args = args[0], args[1:2]
-        else:  # the object comes later, so a format method cannot be vetted
-            receiver = ast.Name(id="<unknown>")
+        else:  # the object comes later and cannot be vetted
+            receiver = None
             name_args = args if getter == "attrgetter" else args[:1]
         for arg in name_args:
             if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
@@ -388,7 +405,7 @@ def _all_args(args: ast.arguments) -> list[ast.arg]:
     return [*args.posonlyargs, *args.args, *args.kwonlyargs, *extra]
 
 
-def _format_problem(receiver: ast.expr) -> str | None:
+def _format_problem(receiver: ast.expr | None) -> str | None:
     if not (isinstance(receiver, ast.Constant) and isinstance(receiver.value, str)):
         return "is only allowed on a string literal"
     try:
@@ -464,8 +481,8 @@ def _locally_bound(func: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
 
 
 def _root(node: ast.expr) -> ast.expr:
-    while isinstance(node, (ast.Attribute, ast.Subscript)):
-        node = node.value
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
+        node = node.func if isinstance(node, ast.Call) else node.value
     return node
 
 
