@@ -55,7 +55,7 @@ class ClientConfig:
     base_url: str = "http://127.0.0.1:8000"  # with or without a trailing /v1
     model: str = "Qwen/Qwen2.5-Coder-7B-Instruct"  # the served model name
     api_key_env: str = ""  # name of an environment variable holding the key
-    api_key_file: str = ""  # path of a file holding the key (read when no env var is named)
+    api_key_file: str = ""  # path of a file holding the key (read when the variable is unset)
     connect_timeout: float = 3.0
     read_timeout: float = 120.0  # longest silence between bytes
     total_timeout: float = 300.0  # longest single attempt, body included
@@ -125,13 +125,16 @@ class _StatusUnavailable(LLMUnavailable):
 
 
 def read_api_key(config: ClientConfig, environ: Mapping[str, str] = os.environ) -> str | None:
-    """The API key the configuration points at, or None when it names no source."""
+    """The API key: the named environment variable if set, else the named file, else None.
+
+    An unset variable is not an error (a local vLLM usually runs without a key,
+    and the server's 401 says so if it wants one); a named file that cannot be
+    read is, because the operator pointed at it on purpose.
+    """
     if config.api_key_env:
         value = environ.get(config.api_key_env, "").strip()
-        if not value:
-            raise LLMConfigError(f"llm.api_key_env names {config.api_key_env}, which is not set "
-                                 "in the daemon's environment; set it or clear api_key_env")
-        return value
+        if value:
+            return value
     if config.api_key_file:
         path = Path(config.api_key_file)
         try:
@@ -319,7 +322,9 @@ class LLMClient:
                 self.metrics.llm_seconds.observe(self._clock() - started)
         if status >= 400:
             self._count("http_4xx")
-            raise LLMRequestRejected(f"{method} {path} answered HTTP {status}: "
+            hint = (" (check llm.api_key_env / llm.api_key_file)" if status in (401, 403)
+                    else "")
+            raise LLMRequestRejected(f"{method} {path} answered HTTP {status}{hint}: "
                                      f"{_excerpt(raw)}", status)
         try:
             payload = json.loads(raw) if expect_json else None

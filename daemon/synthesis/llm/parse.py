@@ -106,7 +106,8 @@ def _extract_code(text: str) -> tuple[str, str, str] | ParseFailure:
             # strict=False: constrained decoders let raw control characters into strings
             value, _ = json.JSONDecoder(strict=False).raw_decode(stripped)
         except ValueError as exc:
-            at_end = getattr(exc, "pos", 0) >= len(stripped) - 1
+            at_end = (getattr(exc, "pos", 0) >= len(stripped) - 1
+                      or "Unterminated string" in str(exc))
             json_failure = ParseFailure(TRUNCATED if at_end else BAD_JSON,
                                         f"not valid JSON: {exc}")
         else:

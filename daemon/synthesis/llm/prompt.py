@@ -170,18 +170,27 @@ def module_context(module_source: str, qualname: str, function_source: str,
         module = ast.parse(module_source)
     except (SyntaxError, ValueError):
         return ""
+    lines = module_source.splitlines()
     used = _names_used(function_source)
     owner = qualname.split(".")[0] if "." in qualname else ""
     target_name = qualname.rpartition(".")[2]
     pieces: list[str] = []
+    size = 0
     for node in module.body:
         if isinstance(node, ast.Import | ast.ImportFrom):
-            pieces.append(_segment(module_source, node))
+            piece = _segment(lines, node)
         elif isinstance(node, ast.ClassDef) and node.name == owner:
-            pieces.append(_class_outline(module_source, node, target_name, used, limits))
+            piece = _class_outline(lines, node, target_name, used, limits)
         elif _defines(node) & (used - {target_name}):
-            pieces.append(_bounded(module_source, node, limits))
-    return _join_bounded([p for p in pieces if p], limits.context_chars)
+            piece = _bounded(lines, node, limits)
+        else:
+            continue
+        size += len(piece) + 1
+        if size > limits.context_chars:
+            pieces.append("# ... more context omitted ...")
+            break
+        pieces.append(piece)
+    return "\n".join(pieces)
 
 
 def _names_used(function_source: str) -> set[str]:
@@ -209,22 +218,22 @@ def _defines(node: ast.stmt) -> set[str]:
     return set()
 
 
-def _class_outline(source: str, node: ast.ClassDef, target_name: str, used: set[str],
+def _class_outline(lines: list[str], node: ast.ClassDef, target_name: str, used: set[str],
                    limits: PromptLimits) -> str:
     """The class line, its class-level names and the members the method uses."""
     bases = ", ".join(ast.unparse(b) for b in [*node.bases, *node.keywords])
-    lines = [f"class {node.name}({bases}):" if bases else f"class {node.name}:"]
+    outline = [f"class {node.name}({bases}):" if bases else f"class {node.name}:"]
     for member in node.body:
         names = _defines(member)
         if target_name in names:
-            lines.append(f"    # ... {target_name} is the function to speed up ...")
+            outline.append(f"    # ... {target_name} is the function to speed up ...")
         elif isinstance(member, ast.Assign | ast.AnnAssign) or (names & used):
-            lines.append(textwrap.indent(_bounded(source, member, limits), "    "))
-    return "\n".join(lines)
+            outline.append(textwrap.indent(_bounded(lines, member, limits), "    "))
+    return "\n".join(outline)
 
 
-def _bounded(source: str, node: ast.stmt, limits: PromptLimits) -> str:
-    text = _segment(source, node)
+def _bounded(lines: list[str], node: ast.stmt, limits: PromptLimits) -> str:
+    text = _segment(lines, node)
     if len(text) <= limits.helper_chars:
         return text
     if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
@@ -237,26 +246,12 @@ def _bounded(source: str, node: ast.stmt, limits: PromptLimits) -> str:
     return _clip(text, limits.helper_chars)
 
 
-def _segment(source: str, node: ast.stmt) -> str:
-    text = ast.get_source_segment(source, node, padded=False) or ast.unparse(node)
+def _segment(lines: list[str], node: ast.stmt) -> str:
+    """The statement's whole lines, decorators included, dedented."""
     decorators = getattr(node, "decorator_list", [])
-    if decorators:  # get_source_segment starts at "def", after the decorators
-        first = min(d.lineno for d in decorators)
-        lines = source.splitlines()[first - 1:node.lineno - 1]
-        text = "\n".join(line.strip() for line in lines) + "\n" + text
-    return textwrap.dedent(text)
-
-
-def _join_bounded(pieces: list[str], limit: int) -> str:
-    out: list[str] = []
-    used = 0
-    for piece in pieces:
-        if used + len(piece) > limit:
-            out.append("# ... more context omitted ...")
-            break
-        out.append(piece)
-        used += len(piece) + 1
-    return "\n".join(out)
+    first = min([node.lineno, *(d.lineno for d in decorators)])
+    last = node.end_lineno or node.lineno
+    return textwrap.dedent("\n".join(lines[first - 1:last]))
 
 
 def _clip(text: str, limit: int) -> str:

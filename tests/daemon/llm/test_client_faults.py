@@ -310,13 +310,24 @@ def test_api_key_from_file(tmp_path: object) -> None:
     assert server.seen[0].headers["Authorization"] == "Bearer file-key"
 
 
+def test_unset_key_variable_means_no_key() -> None:
+    """A named but unset variable sends no Authorization header; a 401 then says where to look."""
+    with StandIn([Reply(401, {"error": "unauthorized"})]) as server:
+        client = LLMClient(replace(CONFIG, base_url=server.url, api_key_env="SELFMOD_NOT_SET"),
+                           environ={})
+        with pytest.raises(LLMRequestRejected, match="api_key_env"):
+            client.chat(MESSAGES)
+        client.close()
+    assert "Authorization" not in server.seen[0].headers
+
+
 @pytest.mark.parametrize("overrides,match", [
-    ({"api_key_env": "SELFMOD_NOT_SET"}, "SELFMOD_NOT_SET"),
     ({"api_key_file": "/nonexistent/key"}, "/nonexistent/key"),
+    ({"api_key_env": "SELFMOD_NOT_SET", "api_key_file": "/nonexistent/key"}, "api_key_file"),
     ({"base_url": "127.0.0.1:8000"}, "base_url"),
 ])
 def test_unusable_settings_say_what_to_change(overrides: dict[str, str], match: str) -> None:
-    """A missing key source or a URL without a scheme is an LLMConfigError naming the setting."""
+    """An unreadable key file or a URL without a scheme is an LLMConfigError naming the setting."""
     with pytest.raises(LLMConfigError, match=match):
         LLMClient(replace(CONFIG, **overrides), environ={})  # type: ignore[arg-type]
 
