@@ -405,6 +405,8 @@ def _parse(text: str, source: str, sha256: str) -> Policy:
         if isinstance(exc, yaml.constructor.ConstructorError):
             problem, hint = f"unsupported YAML: {problem}", "remove the tag; a policy holds " \
                 "plain strings, numbers, booleans, lists and mappings"
+        elif "'\\t'" in problem:
+            problem, hint = f"YAML syntax: {problem}", "indent with spaces; YAML forbids tabs"
         else:
             problem, hint = f"YAML syntax: {problem}", "fix the syntax here (a file cut short " \
                 "while being written also looks like this)"
