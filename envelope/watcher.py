@@ -55,6 +55,7 @@ class PolicyWatcher:
         self._current = current
         self._lock = threading.Lock()  # one load at a time: SIGHUP and file events may race
         self._observer: BaseObserver | None = None
+        self.attempts = 0  # loads finished, whatever their outcome: for metrics and tests
         self._debouncer: _Debouncer | None = None
 
     @property
@@ -63,26 +64,29 @@ class PolicyWatcher:
         return self._current
 
     def start(self) -> None:
-        """Start watching; loads the file first when no ``current`` policy was given.
+        """Start watching, then load the file (reported only if it differs from ``current``).
 
         Raises PolicyError when the directory cannot be watched (it does not exist).
         """
         if self._observer is not None:
             return
-        if self._current is None:
-            self.reload()
         debouncer = _Debouncer(self.debounce, self.reload)
         observer = Observer()
         observer.name = "selfmod-policy-observer"
         try:
             observer.schedule(_Handler(self.path, debouncer.poke), str(self.path.parent),
                               recursive=False)
+            observer.start()  # the inotify watch is added here, so this is where it fails
         except OSError as exc:
+            observer.stop()
+            if observer.is_alive():
+                observer.join()
             raise PolicyError.single(str(self.path), f"cannot watch {self.path.parent}: "
                                      f"{exc.strerror or exc}", "create the directory") from exc
         debouncer.start()
-        observer.start()
         self._debouncer, self._observer = debouncer, observer
+        # Loaded once the watch is in place, so that no change can fall in between.
+        self.reload()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop watching and join the threads; ``current`` keeps its value."""
@@ -98,19 +102,25 @@ class PolicyWatcher:
         """Load the file now; the result goes to ``on_loaded`` or ``on_error``. Never raises."""
         with self._lock:
             try:
-                policy = load_policy(self.path)
-            except PolicyError as exc:
-                self._call(self._on_error, exc)
-                return
-            except Exception as exc:  # a bug in loading must not end the watcher
-                _log.exception("loading the policy failed unexpectedly")
-                self._call(self._on_error, PolicyError.single(
-                    str(self.path), f"could not be loaded ({type(exc).__name__}: {exc})"))
-                return
-            if self._current is not None and self._current.sha256 == policy.sha256:
-                return
-            self._current = policy
-            self._call(self._on_loaded, policy)
+                self._load()
+            finally:
+                self.attempts += 1
+
+    def _load(self) -> None:
+        try:
+            policy = load_policy(self.path)
+        except PolicyError as exc:
+            self._call(self._on_error, exc)
+            return
+        except Exception as exc:  # a bug in loading must not end the watcher
+            _log.exception("loading the policy failed unexpectedly")
+            self._call(self._on_error, PolicyError.single(
+                str(self.path), f"could not be loaded ({type(exc).__name__}: {exc})"))
+            return
+        if self._current is not None and self._current.sha256 == policy.sha256:
+            return
+        self._current = policy
+        self._call(self._on_loaded, policy)
 
     @staticmethod
     def _call(callback: Callable[[T], None], arg: T) -> None:
