@@ -1,0 +1,249 @@
+"""Differential replay: every recorded call, on the original and on the candidate.
+
+Both run in this process, as the same function object with its ``__code__``
+switched between the original's and the candidate's code object: that is exactly
+what the live swap does, so a recursive call through the module's global name
+reaches the candidate's code here as it will in production.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import pickle
+import types
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from invariants.canonical import Uncomparable, alias_paths, safe_repr, same
+from invariants.compare import (
+    ITERATOR,
+    RAISE,
+    RETURN,
+    Outcome,
+    compare_outcomes,
+    exception_message,
+    exception_name,
+    outcome_fingerprint,
+)
+from invariants.tripwire import Tripwire
+from snapshots.corpus import CallRecord
+
+UNREPRODUCIBLE = "original not reproducible in the shadow (impure or nondeterministic target)"
+MAX_EVIDENCE = 5
+
+
+class LimitReached(Exception):
+    """A call ran out of memory: the resource limit, not behaviour."""
+
+
+@dataclass(frozen=True)
+class CallBounds:
+    iterator_items: int = 10_000
+    stdout_chars: int = 65_536
+
+
+class CapturedOutput(io.TextIOBase):
+    """A stdout stand-in that keeps a bounded head and a digest of everything written."""
+
+    def __init__(self, cap: int) -> None:
+        self._cap = cap
+        self._head: list[str] = []
+        self._kept = 0
+        self._total = 0
+        self._digest = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if type(text) is not str:
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        self._total += len(text)
+        self._digest.update(text.encode("utf-8", "surrogatepass"))
+        if self._kept < self._cap:
+            piece = text[: self._cap - self._kept]
+            self._head.append(piece)
+            self._kept += len(piece)
+        return len(text)
+
+    def value(self) -> str:
+        head = "".join(self._head)
+        if self._total <= self._cap:
+            return head
+        return f"{head}…[{self._total} chars in all, sha256 {self._digest.hexdigest()[:16]}]"
+
+
+def call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+         bounds: CallBounds = CallBounds()) -> Outcome:
+    """Call ``fn`` and capture everything it did; a returned iterator is materialised."""
+    out = CapturedOutput(bounds.stdout_chars)
+    with contextlib.redirect_stdout(out):
+        try:
+            result = fn(*args, **kwargs)
+        except MemoryError as exc:
+            raise LimitReached("memory limit reached") from exc
+        except BaseException as exc:  # behaviour, including SystemExit
+            return Outcome(RAISE, exc_type=exception_name(type(exc)),
+                           exc_message=exception_message(exc), args_after=(args, kwargs),
+                           aliases=(), stdout=out.value())
+        if _is_iterator(result):
+            return _materialise(result, args, kwargs, bounds, out)
+    return Outcome(RETURN, value=result, args_after=(args, kwargs),
+                   aliases=alias_paths(result, args, kwargs), stdout=out.value())
+
+
+def _is_iterator(result: object) -> bool:
+    tp = type(result)
+    if tp in (types.GeneratorType,):
+        return True
+    return tp.__dict__.get("__next__") is not None or any(
+        "__next__" in klass.__dict__ for klass in tp.__mro__[1:-1])
+
+
+def _materialise(iterator: Iterator[Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                 bounds: CallBounds, out: CapturedOutput) -> Outcome:
+    items: list[Any] = []
+    exc_type = exc_message = None
+    truncated = False
+    try:
+        for item in iterator:
+            if len(items) == bounds.iterator_items:
+                truncated = True
+                break
+            items.append(item)
+    except MemoryError as exc:
+        raise LimitReached("memory limit reached") from exc
+    except BaseException as exc:
+        exc_type, exc_message = exception_name(type(exc)), exception_message(exc)
+    value = tuple(items)
+    return Outcome(ITERATOR, value=value, exc_type=exc_type, exc_message=exc_message,
+                   truncated=truncated, args_after=(args, kwargs),
+                   aliases=alias_paths(value, args, kwargs), stdout=out.value())
+
+
+def recorded_outcome(record: CallRecord, observed: Outcome) -> Outcome:
+    """The live outcome of ``record``, shaped to be compared with ``observed``.
+
+    A live record keeps no printed output and no aliasing, so those are left out;
+    a recorder that stored a generator's items as a list is compared item by item,
+    and an exception type recorded without its module matches by qualified name.
+    """
+    args_after = None
+    if record.args_after_blob is not None:
+        after_args, after_kwargs = pickle.loads(record.args_after_blob)
+        args_after = (tuple(after_args), dict(after_kwargs))
+    if record.outcome == RAISE:
+        exc_type = record.exc_type
+        if exc_type and observed.exc_type and "." not in exc_type and \
+                observed.exc_type.endswith("." + exc_type):
+            exc_type = observed.exc_type
+        return Outcome(RAISE, exc_type=exc_type, exc_message=record.exc_message,
+                       args_after=args_after)
+    value = pickle.loads(record.result_blob) if record.result_blob is not None else None
+    if observed.kind == ITERATOR and isinstance(value, (list, tuple)) and \
+            type(value) in (list, tuple):
+        return Outcome(ITERATOR, value=tuple(value), exc_type=observed.exc_type,
+                       exc_message=observed.exc_message, truncated=observed.truncated,
+                       args_after=args_after)
+    return Outcome(RETURN, value=value, args_after=args_after)
+
+
+@dataclass
+class ReplayResult:
+    """What replaying a corpus found; ``status`` is ok | mismatch | error | forbidden | limit."""
+
+    status: str = "ok"
+    reason: str = ""
+    calls: int = 0
+    mismatches: list[dict[str, Any]] = field(default_factory=list)
+    mismatch_count: int = 0
+    fingerprints: list[str] = field(default_factory=list)
+    mutates: bool = False
+    iterators: bool = False
+
+
+class CodeSwitch:
+    """Runs the target function object with either code object, as the live swap would."""
+
+    def __init__(self, func: types.FunctionType, original: types.CodeType,
+                 candidate: types.CodeType, tripwire: Tripwire) -> None:
+        self.func = func
+        self._codes = {"original": original, "candidate": candidate}
+        self._tripwire = tripwire
+
+    @contextlib.contextmanager
+    def running(self, which: str) -> Iterator[types.FunctionType]:
+        with self._tripwire.disarmed():
+            self.func.__code__ = self._codes[which]
+        with self._tripwire.context(which):
+            yield self.func
+
+
+def replay(switch: CodeSwitch, records: Sequence[CallRecord], tripwire: Tripwire,
+           bounds: CallBounds = CallBounds(), *,
+           thread_count: Callable[[], int] = lambda: 0) -> ReplayResult:
+    """Replay ``records`` on both versions and compare outcomes call by call."""
+    result = ReplayResult()
+    threads = thread_count()
+    for index, record in enumerate(records):
+        before = record.load_args()
+        outcomes: dict[str, Outcome] = {}
+        for which in ("original", "candidate"):
+            args, kwargs = record.load_args()
+            with switch.running(which) as fn:
+                outcomes[which] = call(fn, args, kwargs, bounds)
+            if thread_count() != threads:
+                result.status, result.reason = "forbidden", f"the {which} started a thread"
+                return result
+            if tripwire.sightings:
+                return _forbidden(result, tripwire)
+        result.calls += 1
+        original, candidate = outcomes["original"], outcomes["candidate"]
+        try:
+            live = compare_outcomes(recorded_outcome(record, original), original)
+            if live is not None:
+                result.status = "error"
+                result.reason = (f"{UNREPRODUCIBLE}: call {index} {live.kind} differs from the "
+                                 f"recording: live {live.expected}, shadow {live.actual}")
+                return result
+            if candidate.kind == RAISE and candidate.exc_type in ("SystemExit",
+                                                                  "KeyboardInterrupt") \
+                    and original.exc_type != candidate.exc_type:
+                result.status = "error"
+                result.reason = f"the candidate tried to end the process ({candidate.exc_type})"
+                return result
+            result.mutates |= not same(before, original.args_after)
+            result.iterators |= original.kind == ITERATOR
+            difference = compare_outcomes(original, candidate)
+            result.fingerprints.append(outcome_fingerprint(candidate)[:16])
+        except Uncomparable as exc:
+            result.status, result.reason = "error", f"call {index}: {exc}"
+            return result
+        if difference is not None:
+            result.status = "mismatch"
+            result.mismatch_count += 1
+            if len(result.mismatches) < MAX_EVIDENCE:
+                result.mismatches.append({
+                    "index": index, "args_repr": safe_repr(before, 300),
+                    "expected": difference.expected, "actual": difference.actual,
+                    "kind": difference.kind})
+    if result.status == "mismatch":
+        first = result.mismatches[0]
+        result.reason = (f"{result.mismatch_count} of {result.calls} calls differ; first: "
+                         f"call {first['index']} ({first['kind']})")
+    return result
+
+
+def _forbidden(result: ReplayResult, tripwire: Tripwire) -> ReplayResult:
+    first = tripwire.sightings[0]
+    if all(sighting.context == "original" for sighting in tripwire.sightings):
+        result.status = "error"
+        result.reason = f"the original performs a forbidden operation: {first.detail}"
+    else:
+        result.status = "forbidden"
+        result.reason = f"the {first.context} attempted a forbidden operation: {first.detail}"
+    return result
+

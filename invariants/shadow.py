@@ -1,0 +1,238 @@
+"""The shadow worker: the child process that replays a corpus on a candidate.
+
+Started by :class:`envelope.sandbox.Sandbox` as::
+
+    python -s -P -m invariants.shadow --result-fd N --tmpdir DIR --cpu S --memory-mb M
+           --file-size-mb F --open-files N --processes N --result-bytes B --mode full|replay
+
+with an environment built from scratch by the parent (``PATH``, ``LANG``,
+``PYTHONHASHSEED``, ``PYTHONDONTWRITEBYTECODE``). ``-s -P`` is ``-I`` without
+``-E``: ``-E`` would ignore ``PYTHONHASHSEED``, which is the one variable the
+shadow needs (it pins the hash seed, and the second run changes it); since the
+parent passes no other variable, nothing else from the environment can steer it.
+
+Order matters: resource limits, working directory and the tripwire come first,
+before the job (and the candidate in it) is read from stdin. The report goes to
+the result pipe as one JSON document (see :mod:`invariants.report`); stdout and
+stderr are only captured by the parent as tails, for diagnosis.
+"""
+
+from __future__ import annotations
+
+import _thread
+import argparse
+import collections
+import contextlib
+import io
+import itertools
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from daemon.targets import Target, TargetError, compile_function, make_function, resolve
+from invariants.bench import Batch, paired_benchmark
+from invariants.replay import CallBounds, CodeSwitch, LimitReached, ReplayResult, replay
+from invariants.report import MAX_REPR, MAX_TEXT, REPORT_FORMAT
+from invariants.tripwire import Tripwire
+from snapshots.corpus import CorpusError, read_corpus
+
+MAX_JOB_BYTES = 16 << 20
+# Imported before the candidate exists, so that using them later triggers no import.
+PRELOAD = ("bisect", "copy", "dataclasses", "datetime", "decimal", "enum", "fractions",
+           "functools", "hashlib", "heapq", "math", "operator", "random", "re", "statistics",
+           "string", "struct", "textwrap", "typing", "unicodedata", "array")
+
+
+def _options(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m invariants.shadow")
+    parser.add_argument("--result-fd", type=int, required=True)
+    parser.add_argument("--tmpdir", required=True)
+    parser.add_argument("--mode", choices=("full", "replay"), default="full")
+    parser.add_argument("--cpu", type=int, default=30)
+    parser.add_argument("--memory-mb", type=int, default=1024)
+    parser.add_argument("--file-size-mb", type=int, default=8)
+    parser.add_argument("--open-files", type=int, default=64)
+    parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--result-bytes", type=int, default=4 << 20)
+    return parser.parse_args(argv)
+
+
+def apply_limits(options: argparse.Namespace) -> None:
+    """Resource limits on this process. RLIMIT_NPROC binds only a non-root user."""
+    limits = {
+        resource.RLIMIT_CPU: (options.cpu, options.cpu + 1),
+        resource.RLIMIT_AS: (options.memory_mb << 20,) * 2,
+        resource.RLIMIT_FSIZE: (options.file_size_mb << 20,) * 2,
+        resource.RLIMIT_NOFILE: (options.open_files,) * 2,
+        resource.RLIMIT_NPROC: (options.processes,) * 2,
+        resource.RLIMIT_CORE: (0, 0),
+    }
+    for which, (soft, hard) in limits.items():
+        _, current_hard = resource.getrlimit(which)
+        if current_hard != resource.RLIM_INFINITY:
+            soft, hard = min(soft, current_hard), min(hard, current_hard)
+        resource.setrlimit(which, (soft, hard))
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = _options(argv)
+    apply_limits(options)
+    os.chdir(options.tmpdir)
+    os.umask(0o077)
+    sys.dont_write_bytecode = True
+    for name in PRELOAD:
+        __import__(name)
+    tripwire = Tripwire(options.tmpdir, read_roots=())
+    tripwire.install()
+    report: dict[str, Any] = {
+        "format": REPORT_FORMAT, "nonce": "", "status": "error", "reason": "",
+        "calls": 0, "mismatches": [], "original_times": [], "candidate_times": [],
+        "loops": 0, "hash_seed": _hash_seed(), "audit_events": [], "fingerprints": [],
+    }
+    try:
+        job = json.loads(sys.stdin.buffer.read(MAX_JOB_BYTES))
+        report["nonce"] = str(job["nonce"])
+        sys.stdin = io.StringIO()
+        report.update(run_job(job, tripwire, options.mode))
+    except (LimitReached, MemoryError) as exc:
+        where = "in a call" if isinstance(exc, LimitReached) else "in the harness"
+        report.update(status="limit", reason=f"memory limit of {options.memory_mb} MiB reached "
+                                             f"{where} (MemoryError)")
+    except BaseException as exc:  # the harness reports its own failures instead of dying
+        report.update(status="error", reason=f"shadow harness failed: {type(exc).__name__}: "
+                                             f"{str(exc)[:500]}")
+    report["audit_events"] = [{"event": s.event, "detail": s.detail[:MAX_REPR],
+                               "context": s.context} for s in tripwire.sightings]
+    report["reason"] = str(report["reason"])[:MAX_TEXT]
+    _write_report(options.result_fd, report, options.result_bytes)
+    # Skip interpreter shutdown: nothing the candidate left behind (threads, finalisers)
+    # gets to run after the report.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def _hash_seed() -> int:
+    seed = os.environ.get("PYTHONHASHSEED", "")
+    return int(seed) if seed.isdigit() else 2**32 - 1
+
+
+def _write_report(fd: int, report: dict[str, Any], limit: int) -> None:
+    data = json.dumps(report, allow_nan=False).encode("utf-8")
+    if len(data) > limit:
+        report.update(status="error", reason=f"report of {len(data)} bytes exceeds {limit}",
+                      mismatches=[], fingerprints=[], original_times=[], candidate_times=[])
+        data = json.dumps(report).encode("utf-8")
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+    os.close(fd)
+
+
+def run_job(job: dict[str, Any], tripwire: Tripwire, mode: str) -> dict[str, Any]:
+    """Load the target and the candidate, replay, and (in ``full`` mode) benchmark."""
+    target = Target.parse(str(job["target"]))
+    for entry in reversed(job["sys_path"]):
+        sys.path.insert(0, str(entry))
+    if _hash_seed() > 2**32 - 2:
+        return {"status": "error", "reason": "PYTHONHASHSEED is not pinned in the shadow"}
+    try:
+        corpus = read_corpus(Path(str(job["corpus_path"])))
+    except CorpusError as exc:
+        return {"status": "error", "reason": str(exc)}
+    if corpus.target != str(target):
+        return {"status": "error", "reason": f"corpus is for {corpus.target}, not {target}"}
+    try:
+        func = resolve(target)
+        original_code = func.__code__
+        candidate_code = compile_function(str(job["candidate_source"]), func,
+                                          filename=f"<candidate {target}>")
+        make_function(candidate_code, func)
+    except (TargetError, SyntaxError, ValueError) as exc:
+        return {"status": "error", "reason": f"cannot build the candidate: {exc}"}
+    tripwire.read_roots = _read_roots(tripwire)
+    tripwire.arm()
+    switch = CodeSwitch(func, original_code, candidate_code, tripwire)
+    result = replay(switch, corpus.records, tripwire, CallBounds(),
+                    thread_count=_thread._count)
+    fields = _replay_fields(result)
+    if result.status != "ok" or mode != "full" or not corpus.records:
+        return fields
+    threads = _thread._count()
+    bench = paired_benchmark(
+        _timer(switch, result.iterators), _batches(corpus.records, fresh=result.mutates),
+        repeats=int(job["repeats"]), min_sample_seconds=float(job["min_sample_seconds"]))
+    if tripwire.sightings or _thread._count() != threads:
+        return {**fields, "status": "forbidden",
+                "reason": "the candidate attempted a forbidden operation while benchmarked"}
+    return {**fields, "original_times": list(bench.original_times),
+            "candidate_times": list(bench.candidate_times), "loops": bench.loops}
+
+
+def _read_roots(tripwire: Tripwire) -> tuple[str, ...]:
+    """Where code may be read from: the import path, the interpreter, loaded modules' dirs."""
+    roots = {entry for entry in sys.path if entry and os.path.isabs(entry)}
+    roots |= {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    for module in list(sys.modules.values()):
+        filename = getattr(module, "__file__", None)
+        if isinstance(filename, str) and os.path.isabs(filename):
+            roots.add(os.path.dirname(filename))
+    return tuple(os.path.realpath(root) for root in sorted(roots))
+
+
+def _replay_fields(result: ReplayResult) -> dict[str, Any]:
+    return {"status": result.status, "reason": result.reason, "calls": result.calls,
+            "mismatches": result.mismatches, "fingerprints": result.fingerprints}
+
+
+class _NullOutput(io.TextIOBase):
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+
+def _timer(switch: CodeSwitch, consume: bool, items: int = CallBounds().iterator_items
+           ) -> Any:
+    sink = _NullOutput()
+
+    def time_batch(which: str, batch: Batch) -> float:
+        with switch.running(which) as fn, contextlib.redirect_stdout(sink):
+            if consume:
+                start = time.perf_counter()
+                for args, kwargs in batch:
+                    try:  # noqa: SIM105 (a with-block per call would be timed too)
+                        collections.deque(itertools.islice(fn(*args, **kwargs), items), 0)
+                    except Exception:
+                        pass
+                return time.perf_counter() - start
+            start = time.perf_counter()
+            for args, kwargs in batch:
+                try:  # noqa: SIM105 (a with-block per call would be timed too)
+                    fn(*args, **kwargs)
+                except Exception:
+                    pass
+            return time.perf_counter() - start
+
+    return time_batch
+
+
+def _batches(records: Any, *, fresh: bool) -> Any:
+    """Argument copies for ``loops`` passes; one copy per call when the target mutates them."""
+
+    def make_batch(loops: int) -> Batch:
+        if fresh:
+            return [record.load_args() for _ in range(loops) for record in records]
+        return [record.load_args() for record in records] * loops
+
+    return make_batch
+
+
+if __name__ == "__main__":
+    sys.exit(main())
