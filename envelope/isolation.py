@@ -1,0 +1,269 @@
+"""Which isolation layers this machine can give the shadow, and the jail that uses them.
+
+:func:`probe_isolation` finds out by trying each layer with a trivial command
+(kernels, containers and seccomp profiles differ too much to guess); the daemon
+probes once at start, reports the result in ``selfmod status`` and refuses to
+validate when the policy demands a layer that is missing.
+
+:func:`jail_command` builds the command prefix that puts a shadow inside every
+layer that works. With all of them::
+
+    unshare --net --ipc --uts --pid --fork --kill-child --mount-proc --mount
+            --propagation private --
+      python -I -m envelope.isolation init --tmpdir DIR --readonly --drop-caps SETPRIV
+             --reap --
+        <the shadow command>
+
+The ``init`` step (``main`` below) runs as PID 1 of the new PID namespace. It
+remounts every mount read-only in the private mount namespace, except the run's
+temporary directory; then it forks the shadow through ``setpriv``, which empties
+the capability bounding set (so nothing can remount, load modules or override file
+permissions) and sets no_new_privs; then it reaps until the shadow exits and
+exits with the shadow's status (128 + N when killed by signal N). When PID 1 of a
+PID namespace exits, the kernel kills everything left in it, which is what makes
+the wall-clock deadline final.
+
+Not covered, and said plainly: as root, RLIMIT_NPROC is not enforced by the
+kernel (a fork bomb is held by the tripwire, the PID namespace being torn down at
+the deadline, and the address-space limit, not by a process count); the shadow
+runs with uid 0 without capabilities, so files owned by root stay readable to it,
+and Unix sockets on the file system stay connectable (a read-only mount does not
+stop ``connect``): the daemon's control socket must check its peer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+PROBE_TIMEOUT = 10.0
+SETPRIV_ARGS = ("--bounding-set=-all", "--inh-caps=-all", "--ambient-caps=-all",
+                "--no-new-privs")
+JAIL_FAILED = 125  # exit status of ``init`` when a layer it was asked for could not be set up
+
+_OCTAL = re.compile(rb"\\([0-7]{3})")
+_MS_RDONLY, _MS_REMOUNT, _MS_BIND = 1, 32, 4096
+# statvfs flags that are also mount flags (same values) and must survive a remount.
+_KEEP_FLAGS = (os.ST_NOSUID | os.ST_NODEV | os.ST_NOEXEC | os.ST_NOATIME | os.ST_NODIRATIME
+               | os.ST_RELATIME | os.ST_SYNCHRONOUS | os.ST_MANDLOCK)
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """The layers that work here; each was tried, not assumed."""
+
+    network_namespace: bool = False
+    pid_namespace: bool = False
+    ipc_namespace: bool = False
+    mount_namespace: bool = False
+    readonly_filesystem: bool = False
+    capabilities_dropped: bool = False
+    rlimits: bool = False
+    audit_hook: bool = False
+
+    def as_dict(self) -> dict[str, bool]:
+        return asdict(self)
+
+    def missing(self, *layers: str) -> list[str]:
+        """The names among ``layers`` that are not available."""
+        available = self.as_dict()
+        return [layer for layer in layers if not available.get(layer, False)]
+
+
+def _unshare_base() -> list[str] | None:
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return None
+    # Without root, namespaces need a user namespace in which we are root.
+    return [unshare] if os.geteuid() == 0 else [unshare, "--user", "--map-root-user"]
+
+
+def _works(command: Sequence[str], timeout: float = PROBE_TIMEOUT) -> bool:
+    try:
+        completed = subprocess.run(list(command), stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   timeout=timeout, check=False, start_new_session=True)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return completed.returncode == 0
+
+
+_CAPS_CHECK = ("import sys\n"
+               "line = [l for l in open('/proc/self/status') if l.startswith('CapBnd')][0]\n"
+               "sys.exit(0 if int(line.split()[1], 16) == 0 else 1)\n")
+_READONLY_CHECK = ("import os, sys\n"
+                   "tmp, outside = sys.argv[1], sys.argv[2]\n"
+                   "open(os.path.join(tmp, 'inside'), 'w').close()\n"
+                   "try:\n"
+                   "    open(outside, 'w').close()\n"
+                   "except OSError:\n"
+                   "    sys.exit(0)\n"
+                   "sys.exit(1)\n")
+
+
+def probe_isolation(python: str = sys.executable, tmp_root: Path | None = None) -> Isolation:
+    """Try every layer with a trivial command and report which ones work."""
+    true = shutil.which("true") or "/bin/true"
+    base = _unshare_base()
+    network = pid = ipc = mount = readonly = False
+    if base is not None:
+        network = _works([*base, "--net", "--", true])
+        pid = _works([*base, "--pid", "--fork", "--kill-child", "--mount-proc", "--", true])
+        ipc = _works([*base, "--ipc", "--uts", "--", true])
+        mount = _works([*base, "--mount", "--propagation", "private", "--", true])
+        if mount:
+            readonly = _probe_readonly(base, python, tmp_root)
+    setpriv = shutil.which("setpriv")
+    caps = setpriv is not None and _works([setpriv, *SETPRIV_ARGS, "--", python, "-I", "-c",
+                                           _CAPS_CHECK])
+    rlimits = _works([python, "-I", "-c", "import resource as r; "
+                      "r.setrlimit(r.RLIMIT_CORE, (0, 0)); r.setrlimit(r.RLIMIT_CPU, (60, 61))"])
+    audit = _works([python, "-I", "-c", "import sys; sys.addaudithook(lambda e, a: None)"])
+    return Isolation(network_namespace=network, pid_namespace=pid, ipc_namespace=ipc,
+                     mount_namespace=mount, readonly_filesystem=readonly,
+                     capabilities_dropped=caps, rlimits=rlimits, audit_hook=audit)
+
+
+def _probe_readonly(base: list[str], python: str, tmp_root: Path | None) -> bool:
+    with tempfile.TemporaryDirectory(prefix="selfmod-probe-", dir=tmp_root) as outer:
+        inner = Path(outer, "jail")
+        inner.mkdir(mode=0o700)
+        outside = Path(outer, "outside")
+        command = [*base, "--mount", "--propagation", "private", "--", python, "-I", "-m",
+                   "envelope.isolation", "init", "--tmpdir", str(inner), "--readonly", "--",
+                   python, "-I", "-c", _READONLY_CHECK, str(inner), str(outside)]
+        return _works(command) and not outside.exists() and (inner / "inside").exists()
+
+
+def jail_command(isolation: Isolation, tmpdir: str, python: str = sys.executable) -> list[str]:
+    """The command prefix that runs a command inside every available layer (may be empty)."""
+    base = _unshare_base()
+    flags: list[str] = []
+    if base is not None:
+        if isolation.network_namespace:
+            flags.append("--net")
+        if isolation.ipc_namespace:
+            flags += ["--ipc", "--uts"]
+        if isolation.pid_namespace:
+            flags += ["--pid", "--fork", "--kill-child", "--mount-proc"]
+        if isolation.mount_namespace and (isolation.readonly_filesystem or
+                                          isolation.pid_namespace):
+            flags += ["--mount", "--propagation", "private"]
+    prefix = [*base, *flags, "--"] if base is not None and flags else []
+    init: list[str] = []
+    if isolation.readonly_filesystem and isolation.mount_namespace and prefix:
+        init.append("--readonly")
+    setpriv = shutil.which("setpriv")
+    if isolation.capabilities_dropped and setpriv is not None:
+        init += ["--drop-caps", setpriv]
+    if isolation.pid_namespace and prefix:
+        init.append("--reap")
+    if init:
+        prefix += [python, "-I", "-m", "envelope.isolation", "init", "--tmpdir", tmpdir,
+                   *init, "--"]
+    return prefix
+
+
+def _mount_points() -> list[str]:
+    points = []
+    with open("/proc/self/mountinfo", "rb") as fh:
+        for line in fh:
+            fields = line.split(b" ")
+            if len(fields) > 4:
+                # mountinfo escapes space, tab, newline and backslash as \ooo.
+                raw = _OCTAL.sub(lambda m: bytes([int(m.group(1), 8)]), fields[4])
+                points.append(os.fsdecode(raw))
+    return sorted(set(points), key=len)
+
+
+def make_readonly(tmpdir: str) -> list[str]:
+    """Remount every mount read-only except ``tmpdir``; returns what is still writable."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                           ctypes.c_void_p]
+    points = _mount_points()
+    for point in points:
+        try:
+            keep = os.statvfs(point).f_flag & _KEEP_FLAGS
+        except OSError:
+            continue  # hidden under another mount, or not reachable from here
+        # Failures are expected for mounts shadowed by a later one; the check below counts.
+        libc.mount(None, os.fsencode(point), None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | keep,
+                   None)
+    raw = os.fsencode(tmpdir)
+    keep = os.statvfs(tmpdir).f_flag & _KEEP_FLAGS
+    if libc.mount(raw, raw, None, _MS_BIND, None) != 0 or \
+            libc.mount(None, raw, None, _MS_REMOUNT | _MS_BIND | keep, None) != 0:
+        return [f"{tmpdir} (bind: errno {ctypes.get_errno()})"]
+    writable = []
+    for point in points:
+        try:
+            if not os.statvfs(point).f_flag & os.ST_RDONLY and point != tmpdir:
+                writable.append(point)
+        except OSError:
+            continue
+    return writable
+
+
+def _init(options: argparse.Namespace) -> int:
+    command = list(options.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        print("jail init: no command", file=sys.stderr)
+        return JAIL_FAILED
+    if options.readonly:
+        writable = make_readonly(os.path.realpath(options.tmpdir))
+        if writable:
+            print(f"jail init: still writable: {', '.join(writable[:5])}", file=sys.stderr)
+            return JAIL_FAILED
+    if options.drop_caps:
+        command = [options.drop_caps, *SETPRIV_ARGS, "--", *command]
+    if not options.reap:
+        os.execv(command[0], command)
+    child = os.fork()
+    if child == 0:
+        try:
+            os.execv(command[0], command)
+        finally:
+            os._exit(JAIL_FAILED)
+    # Only the shadow may hold the pipes: their end of file means it is gone.
+    os.closerange(0, 3)
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+    while True:
+        pid, status = os.waitpid(-1, 0)
+        if pid == child:
+            code = os.waitstatus_to_exitcode(status)
+            return code if code >= 0 else 128 - code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -I -m envelope.isolation")
+    sub = parser.add_subparsers(dest="verb", required=True)
+    init = sub.add_parser("init", help="set up the jail inside fresh namespaces, then run")
+    init.add_argument("--tmpdir", required=True)
+    init.add_argument("--readonly", action="store_true")
+    init.add_argument("--drop-caps", metavar="SETPRIV")
+    init.add_argument("--reap", action="store_true")
+    init.add_argument("command", nargs=argparse.REMAINDER)
+    sub.add_parser("probe", help="print the layers that work here, as JSON")
+    options = parser.parse_args(argv)
+    if options.verb == "probe":
+        import json
+
+        print(json.dumps(probe_isolation().as_dict(), indent=2))
+        return 0
+    return _init(options)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

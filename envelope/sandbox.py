@@ -1,0 +1,445 @@
+"""The sandbox: runs a candidate's shadow in a jail and turns whatever happens into a report.
+
+:meth:`Sandbox.run` never raises for anything the child does. It starts
+``python -s -P -m invariants.shadow`` (see that module for why not ``-I``) inside
+the layers :func:`envelope.isolation.jail_command` can give, with an
+environment built from scratch, a private working directory (mode 0700, removed
+afterwards), its own session and process group, and three pipes it reads at once
+(stdout and stderr, of which only a tail is kept, and the result pipe, capped in
+bytes; past a cap the rest is drained and dropped, so a flood neither blocks nor
+fills the daemon). The job goes to the child's stdin as JSON; nothing from the
+child is ever unpickled.
+
+At the wall-clock deadline the whole process group is killed with SIGKILL. The
+group leader is reaped only after the group is seen empty, so its id cannot be
+reused while we still signal it; no zombie and no process is left behind.
+
+The corpus is replayed once per hash seed in ``job.hash_seeds``: the first child
+replays and benchmarks, each further child replays only, and a candidate whose
+outcomes change with the seed is a mismatch ("depends on hash seed").
+
+Errors (only raised for a bad configuration, never for a run)::
+
+    SandboxError
+     └── LimitsError   a SandboxLimits value is out of range
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from envelope.isolation import JAIL_FAILED, Isolation, jail_command
+from invariants.report import Mismatch, ShadowReport, error_report, parse_child_report, tail
+
+CHILD_PATH = "/usr/local/bin:/usr/bin:/bin"
+REAP_SECONDS = 2.0  # how long to wait for a killed process group to disappear
+EXIT_GRACE = 1.0  # after the child exits, how long its pipes may stay open
+
+
+class SandboxError(Exception):
+    """Base of the sandbox's configuration errors."""
+
+
+class LimitsError(SandboxError, ValueError):
+    """A :class:`SandboxLimits` value is out of range; the message names the field."""
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Resource limits of one shadow process; the daemon fills them from the policy.
+
+    ``processes`` becomes RLIMIT_NPROC, which the kernel does not enforce for
+    root; when the daemon runs as root the PID namespace and the tripwire hold
+    process creation instead. ``wall_seconds`` is the deadline of each child.
+    """
+
+    cpu_seconds: int = 30
+    memory_mb: int = 1024
+    file_size_mb: int = 8
+    open_files: int = 64
+    processes: int = 1
+    wall_seconds: float = 60
+    output_bytes: int = 65536
+    result_bytes: int = 4 << 20
+    require_network_namespace: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("cpu_seconds", "memory_mb", "file_size_mb", "open_files", "processes",
+                     "output_bytes", "result_bytes"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                raise LimitsError(f"sandbox.{name} must be a positive integer, not {value!r}")
+        if not self.wall_seconds > 0:
+            raise LimitsError(f"sandbox.wall_seconds must be positive, not {self.wall_seconds!r}")
+        if self.open_files < 16:
+            raise LimitsError("sandbox.open_files below 16 leaves Python unable to start")
+
+
+@dataclass(frozen=True)
+class ShadowJob:
+    """One candidate to try against one recorded corpus."""
+
+    target: str
+    candidate_source: str
+    corpus_path: str
+    sys_path: tuple[str, ...]
+    repeats: int = 15
+    min_sample_seconds: float = 0.02
+    hash_seeds: tuple[int, int] = (0, 1)
+
+
+@dataclass
+class _Captured:
+    """What the parent collected from one child."""
+
+    result: bytearray = field(default_factory=bytearray)
+    result_overflow: bool = False
+    stdout: bytearray = field(default_factory=bytearray)
+    stderr: bytearray = field(default_factory=bytearray)
+    timed_out: bool = False
+    returncode: int = 0
+    leftovers: list[int] = field(default_factory=list)
+
+
+class Sandbox:
+    """Runs shadows inside the isolation this machine has."""
+
+    def __init__(self, limits: SandboxLimits, isolation: Isolation,
+                 python: str = sys.executable, tmp_root: Path | None = None) -> None:
+        self.limits = limits
+        self.isolation = isolation
+        self.python = python
+        self.tmp_root = tmp_root
+
+    def run(self, job: ShadowJob) -> ShadowReport:
+        """Replay, compare and benchmark ``job`` in the jail; always returns a report."""
+        started = time.monotonic()
+        try:
+            report = self._run(job)
+        except Exception as exc:  # our own failure (fork, pipes, disk): a report, not a crash
+            report = error_report(f"sandbox failure: {type(exc).__name__}: {exc}")
+        return replace(report, duration=time.monotonic() - started)
+
+    def _run(self, job: ShadowJob) -> ShadowReport:
+        if self.limits.require_network_namespace and not self.isolation.network_namespace:
+            return error_report("the policy requires a network namespace "
+                                "(sandbox.require_network_namespace) and this machine cannot "
+                                "create one (unshare --net failed at start)")
+        if not job.hash_seeds:
+            return error_report("no hash seed to replay under")
+        first = self._run_child(job, job.hash_seeds[0], "full")
+        if first.status != "ok":
+            return first
+        checked = list(first.hash_seeds_checked)
+        events = list(first.audit_events)
+        for seed in job.hash_seeds[1:]:
+            other = self._run_child(job, seed, "replay")
+            events += other.audit_events
+            if other.status == "mismatch":
+                return replace(other, reason=f"depends on hash seed (set iteration order): under "
+                               f"PYTHONHASHSEED={seed}, {other.reason}",
+                               hash_seeds_checked=tuple(checked), audit_events=tuple(events))
+            if other.status != "ok":
+                return replace(other, reason=f"under PYTHONHASHSEED={seed}: {other.reason}",
+                               audit_events=tuple(events))
+            if other.fingerprints != first.fingerprints:
+                return _seed_mismatch(first, other, job.hash_seeds[0], seed)
+            checked += other.hash_seeds_checked
+        return replace(first, hash_seeds_checked=tuple(checked), audit_events=tuple(events))
+
+    def _run_child(self, job: ShadowJob, seed: int, mode: str) -> ShadowReport:
+        tmpdir = Path(tempfile.mkdtemp(prefix="selfmod-shadow-", dir=self.tmp_root))
+        try:
+            nonce = secrets.token_hex(16)
+            captured = self._spawn_and_collect(job, seed, mode, nonce, tmpdir)
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        report = self._classify(captured, nonce)
+        if report.hash_seeds_checked not in ((), (seed,)):
+            report = error_report(f"the shadow ran under hash seed "
+                                  f"{report.hash_seeds_checked}, not {seed}")
+        return replace(report, stdout_tail=tail(bytes(captured.stdout)),
+                       stderr_tail=tail(bytes(captured.stderr)))
+
+    def _command(self, tmpdir: Path, result_fd: int, mode: str) -> list[str]:
+        limits = self.limits
+        return [*jail_command(self.isolation, str(tmpdir), self.python),
+                self.python, "-s", "-P", "-m", "invariants.shadow",
+                "--result-fd", str(result_fd), "--tmpdir", str(tmpdir), "--mode", mode,
+                "--cpu", str(limits.cpu_seconds), "--memory-mb", str(limits.memory_mb),
+                "--file-size-mb", str(limits.file_size_mb),
+                "--open-files", str(limits.open_files), "--processes", str(limits.processes),
+                "--result-bytes", str(limits.result_bytes)]
+
+    def _spawn_and_collect(self, job: ShadowJob, seed: int, mode: str, nonce: str,
+                           tmpdir: Path) -> _Captured:
+        payload = json.dumps({
+            "nonce": nonce, "target": job.target, "candidate_source": job.candidate_source,
+            "corpus_path": job.corpus_path, "sys_path": list(job.sys_path),
+            "repeats": job.repeats, "min_sample_seconds": job.min_sample_seconds,
+        }).encode("utf-8")
+        env = {"PATH": CHILD_PATH, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+               "PYTHONHASHSEED": str(seed), "PYTHONDONTWRITEBYTECODE": "1"}
+        read_fd, write_fd = os.pipe()
+        try:
+            process = subprocess.Popen(
+                self._command(tmpdir, write_fd, mode), stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(write_fd,),
+                cwd=tmpdir, env=env, start_new_session=True, close_fds=True)
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        return _Collector(process, read_fd, payload, self.limits).collect()
+
+    def _classify(self, captured: _Captured, nonce: str) -> ShadowReport:
+        limits = self.limits
+        if captured.timed_out:
+            return ShadowReport(status="timeout", reason=f"wall-clock deadline of "
+                                f"{limits.wall_seconds:g} s passed; the process group was killed")
+        if captured.leftovers:
+            return error_report(f"the shadow left processes behind: {captured.leftovers[:5]}")
+        code = captured.returncode
+        killed = -code if code < 0 else code - 128 \
+            if code > 128 and self.isolation.pid_namespace else 0
+        if killed:
+            return _signalled(killed, limits)
+        stderr = bytes(captured.stderr)
+        if code == JAIL_FAILED and b"jail init:" in stderr:
+            return error_report(f"the jail could not be set up: {_last_line(stderr)}")
+        if code != 0:
+            if b"MemoryError" in stderr:
+                return ShadowReport(status="limit", reason=f"memory limit of "
+                                    f"{limits.memory_mb} MiB reached (MemoryError)")
+            return ShadowReport(status="crashed", reason=f"the shadow exited with status {code}: "
+                                f"{_last_line(stderr)}")
+        if captured.result_overflow:
+            return error_report(f"the shadow's report exceeds {limits.result_bytes} bytes")
+        if not captured.result:
+            return ShadowReport(status="crashed",
+                                reason="the shadow exited (status 0) without a report")
+        return parse_child_report(bytes(captured.result), nonce=nonce,
+                                  max_bytes=limits.result_bytes)
+
+
+def _signalled(signum: int, limits: SandboxLimits) -> ShadowReport:
+    name = _signal_name(signum)
+    if signum == signal.SIGXCPU:
+        return ShadowReport(status="limit", reason=f"CPU time limit of {limits.cpu_seconds} s "
+                            f"exceeded ({name})")
+    if signum == signal.SIGKILL:
+        return ShadowReport(status="limit", reason=f"killed by {name} (CPU hard limit or out "
+                            "of memory)")
+    if signum == signal.SIGXFSZ:
+        return ShadowReport(status="limit", reason=f"file size limit of {limits.file_size_mb} "
+                            f"MiB exceeded ({name})")
+    return ShadowReport(status="crashed", reason=f"the shadow was killed by {name}")
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _last_line(data: bytes) -> str:
+    lines = [line for line in data.decode("utf-8", "replace").splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "(no output)"
+
+
+def _seed_mismatch(first: ShadowReport, other: ShadowReport, seed: int,
+                   other_seed: int) -> ShadowReport:
+    pairs = zip(first.fingerprints, other.fingerprints, strict=False)
+    index = next((i for i, (a, b) in enumerate(pairs) if a != b),
+                 min(len(first.fingerprints), len(other.fingerprints)))
+    evidence = Mismatch(index=index, args_repr="",
+                        expected=f"outcome under PYTHONHASHSEED={seed}",
+                        actual=f"a different outcome under PYTHONHASHSEED={other_seed}",
+                        kind="hash_seed")
+    return replace(first, status="mismatch", mismatches=(evidence,),
+                   original_times=(), candidate_times=(), loops=0,
+                   reason=f"depends on hash seed (set iteration order): call {index} gives a "
+                          f"different outcome under PYTHONHASHSEED={other_seed} than under "
+                          f"{seed}")
+
+
+class _Collector:
+    """Feeds the job to one child and drains its pipes until it is gone or the deadline."""
+
+    def __init__(self, process: subprocess.Popen[bytes], result_fd: int, payload: bytes,
+                 limits: SandboxLimits) -> None:
+        self.process = process
+        self.limits = limits
+        self.captured = _Captured()
+        self.payload = memoryview(payload)
+        self.selector = selectors.DefaultSelector()
+        assert process.stdin and process.stdout and process.stderr
+        self.sinks = {process.stdout.fileno(): self.captured.stdout,
+                      process.stderr.fileno(): self.captured.stderr,
+                      result_fd: self.captured.result}
+        self.result_fd = result_fd
+        for fd in self.sinks:
+            os.set_blocking(fd, False)
+            self.selector.register(fd, selectors.EVENT_READ)
+        self.stdin_fd = process.stdin.fileno()
+        os.set_blocking(self.stdin_fd, False)
+        self.selector.register(self.stdin_fd, selectors.EVENT_WRITE)
+
+    def collect(self) -> _Captured:
+        try:
+            self._pump(time.monotonic() + self.limits.wall_seconds)
+        finally:
+            self._finish()
+        return self.captured
+
+    def _pump(self, deadline: float) -> None:
+        exited_at: float | None = None
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                self.captured.timed_out = exited_at is None
+                return
+            if exited_at is None and _has_exited(self.process.pid):
+                exited_at = now
+            if exited_at is not None and (not self.selector.get_map()
+                                          or now - exited_at > EXIT_GRACE):
+                return
+            timeout = min(deadline - now, 0.05 if exited_at is not None else 0.2)
+            for key, _ in self.selector.select(timeout):
+                fd = int(key.fd)
+                if fd == self.stdin_fd:
+                    self._feed()
+                else:
+                    self._drain(fd)
+
+    def _feed(self) -> None:
+        try:
+            written = os.write(self.stdin_fd, self.payload[:65536])
+        except BlockingIOError:
+            return
+        except OSError:  # the child closed its stdin: it will not read the job
+            written = len(self.payload)
+        self.payload = self.payload[written:]
+        if not self.payload:
+            self._close(self.stdin_fd)
+
+    def _drain(self, fd: int) -> None:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self._close(fd)
+            return
+        sink = self.sinks[fd]
+        if fd == self.result_fd:
+            room = self.limits.result_bytes - len(sink)
+            if len(chunk) > room:
+                self.captured.result_overflow = True
+            sink += chunk[:max(room, 0)]
+            return
+        sink += chunk
+        cap = self.limits.output_bytes
+        if len(sink) > 2 * cap:
+            del sink[:-cap]
+
+    def _close(self, fd: int) -> None:
+        self.selector.unregister(fd)
+        if fd == self.result_fd:
+            os.close(fd)
+        elif fd == self.stdin_fd and self.process.stdin is not None:
+            self.process.stdin.close()
+        # stdout and stderr are closed by Popen's own file objects in _finish
+
+    def _finish(self) -> None:
+        """Kill what is left, wait until the group is empty, reap the leader, close pipes.
+
+        Members other than the leader go first, so that a jail's ``unshare`` reaps
+        the namespace's init itself (an orphaned init would linger as a zombie until
+        the machine's PID 1 got round to it). The leader is reaped last: while it is
+        unreaped its id, which is also the group's, cannot be reused.
+        """
+        pgid = self.process.pid
+        gone_by = time.monotonic() + REAP_SECONDS
+        _kill_members(pgid)
+        while not _has_exited(pgid) and time.monotonic() < gone_by:
+            time.sleep(0.005)
+        _kill_group(pgid)
+        members = _group_members(pgid, exclude=pgid)
+        while members and time.monotonic() < gone_by:
+            time.sleep(0.01)
+            _kill_members(pgid)
+            members = _group_members(pgid, exclude=pgid)
+        self.captured.leftovers = members
+        self.captured.returncode = self.process.wait()
+        for key in list(self.selector.get_map().values()):
+            self._close(int(key.fd))
+        self.selector.close()
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+        for sink in (self.captured.stdout, self.captured.stderr):
+            del sink[:-self.limits.output_bytes]
+
+
+def _has_exited(pid: int) -> bool:
+    """Whether the child has exited, without reaping it (its pid must stay reserved)."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    return info is not None
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _kill_members(pgid: int) -> None:
+    """SIGKILL every member of the group but its leader, through pidfds (no pid-reuse race)."""
+    for pid in _group_members(pgid, exclude=pgid):
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            continue
+        try:
+            if _pgid_of(pid) == pgid:  # still ours, now that the pidfd pins the process
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        except OSError:
+            pass
+        finally:
+            os.close(pidfd)
+
+
+def _pgid_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2:].split()
+    return int(fields[2]) if len(fields) > 2 else None
+
+
+def _group_members(pgid: int, exclude: int) -> list[int]:
+    """Processes (zombies included) whose process group is ``pgid``, read from /proc."""
+    return [int(entry.name) for entry in os.scandir("/proc")
+            if entry.name.isdigit() and int(entry.name) != exclude
+            and _pgid_of(int(entry.name)) == pgid]
