@@ -388,7 +388,10 @@ def _read_safely(path: Path, source: str) -> bytes:
 
 
 def _parse(text: str, source: str, sha256: str) -> Policy:
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # checks the characters already
+    except yaml.reader.ReaderError as exc:
+        raise _unreadable(source, text, exc) from exc
     try:
         root = loader.get_single_node()
         if root is None:
@@ -412,6 +415,8 @@ def _parse(text: str, source: str, sha256: str) -> Policy:
                 "while being written also looks like this)"
         raise PolicyError.single(source, problem, hint, line=mark.line + 1 if mark else None,
                                  column=mark.column + 1 if mark else None) from exc
+    except yaml.reader.ReaderError as exc:
+        raise _unreadable(source, text, exc) from exc
     except yaml.YAMLError as exc:
         raise PolicyError.single(source, f"YAML: {exc}", "fix the syntax") from exc
     finally:
@@ -432,6 +437,15 @@ def _parse(text: str, source: str, sha256: str) -> Policy:
 
 
 # -- locating and explaining errors ----------------------------------------------------
+
+
+def _unreadable(source: str, text: str, exc: yaml.reader.ReaderError) -> PolicyError:
+    line = text.count("\n", 0, exc.position) + 1
+    column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+    char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+    return PolicyError.single(source, f"character {char!r} is not allowed in YAML",
+                              "remove it (control characters other than tab and newline "
+                              "are refused)", line=line, column=column)
 
 
 def _kind(node: yaml.Node) -> str:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import ast
 import math
 import string
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -110,7 +111,11 @@ class Allowed:
 
 @dataclass(frozen=True)
 class Rejected:
-    """The candidate broke ``rule`` at ``line``:``col`` (1-based); ``reason`` says how."""
+    """The candidate broke ``rule`` at ``line``:``col`` (1-based); ``reason`` says how.
+
+    ``str()`` gives the whole message: ``static/import at line 2, col 5: import of 'os'
+    is not allowed (allowed: ...)``.
+    """
 
     rule: str
     reason: str
@@ -118,7 +123,7 @@ class Rejected:
     col: int = 1
 
     def __str__(self) -> str:
-        return f"static/{self.rule}: {self.reason}"
+        return f"static/{self.rule} at line {self.line}, col {self.col}: {self.reason}"
 
 
 def check_candidate(candidate_source: str, original_source: str,
@@ -161,14 +166,14 @@ class _Gate:
     def check(self) -> Allowed | Rejected:
         limit = max(20_000, math.ceil(len(self.original) * self.policy.max_growth * 4))
         if len(self.candidate) > limit:
-            return Rejected("size", f"line 1: the candidate is {len(self.candidate)} characters, "
+            return Rejected("size", f"the candidate is {len(self.candidate)} characters, "
                             f"more than the {limit} this original allows")
         try:
             original = ast.parse(self.original)
         except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
-            return Rejected("original", f"line 1: the original does not parse ({exc})")
+            return Rejected("original", f"the original does not parse ({exc})")
         if len(original.body) != 1 or not isinstance(original.body[0], _FUNCTIONS):
-            return Rejected("original", "line 1: the original is not one function definition")
+            return Rejected("original", "the original is not one function definition")
         parsed = self._parse()
         if isinstance(parsed, Rejected):
             return parsed
@@ -177,7 +182,7 @@ class _Gate:
         if len(body) != 1 or not isinstance(body[0], _FUNCTIONS):
             extra = next((s for s in body if not isinstance(s, _FUNCTIONS)), None)
             if not body:
-                return Rejected("one-function", "line 1: the candidate defines no function")
+                return Rejected("one-function", "the candidate defines no function")
             node = extra if extra is not None else body[1]
             what = "a second function" if extra is None else f"a top-level {type(node).__name__}"
             return self._reject("one-function", node, f"{what}; the candidate must be exactly "
@@ -191,7 +196,7 @@ class _Gate:
                        key=lambda v: (v[1], v[2], _PRIORITY.index(v[0])))
         if found:
             rule, line, col, reason = found[0]
-            return Rejected(rule, f"line {line}, col {col}: {reason}", line, col)
+            return Rejected(rule, reason, line, col)
         nodes = sum(1 for _ in ast.walk(tree))
         original_nodes = sum(1 for _ in ast.walk(original))
         if nodes > self.policy.max_growth * original_nodes:
@@ -202,13 +207,17 @@ class _Gate:
 
     def _parse(self) -> ast.Module | Rejected:
         try:
-            tree = ast.parse(self.candidate, filename="<candidate>")
-            compile(tree, "<candidate>", "exec", dont_inherit=True)  # scoping errors, not run
+            # The compiler's warnings (invalid escapes, `is` with a literal) would go to the
+            # daemon's stderr for every candidate; they are not the gate's business.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tree = ast.parse(self.candidate, filename="<candidate>")
+                compile(tree, "<candidate>", "exec", dont_inherit=True)  # scoping errors
         except SyntaxError as exc:
             line, col = exc.lineno or 1, exc.offset or 1
-            return Rejected("syntax", f"line {line}, col {col}: {exc.msg}", line, col)
+            return Rejected("syntax", exc.msg, line, col)
         except (ValueError, RecursionError, MemoryError) as exc:
-            return Rejected("syntax", f"line 1: {type(exc).__name__}: {exc}")
+            return Rejected("syntax", f"{type(exc).__name__}: {exc}")
         return tree
 
     def _position(self, node: ast.AST) -> tuple[int, int]:
@@ -221,7 +230,7 @@ class _Gate:
 
     def _reject(self, rule: str, node: ast.AST, reason: str) -> Rejected:
         line, col = self._position(node)
-        return Rejected(rule, f"line {line}, col {col}: {reason}", line, col)
+        return Rejected(rule, reason, line, col)
 
     # -- the walk ---------------------------------------------------------------------------
 

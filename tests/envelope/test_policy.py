@@ -9,6 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from envelope.errors import EnvelopeError, PolicyError
@@ -359,3 +361,36 @@ def test_default_policy_is_a_policy_with_a_hash() -> None:
     assert isinstance(DEFAULT_POLICY, Policy)
     assert DEFAULT_POLICY.source == "<built-in defaults>"
     assert len(DEFAULT_POLICY.sha256) == 64
+
+
+# -- robustness -------------------------------------------------------------------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=200))
+def test_any_text_gives_a_policy_or_a_policy_error(text: str) -> None:
+    """Whatever an editor leaves in the file, parsing yields a Policy or a PolicyError."""
+    try:
+        parse_policy(text, "<fuzz>")
+    except PolicyError as err:
+        assert str(err).startswith("<fuzz>")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_damaged_shipped_file_gives_a_policy_or_a_located_error(data: st.DataObject) -> None:
+    """The shipped file with a slice cut out or replaced fails only as a located PolicyError."""
+    text = SHIPPED.read_text()
+    start = data.draw(st.integers(0, len(text)))
+    end = data.draw(st.integers(start, min(len(text), start + 40)))
+    damaged = text[:start] + data.draw(st.text(max_size=5)) + text[end:]
+    try:
+        parse_policy(damaged, "envelope.yaml")
+    except PolicyError as err:
+        assert err.line is not None and err.column is not None, str(err)
+
+
+def test_control_characters_are_located(tmp_path: Path) -> None:
+    """A control character YAML refuses is reported at its line and column."""
+    err = fault(tmp_path, "version: 1\nscope:\n  include: ['a\x1f:*']\n")
+    assert (err.line, err.column) == (3, 15) and "not allowed in YAML" in str(err)

@@ -556,8 +556,8 @@ def test_each_escape_is_rejected_with_its_rule_and_line(original: str, candidate
     verdict = check_candidate(src(candidate), original, POLICY)
     assert isinstance(verdict, Rejected), f"allowed: {candidate}"
     assert (verdict.rule, verdict.line) == (rule, line), verdict
-    assert f"line {line}" in verdict.reason
-    assert str(verdict).startswith(f"static/{rule}: line {line}")
+    assert str(verdict).startswith(f"static/{rule} at line {line}, col {verdict.col}: ")
+    assert verdict.reason and not verdict.reason.startswith("line")
 
 
 def test_the_table_is_large_enough() -> None:
@@ -651,3 +651,11 @@ def test_spliced_candidates_never_raise(at: int, insert: str) -> None:
     base = "def total(items, scale=1):\n    return sum(i * scale for i in items)\n"
     candidate = base[:at] + insert + base[at:]
     assert isinstance(check_candidate(candidate, TOTAL, POLICY), (Allowed, Rejected))
+
+
+def test_compiler_warnings_are_not_emitted(recwarn: pytest.WarningsRecorder) -> None:
+    """Judging a candidate that makes the compiler warn prints nothing and still decides."""
+    verdict = check_candidate("def total(items, scale=1):\n    return items is 1 or '\\d'\n",
+                              TOTAL, POLICY)
+    assert isinstance(verdict, Allowed)
+    assert [w for w in recwarn if issubclass(w.category, SyntaxWarning)] == []
