@@ -1,0 +1,58 @@
+"""The base of every rewrite rule.
+
+A rule is a pure function from a module holding one function definition to a
+module: :meth:`Rule.apply` returns the very same object when nothing matched,
+so callers can tell "no rewrite" from "a rewrite that printed the same". Rules
+rewrite one site at a time and re-analyse the result, because every rewrite
+moves nodes and invalidates the metadata the next precondition check needs.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import ClassVar
+
+import libcst as cst
+
+from daemon.synthesis.rules.analysis import Function
+
+# A bound on rewrites of one rule in one function; a backstop, not a tuning knob.
+MAX_SITES = 32
+
+
+class Rule(abc.ABC):
+    """A rewrite of one slow idiom into an equivalent faster one.
+
+    Subclasses set ``id`` (kebab-case, it ends up in ``Candidate.origin``),
+    ``summary`` (one line, used as the candidate's rationale) and, when the
+    rewritten code imports something inside the function, ``imports``; their
+    docstring states the preconditions.
+    """
+
+    id: ClassVar[str]
+    summary: ClassVar[str]
+    imports: ClassVar[tuple[str, ...]] = ()
+
+    def apply(self, module: cst.Module) -> cst.Module:
+        """``module`` with every site rewritten; ``module`` itself when none matched."""
+        current = module
+        for _ in range(MAX_SITES):
+            fn = Function.analyse(current)
+            if fn is None:
+                break
+            rewritten = self.rewrite(fn)
+            if rewritten is None:
+                break
+            try:
+                # fresh nodes: the next analysis must not see nodes shared between trees
+                current = cst.parse_module(rewritten.code)
+            except cst.ParserSyntaxError:
+                return module
+        return current
+
+    @abc.abstractmethod
+    def rewrite(self, fn: Function) -> cst.Module | None:
+        """Rewrite the first site whose preconditions hold; None when there is none."""
+
+    def __repr__(self) -> str:
+        return f"<rule {self.id}>"
