@@ -229,8 +229,12 @@ class LLMClient:
         max_tokens: int = 512,
         temperature: float = 0.7,
         response_format: Mapping[str, Any] | None = None,
+        seed: int | None = None,
     ) -> ChatResult:
-        """One chat completion with ``n`` samples; raises an :class:`LLMError` on failure."""
+        """One chat completion with ``n`` samples; raises an :class:`LLMError` on failure.
+
+        ``seed`` makes sampling reproducible on servers that support it (vLLM does).
+        """
         body: dict[str, Any] = {
             "model": self.config.model,
             "messages": [dict(m) for m in messages],
@@ -240,6 +244,8 @@ class LLMClient:
         }
         if response_format is not None:
             body["response_format"] = dict(response_format)
+        if seed is not None:
+            body["seed"] = seed
         started = self._clock()
         texts, reasons, prompt_tokens, completion_tokens = self._call(
             "POST", "/v1/chat/completions", body, _parse_chat)
