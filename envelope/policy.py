@@ -382,6 +382,9 @@ def _read_safely(path: Path, source: str) -> bytes:
         while remaining > 0 and (chunk := os.read(fd, remaining)):
             chunks.append(chunk)
             remaining -= len(chunk)
+        if remaining <= 0:  # grew after fstat
+            raise PolicyError.single(source, f"is more than the {MAX_POLICY_BYTES} bytes a "
+                                     "policy may have", "check that this is the policy file")
         return b"".join(chunks)
     finally:
         os.close(fd)
@@ -464,8 +467,12 @@ def _issue_at(source: str, node: yaml.Node, location: str, problem: str,
 
 def _check_duplicate_keys(source: str, root: yaml.Node) -> None:
     stack = [root]
+    seen_nodes: set[int] = set()  # an alias is the same node again: visit it once
     while stack:
         node = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
         if isinstance(node, yaml.MappingNode):
             seen: dict[object, yaml.Node] = {}
             for key, value in node.value:
@@ -552,10 +559,14 @@ def _yaml_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (tuple, list)):
-        return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
+        # only flat, short lists are spelt out: aliases can make a list astronomically large
+        if len(value) <= 5 and not any(isinstance(v, (tuple, list, dict)) for v in value):
+            return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
+        return f"a list of {len(value)} items"
     if isinstance(value, (dict, Mapping)):
         return "a mapping"
-    return repr(value) if isinstance(value, str) else str(value)
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _issue_for(source: str, root: yaml.Node, error: ErrorDetails) -> PolicyIssue:

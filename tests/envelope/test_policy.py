@@ -394,3 +394,14 @@ def test_control_characters_are_located(tmp_path: Path) -> None:
     """A control character YAML refuses is reported at its line and column."""
     err = fault(tmp_path, "version: 1\nscope:\n  include: ['a\x1f:*']\n")
     assert (err.line, err.column) == (3, 15) and "not allowed in YAML" in str(err)
+
+
+@pytest.mark.timeout(10)
+def test_alias_bomb_is_refused_quickly() -> None:
+    """Nested YAML aliases that expand to billions of items are refused in bounded time."""
+    lines = ["version: 1", "x0: &a0 [s, s, s, s, s, s, s, s, s]"]
+    lines += [f"x{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)]
+    lines.append("scope: {include: *a9}")
+    with pytest.raises(PolicyError) as caught:
+        parse_policy("\n".join(lines) + "\n", "bomb.yaml")
+    assert "scope.include[0]: must be a string (got a list of 9 items)" in str(caught.value)
