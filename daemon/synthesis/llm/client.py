@@ -271,6 +271,10 @@ class LLMClient:
                     result = self._attempt(method, path, body, parse, expect_json)
                 except (LLMUnavailable, LLMTimeout) as exc:
                     delay = self._retry_delay(exc, attempt)
+                    if delay is None and isinstance(exc, _StatusUnavailable):
+                        raise LLMUnavailable(
+                            f"{exc}; it asked to retry after {exc.retry_after:.0f} s, longer "
+                            f"than the {self.config.max_retry_after:.0f} s we wait") from exc
                     if attempt + 1 >= attempts or delay is None:
                         raise
                     self._sleep(delay)
