@@ -1,4 +1,4 @@
-"""A canonical, hostile-proof view of Python values: tokens, fingerprints, safe reprs.
+"""A canonical, hostile-proof view of Python values: tokens, fingerprints, aliasing.
 
 Two outcomes are equal when their token streams are equal. A token is a tuple of
 exact ``str``/``int``/``bytes``, so comparing tokens never runs user code; the walk
@@ -52,7 +52,7 @@ _TRUSTED_REPR: frozenset[type] = frozenset({
     ipaddress.IPv4Address, ipaddress.IPv6Address, ipaddress.IPv4Network,
     ipaddress.IPv6Network, re.Pattern,
 })
-_ATOMS: frozenset[type] = frozenset({int, bool, str, bytes, type(None), type(...),
+ATOMS: frozenset[type] = frozenset({int, bool, str, bytes, type(None), type(...),
                                      type(NotImplemented)})
 # Objects whose identity is observable behaviour (mutating one shows through another).
 _IDENTITY_BASES: tuple[type, ...] = (list, dict, set, bytearray, collections.deque)
@@ -156,7 +156,7 @@ def tokens(value: object, *, max_depth: int = MAX_DEPTH,
             yield ("unset",)
             continue
         tp = type(obj)
-        if tp in _ATOMS:
+        if tp in ATOMS:
             yield (type_name(tp), obj) if tp is not type(None) else ("None",)
             continue
         if tp is float:
@@ -173,13 +173,16 @@ def tokens(value: object, *, max_depth: int = MAX_DEPTH,
             memo[key] = len(memo)
             keep.append(obj)
         children: list[object] = []
-        head = _describe_node(obj, tp, children)
+        head = describe_node(obj, tp, children)
         yield head
         stack.extend((child, depth + 1) for child in reversed(children))
 
 
-def _describe_node(obj: Any, tp: type, children: list[object]) -> Token:
-    """The head token of a non-atomic value; appends the values to walk after it."""
+def describe_node(obj: Any, tp: type, children: list[object]) -> Token:
+    """The head token of a non-atomic value; appends the values to walk after it.
+
+    Never runs a method that the value's class could override.
+    """
     name = type_name(tp)
     if issubclass(tp, type):
         return ("class", type_name(obj))
@@ -296,99 +299,6 @@ def fingerprint(value: object) -> str:
     return digest.hexdigest()
 
 
-def safe_repr(value: object, limit: int = 300) -> str:
-    """A bounded, Python-like rendering of ``value``; no user ``__repr__`` runs."""
-    out: list[str] = []
-    try:
-        _render(value, out, [limit + 1], 0)
-    except (RecursionError, Uncomparable, _Full):
-        out.append("…")
-    text = "".join(out)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-class _Full(Exception):
-    pass
-
-
-def _emit(out: list[str], budget: list[int], text: str) -> None:
-    out.append(text)
-    budget[0] -= len(text)
-    if budget[0] <= 0:
-        raise _Full
-
-
-def _render(value: object, out: list[str], budget: list[int], depth: int) -> None:
-    tp = type(value)
-    if tp in _ATOMS or tp in (float, complex):
-        if tp is int and value.bit_length() > 256:  # type: ignore[attr-defined]
-            _emit(out, budget, f"<int of {value.bit_length()} bits>")  # type: ignore[attr-defined]
-        elif tp in (str, bytes):
-            _emit(out, budget, repr(value[: budget[0]]))  # type: ignore[index]
-        else:
-            _emit(out, budget, repr(value))
-        return
-    if depth > 12:
-        _emit(out, budget, "…")
-        return
-    children: list[object] = []
-    head = _describe_node(value, tp, children)
-    kind = head[1] if len(head) > 1 else ""
-    if kind in ("seq", "deque"):
-        opener, closer = ("[", "]") if issubclass(tp, list) else ("(", ")") \
-            if issubclass(tp, tuple) else ("deque([", "])")
-        name = head[0]
-        if name not in ("list", "tuple", "collections.deque"):
-            opener, closer = f"{name}({opener}", f"{closer})"
-        _render_items(children[: head[2]], opener, closer, out, budget, depth)
-        if tp is tuple and head[2] == 1:
-            out.insert(len(out) - 1, ",")
-        return
-    if kind == "map":
-        pairs = children[: 2 * head[2]]
-        _emit(out, budget, "{" if head[0] == "dict" else f"{head[0]}({{")
-        for i in range(0, len(pairs), 2):
-            if i:
-                _emit(out, budget, ", ")
-            _render(pairs[i], out, budget, depth + 1)
-            _emit(out, budget, ": ")
-            _render(pairs[i + 1], out, budget, depth + 1)
-        _emit(out, budget, "}" if head[0] == "dict" else "})")
-        return
-    if kind == "set":
-        members: Any = value
-        iterate: Any = set.__iter__ if issubclass(tp, set) else frozenset.__iter__
-        _render_items(list(iterate(members)), f"{head[0]}({{", "})", out, budget, depth)
-        return
-    if head[0] == "exception":
-        _render_items(children, f"{head[1]}(", ")", out, budget, depth)
-        return
-    if kind in ("str", "num", "bytes"):
-        _emit(out, budget, f"{head[0]}({head[2]!r})"[:200])
-        return
-    if kind == "object" and "attrs" in head:
-        attrs = children[: 2 * head[head.index("attrs") + 1]]
-        _emit(out, budget, f"{head[0]}(")
-        for i in range(0, len(attrs), 2):
-            if i:
-                _emit(out, budget, ", ")
-            _emit(out, budget, f"{attrs[i]}=" if type(attrs[i]) is str else "?=")
-            _render(attrs[i + 1], out, budget, depth + 1)
-        _emit(out, budget, ")")
-        return
-    _emit(out, budget, "<" + " ".join(str(piece)[:120] for piece in head if piece != "") + ">")
-
-
-def _render_items(items: list[object], opener: str, closer: str, out: list[str],
-                  budget: list[int], depth: int) -> None:
-    _emit(out, budget, opener)
-    for i, item in enumerate(items):
-        if i:
-            _emit(out, budget, ", ")
-        _render(item, out, budget, depth + 1)
-    _emit(out, budget, closer)
-
-
 def alias_paths(result: object, args: tuple[Any, ...], kwargs: dict[str, Any],
                 *, budget: int = 10_000) -> tuple[tuple[str, str], ...]:
     """Where the result (or a part of it) *is* an argument (or a part of one).
@@ -415,7 +325,7 @@ def _walk_paths(roots: list[tuple[str, object]], budget: int) -> Iterator[tuple[
     while queue and budget > 0:
         path, obj = queue.popleft()
         tp = type(obj)
-        if tp in _ATOMS or tp in (float, complex):
+        if tp in ATOMS or tp in (float, complex):
             continue
         budget -= 1
         if id(obj) in seen:
@@ -434,7 +344,7 @@ def _children(path: str, obj: Any, tp: type) -> list[tuple[str, object]]:
             tuple.__iter__ if issubclass(tp, tuple) else collections.deque.__iter__)
         return [(f"{path}[{i}]", item) for i, item in enumerate(base(obj))]
     if issubclass(tp, dict):
-        return [(f"{path}[{safe_repr(key, 40)}]", item) for key, item in dict.items(obj)]
+        return [(f"{path}[{_key_repr(key)}]", item) for key, item in dict.items(obj)]
     if issubclass(tp, (set, frozenset)):
         iterate: Callable[[Any], Iterator[Any]] = set.__iter__ if issubclass(tp, set) \
             else frozenset.__iter__
@@ -444,3 +354,12 @@ def _children(path: str, obj: Any, tp: type) -> list[tuple[str, object]]:
         found = [(f"{path}.{key}", item) for key, item in attrs.items() if type(key) is str]
         return found + [(f"{path}.{name}", item) for name, item in _slots(obj, tp)]
     return []
+
+
+def _key_repr(key: object) -> str:
+    if type(key) is int and key.bit_length() > 128:
+        return "<int>"
+    if type(key) in (str, int, bool, bytes, float) or key is None:
+        text = repr(key)
+        return text if len(text) <= 40 else text[:39] + "…"
+    return f"<{type_name(type(key))}>"

@@ -19,7 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from invariants.canonical import Uncomparable, fingerprint, safe_repr, same, type_name
+from invariants.canonical import Uncomparable, fingerprint, same, type_name
+from invariants.render import safe_repr
 
 RETURN = "return"
 RAISE = "raise"

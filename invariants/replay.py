@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from invariants.canonical import Uncomparable, alias_paths, safe_repr, same
+from invariants.canonical import Uncomparable, alias_paths, same
 from invariants.compare import (
     ITERATOR,
     RAISE,
@@ -28,6 +28,7 @@ from invariants.compare import (
     exception_name,
     outcome_fingerprint,
 )
+from invariants.render import call_repr
 from invariants.tripwire import Tripwire
 from snapshots.corpus import CallRecord
 
@@ -227,7 +228,7 @@ def replay(switch: CodeSwitch, records: Sequence[CallRecord], tripwire: Tripwire
             result.mismatch_count += 1
             if len(result.mismatches) < MAX_EVIDENCE:
                 result.mismatches.append({
-                    "index": index, "args_repr": safe_repr(before, 300),
+                    "index": index, "args_repr": call_repr(*before),
                     "expected": difference.expected, "actual": difference.actual,
                     "kind": difference.kind})
     if result.status == "mismatch":

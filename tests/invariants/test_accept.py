@@ -1,0 +1,104 @@
+"""Acceptance statistics: noise is not a speedup, a real speedup is, and failures say where."""
+
+from __future__ import annotations
+
+import math
+import random
+
+from invariants.accept import Accepted, Rejected, decide, speedup_interval
+from invariants.report import AuditEvent, Mismatch, ShadowReport
+
+
+def synthetic(rng: random.Random, pairs: int, true_speedup: float, noise: float = 0.05,
+              outliers: float = 0.0) -> ShadowReport:
+    """Timings as a benchmark produces them: shared drift per pair, lognormal noise."""
+    original, candidate = [], []
+    for _ in range(pairs):
+        drift = rng.gauss(0, 0.1)
+        o = 1e-4 * math.exp(drift + rng.gauss(0, noise))
+        c = 1e-4 * math.exp(drift + rng.gauss(0, noise)) / true_speedup
+        if rng.random() < outliers:
+            o *= 3
+        if rng.random() < outliers:
+            c *= 3
+        original.append(o)
+        candidate.append(c)
+    return ShadowReport(status="ok", calls=20, original_times=tuple(original),
+                        candidate_times=tuple(candidate), loops=100, hash_seeds_checked=(0, 1))
+
+
+def acceptance_rate(min_speedup: float, trials: int, **shape: float) -> float:
+    rng = random.Random(20240601)
+    accepted = 0
+    for trial in range(trials):
+        report = synthetic(rng, 15, 1.0, **shape)
+        accepted += isinstance(decide(report, min_speedup, seed=trial), Accepted)
+    return accepted / trials
+
+
+def test_a_a_is_rarely_accepted_at_a_minimum_of_one() -> None:
+    """The same code on both sides passes min_speedup 1.0 in at most ~5% of trials."""
+    assert acceptance_rate(1.0, 150) <= 0.05
+    assert acceptance_rate(1.0, 100, outliers=0.1) <= 0.05
+
+
+def test_a_a_is_almost_never_accepted_at_five_percent() -> None:
+    """The same code on both sides essentially never passes min_speedup 1.05."""
+    assert acceptance_rate(1.05, 100) <= 0.01
+
+
+def test_a_clear_twofold_speedup_is_accepted_with_its_interval() -> None:
+    """A 2x faster candidate is accepted, the interval brackets 2 and carries sample sizes."""
+    verdict = decide(synthetic(random.Random(7), 15, 2.0), 1.05)
+    assert isinstance(verdict, Accepted)
+    assert verdict.ci_low <= 2.0 <= verdict.ci_high
+    assert 1.8 < verdict.speedup < 2.2 and verdict.ci_low > 1.7
+    assert verdict.samples == 15 and verdict.calls == 20
+
+
+def test_a_slower_candidate_is_rejected_by_the_statistics() -> None:
+    """A candidate 10% slower is rejected at stage accept with the measured interval."""
+    verdict = decide(synthetic(random.Random(3), 15, 0.9), 1.05)
+    assert isinstance(verdict, Rejected)
+    assert (verdict.stage, verdict.reason) == ("accept", "speedup_below_minimum")
+    assert "interval" in verdict.detail and "15 pairs" in verdict.detail
+
+
+def test_a_mismatch_is_rejected_at_the_shadow_stage_with_evidence() -> None:
+    """A mismatch report is rejected at stage shadow, whatever its timings say."""
+    report = ShadowReport(status="mismatch", reason="1 of 3 calls differ", calls=3,
+                          mismatches=(Mismatch(1, "([3, 1],)", "[1, 3]", "[3, 1]", "value"),),
+                          original_times=(1.0,) * 10, candidate_times=(0.1,) * 10)
+    verdict = decide(report, 1.05)
+    assert isinstance(verdict, Rejected)
+    assert (verdict.stage, verdict.reason) == ("shadow", "mismatch")
+    assert "expected [1, 3], got [3, 1]" in verdict.detail
+
+
+def test_error_and_forbidden_statuses_are_rejected_at_the_shadow_stage() -> None:
+    """Every non-ok status is a shadow-stage rejection labelled with the status."""
+    for status in ("error", "timeout", "crashed", "limit", "forbidden"):
+        report = ShadowReport(status=status, reason=f"it was {status}",
+                              audit_events=(AuditEvent("os.system", "no", "candidate"),))
+        verdict = decide(report, 1.0)
+        assert isinstance(verdict, Rejected)
+        assert (verdict.stage, verdict.reason) == ("shadow", status)
+        assert f"it was {status}" in verdict.detail and "os.system" in verdict.detail
+
+
+def test_too_few_calls_or_samples_are_rejected() -> None:
+    """A report with fewer calls than the policy asks, or too few pairs, is not accepted."""
+    report = synthetic(random.Random(1), 15, 3.0)
+    assert decide(report, 1.05, min_calls=50) == Rejected(
+        "accept", "too_few_calls", "20 calls replayed; the policy asks for 50")
+    short = synthetic(random.Random(1), 3, 3.0)
+    verdict = decide(short, 1.05)
+    assert isinstance(verdict, Rejected) and verdict.reason == "too_few_samples"
+
+
+def test_the_verdict_is_reproducible_for_a_seed() -> None:
+    """The bootstrap is seeded: the same report and seed give the same interval."""
+    report = synthetic(random.Random(5), 15, 1.3)
+    assert decide(report, 1.05, seed=4) == decide(report, 1.05, seed=4)
+    point, low, high = speedup_interval(report.original_times, report.candidate_times)
+    assert low <= point <= high
