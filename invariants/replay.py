@@ -185,8 +185,15 @@ class CodeSwitch:
 
 def replay(switch: CodeSwitch, records: Sequence[CallRecord], tripwire: Tripwire,
            bounds: CallBounds = CallBounds(), *,
-           thread_count: Callable[[], int] = lambda: 0) -> ReplayResult:
-    """Replay ``records`` on both versions and compare outcomes call by call."""
+           thread_count: Callable[[], int] = lambda: 0,
+           guard: tuple[Callable[[], None], Callable[[], list[str]]] | None = None
+           ) -> ReplayResult:
+    """Replay ``records`` on both versions and compare outcomes call by call.
+
+    ``guard`` is :func:`invariants.guard.make_guard`'s pair: the state is re-read
+    after each original call and checked after each candidate call, so only what
+    the candidate changes counts.
+    """
     result = ReplayResult()
     threads = thread_count()
     for index, record in enumerate(records):
@@ -194,8 +201,16 @@ def replay(switch: CodeSwitch, records: Sequence[CallRecord], tripwire: Tripwire
         outcomes: dict[str, Outcome] = {}
         for which in ("original", "candidate"):
             args, kwargs = record.load_args()
+            if guard is not None and which == "candidate":
+                guard[0]()
             with switch.running(which) as fn:
                 outcomes[which] = call(fn, args, kwargs, bounds)
+            changed = guard[1]() if guard is not None and which == "candidate" else []
+            if changed:
+                result.status = "forbidden"
+                result.reason = ("the candidate rebinds what the shadow relies on: "
+                                 + ", ".join(changed[:5]))
+                return result
             if thread_count() != threads:
                 result.status, result.reason = "forbidden", f"the {which} started a thread"
                 return result

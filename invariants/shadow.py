@@ -30,13 +30,15 @@ import os
 import resource
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from daemon.targets import Target, TargetError, compile_function, make_function, resolve
 from invariants.bench import Batch, paired_benchmark
+from invariants.finish import make_finisher
+from invariants.guard import harness_modules, make_guard
 from invariants.replay import CallBounds, CodeSwitch, LimitReached, ReplayResult, replay
-from invariants.report import MAX_REPR, MAX_TEXT, REPORT_FORMAT
 from invariants.tripwire import Tripwire
 from snapshots.corpus import CorpusError, read_corpus
 
@@ -88,32 +90,25 @@ def main(argv: list[str] | None = None) -> int:
         __import__(name)
     tripwire = Tripwire(options.tmpdir, read_roots=())
     tripwire.install()
-    report: dict[str, Any] = {
-        "format": REPORT_FORMAT, "nonce": "", "status": "error", "reason": "",
-        "calls": 0, "mismatches": [], "original_times": [], "candidate_times": [],
-        "loops": 0, "hash_seed": _hash_seed(), "audit_events": [], "fingerprints": [],
-    }
+    # Made before any candidate exists, and held only here: the report is written by
+    # code that no rebinding of module attributes can reach (see invariants.guard).
+    finish = make_finisher(options.result_fd, options.result_bytes, tripwire.sightings)
+    guards: list[Callable[[], list[str]]] = []
+    nonce = ""
+    fields: dict[str, Any]
     try:
         job = json.loads(sys.stdin.buffer.read(MAX_JOB_BYTES))
-        report["nonce"] = str(job["nonce"])
+        nonce = str(job.pop("nonce"))
         sys.stdin = io.StringIO()
-        report.update(run_job(job, tripwire, options.mode))
+        fields = run_job(job, tripwire, options.mode, guards)
     except (LimitReached, MemoryError) as exc:
         where = "in a call" if isinstance(exc, LimitReached) else "in the harness"
-        report.update(status="limit", reason=f"memory limit of {options.memory_mb} MiB reached "
-                                             f"{where} (MemoryError)")
+        fields = {"status": "limit", "reason": f"memory limit of {options.memory_mb} MiB "
+                                               f"reached {where} (MemoryError)"}
     except BaseException as exc:  # the harness reports its own failures instead of dying
-        report.update(status="error", reason=f"shadow harness failed: {type(exc).__name__}: "
-                                             f"{str(exc)[:500]}")
-    report["audit_events"] = [{"event": s.event, "detail": s.detail[:MAX_REPR],
-                               "context": s.context} for s in tripwire.sightings]
-    report["reason"] = str(report["reason"])[:MAX_TEXT]
-    _write_report(options.result_fd, report, options.result_bytes)
-    # Skip interpreter shutdown: nothing the candidate left behind (threads, finalisers)
-    # gets to run after the report.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+        fields = {"status": "error", "reason": f"shadow harness failed: {type(exc).__name__}: "
+                                               f"{str(exc)[:500]}"}
+    finish(nonce, fields, guards[0]() if guards else [])
 
 
 def _hash_seed() -> int:
@@ -121,20 +116,8 @@ def _hash_seed() -> int:
     return int(seed) if seed.isdigit() else 2**32 - 1
 
 
-def _write_report(fd: int, report: dict[str, Any], limit: int) -> None:
-    data = json.dumps(report, allow_nan=False).encode("utf-8")
-    if len(data) > limit:
-        report.update(status="error", reason=f"report of {len(data)} bytes exceeds {limit}",
-                      mismatches=[], fingerprints=[], original_times=[], candidate_times=[])
-        data = json.dumps(report).encode("utf-8")
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-    os.close(fd)
-
-
-def run_job(job: dict[str, Any], tripwire: Tripwire, mode: str) -> dict[str, Any]:
+def run_job(job: dict[str, Any], tripwire: Tripwire, mode: str,
+            guards: list[Callable[[], list[str]]]) -> dict[str, Any]:
     """Load the target and the candidate, replay, and (in ``full`` mode) benchmark."""
     target = Target.parse(str(job["target"]))
     for entry in reversed(job["sys_path"]):
@@ -155,11 +138,13 @@ def run_job(job: dict[str, Any], tripwire: Tripwire, mode: str) -> dict[str, Any
         make_function(candidate_code, func)
     except (TargetError, SyntaxError, ValueError) as exc:
         return {"status": "error", "reason": f"cannot build the candidate: {exc}"}
-    tripwire.read_roots = _read_roots(tripwire)
+    tripwire.read_roots = _read_roots()
+    refresh, changes = make_guard(harness_modules())
+    guards.append(changes)
     tripwire.arm()
     switch = CodeSwitch(func, original_code, candidate_code, tripwire)
     result = replay(switch, corpus.records, tripwire, CallBounds(),
-                    thread_count=_thread._count)
+                    thread_count=_thread._count, guard=(refresh, changes))
     fields = _replay_fields(result)
     if result.status != "ok" or mode != "full" or not corpus.records:
         return fields
@@ -167,14 +152,14 @@ def run_job(job: dict[str, Any], tripwire: Tripwire, mode: str) -> dict[str, Any
     bench = paired_benchmark(
         _timer(switch, result.iterators), _batches(corpus.records, fresh=result.mutates),
         repeats=int(job["repeats"]), min_sample_seconds=float(job["min_sample_seconds"]))
-    if tripwire.sightings or _thread._count() != threads:
+    if tripwire.sightings or _thread._count() != threads or changes():
         return {**fields, "status": "forbidden",
                 "reason": "the candidate attempted a forbidden operation while benchmarked"}
     return {**fields, "original_times": list(bench.original_times),
             "candidate_times": list(bench.candidate_times), "loops": bench.loops}
 
 
-def _read_roots(tripwire: Tripwire) -> tuple[str, ...]:
+def _read_roots() -> tuple[str, ...]:
     """Where code may be read from: the import path, the interpreter, loaded modules' dirs."""
     roots = {entry for entry in sys.path if entry and os.path.isabs(entry)}
     roots |= {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}

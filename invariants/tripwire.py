@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -149,59 +149,83 @@ def _classify_code(event: str, args: tuple[Any, ...], read_roots: tuple[str, ...
 
 
 class Tripwire:
-    """The installed audit hook and its state; the harness holds the only reference."""
+    """The installed audit hook and its state; the harness holds the only reference.
+
+    The hook is a closure over a plain dict and list, with every name it needs bound
+    when it is made, so rebinding a module or class attribute does not switch it off.
+    """
 
     def __init__(self, tmpdir: str, read_roots: tuple[str, ...], limit: int = 20) -> None:
-        self.tmpdir = os.path.realpath(tmpdir)
-        self.read_roots = tuple(os.path.realpath(root) for root in read_roots if root)
-        self.limit = limit
-        self.armed = False
-        self.current = "harness"
+        self._state: dict[str, Any] = {
+            "armed": False, "context": "harness", "dropped": 0,
+            "tmpdir": os.path.realpath(tmpdir), "read_roots": (),
+        }
+        self.read_roots = read_roots
         self.sightings: list[Sighting] = []
-        self.dropped = 0
-        self._in_hook = False
+        self._hook = _make_hook(self._state, self.sightings, limit)
+
+    @property
+    def read_roots(self) -> tuple[str, ...]:
+        return tuple(self._state["read_roots"])
+
+    @read_roots.setter
+    def read_roots(self, roots: tuple[str, ...]) -> None:
+        self._state["read_roots"] = tuple(os.path.realpath(root) for root in roots if root)
+
+    @property
+    def armed(self) -> bool:
+        return bool(self._state["armed"])
+
+    @property
+    def current(self) -> str:
+        return str(self._state["context"])
 
     def install(self) -> None:
         sys.addaudithook(self._hook)
 
     def arm(self) -> None:
         """From now on, forbidden events raise; the candidate is about to exist."""
-        self.armed = True
+        self._state["armed"] = True
 
     @contextmanager
     def context(self, name: str) -> Iterator[None]:
         """Attribute events raised inside the block to ``name``."""
-        previous, self.current = self.current, name
+        previous, self._state["context"] = self._state["context"], name
         try:
             yield
         finally:
-            self.current = previous
+            self._state["context"] = previous
 
     @contextmanager
     def disarmed(self) -> Iterator[None]:
         """For the harness's own audited steps (installing the candidate's code object)."""
-        previous, self.armed = self.armed, False
+        previous, self._state["armed"] = self._state["armed"], False
         try:
             yield
         finally:
-            self.armed = previous
+            self._state["armed"] = previous
 
-    def seen_in(self, *contexts: str) -> list[Sighting]:
-        return [s for s in self.sightings if s.context in contexts]
 
-    def _hook(self, event: str, args: tuple[Any, ...]) -> None:
-        if not self.armed or self._in_hook or (
-                self.current == "harness" and event in HARNESS_ALLOWED):
+def _make_hook(state: dict[str, Any], sightings: list[Sighting], limit: int
+               ) -> Callable[[str, tuple[Any, ...]], None]:
+    _classify, _sighting, _forbidden = classify, Sighting, ForbiddenOperation
+    _len, _append, _allowed = len, list.append, HARNESS_ALLOWED
+    busy = [False]
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        if not state["armed"] or busy[0] or (state["context"] == "harness" and event in _allowed):
             return
-        self._in_hook = True
+        busy[0] = True
         try:
-            reason = classify(event, args, tmpdir=self.tmpdir, read_roots=self.read_roots)
+            reason = _classify(event, args, tmpdir=state["tmpdir"], read_roots=state["read_roots"])
         finally:
-            self._in_hook = False
+            busy[0] = False
         if reason is None:
             return
-        if len(self.sightings) < self.limit:
-            self.sightings.append(Sighting(event, reason[:300], self.current))
+        if _len(sightings) < limit:
+            _append(sightings, _sighting(event, reason[:300], state["context"]))
         else:
-            self.dropped += 1
-        raise ForbiddenOperation(f"forbidden in the shadow: {reason}")
+            state["dropped"] += 1
+        raise _forbidden(f"forbidden in the shadow: {reason}")
+
+    return hook

@@ -263,6 +263,19 @@ def test_a_forged_report_is_rejected(workspace: Path, isolation: Isolation) -> N
     assert report.status == "error" and "nonce" in report.reason
 
 
+def test_rebinding_the_judge_to_forge_a_match_is_forbidden(workspace: Path,
+                                                           isolation: Isolation) -> None:
+    """A wrong candidate that replaces the comparison and json.dumps is caught, not passed."""
+    source = ("def total(xs):\n"
+              "    import json, invariants.replay as replay\n"
+              "    replay.compare_outcomes = lambda *args, **kwargs: None\n"
+              "    json.dumps = lambda *args, **kwargs: '{}'\n"
+              "    return -1\n")
+    report = run(workspace, isolation, source)
+    assert report.status == "forbidden"
+    assert "invariants.replay.compare_outcomes" in report.reason
+
+
 def test_a_candidate_that_does_not_compile_is_an_error(workspace: Path,
                                                        isolation: Isolation) -> None:
     """Source that is not one function definition is reported, not raised."""
