@@ -16,6 +16,7 @@ value of an escaped local. A function that can reach its own frame
 from __future__ import annotations
 
 import builtins
+import functools
 import keyword
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,10 +24,12 @@ from dataclasses import dataclass
 import libcst as cst
 from libcst.metadata import (
     Assignment,
+    CodeRange,
     FunctionScope,
     GlobalScope,
     MetadataWrapper,
     ParentNodeProvider,
+    PositionProvider,
     Scope,
     ScopeProvider,
 )
@@ -61,6 +64,7 @@ class Function:
     node: cst.FunctionDef
     scope: FunctionScope
     parents: Mapping[cst.CSTNode, cst.CSTNode]
+    positions: Mapping[cst.CSTNode, CodeRange]
     scopes: frozenset[Scope]
     escaped: frozenset[str]  # names mentioned by code that may run later (see module doc)
     identifiers: frozenset[str]  # every identifier in the source, for picking fresh names
@@ -81,16 +85,17 @@ class Function:
         wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
         scope_map = wrapper.resolve(ScopeProvider)
         parents = wrapper.resolve(ParentNodeProvider)
+        positions = wrapper.resolve(PositionProvider)
         scope = scope_map.get(node.body)
         if not isinstance(scope, FunctionScope):
             return None
         scopes = frozenset(s for s in scope_map.values() if s is not None)
         bound = frozenset(a.name for s in scopes for a in s.assignments)
-        fn = cls(module, node, scope, parents, scopes, frozenset(), frozenset(names.values),
-                 bound)
+        fn = cls(module, node, scope, parents, positions, scopes, frozenset(),
+                 frozenset(names.values), bound)
         escaped = {name.value for name in names.nodes if fn.lazy(name)}
         escaped.update(names.declared)
-        return cls(module, node, scope, parents, scopes, frozenset(escaped),
+        return cls(module, node, scope, parents, positions, scopes, frozenset(escaped),
                    frozenset(names.values | names.attributes), bound)
 
     # -- source ---------------------------------------------------------------------------
@@ -109,6 +114,11 @@ class Function:
         while current is not None and current is not self.node:
             yield current
             current = self.parents.get(current)
+
+    def after(self, node: cst.CSTNode, other: cst.CSTNode) -> bool:
+        """Whether ``node`` starts after ``other`` ends in the source text."""
+        start, end = self.positions[node].start, self.positions[other].end
+        return (start.line, start.column) >= (end.line, end.column)
 
     def within(self, node: cst.CSTNode, ancestor: cst.CSTNode) -> bool:
         return node is ancestor or any(a is ancestor for a in self.ancestors(node))
@@ -251,6 +261,21 @@ class _Blocks(cst.CSTVisitor):
 
     def visit_IndentedBlock(self, node: cst.IndentedBlock) -> None:
         self.found.append(node)
+
+
+@functools.lru_cache(maxsize=128)
+def analyse_source(source: str) -> Function | None:
+    """:meth:`Function.analyse` of ``source``, or None when it does not parse.
+
+    Cached because the proposer runs every rule, several times when composing,
+    over the same few sources, and the analysis dominates a rule's cost. The
+    result is immutable (frozen dataclass, LibCST nodes), so sharing it is safe.
+    """
+    try:
+        module = cst.parse_module(source)
+    except cst.ParserSyntaxError:
+        return None
+    return Function.analyse(module)
 
 
 # -- shapes shared by several rules ---------------------------------------------------------
@@ -396,8 +421,11 @@ def read_only_use(fn: Function, node: cst.CSTNode, *, known_list: bool) -> bool:
         return not store_context(fn, parent)
     if isinstance(parent, (cst.For, cst.CompFor)) and parent.iter is node:
         return True
-    if isinstance(parent, cst.ComparisonTarget) and parent.comparator is node:
-        return isinstance(parent.operator, (cst.In, cst.NotIn))
+    if (isinstance(parent, cst.ComparisonTarget) and parent.comparator is node) or (
+            isinstance(parent, cst.Comparison) and parent.left is node):
+        return True
+    if _truth_tested(fn, node):
+        return True
     if isinstance(parent, cst.Arg) and parent.keyword is None and parent.star == "":
         call = fn.parent(parent)
         return (isinstance(call, cst.Call) and isinstance(call.func, cst.Name)
@@ -407,6 +435,34 @@ def read_only_use(fn: Function, node: cst.CSTNode, *, known_list: bool) -> bool:
         return (parent.attr.value in READ_ONLY_LIST_METHODS and isinstance(call, cst.Call)
                 and call.func is parent)
     return False
+
+
+def _truth_tested(fn: Function, node: cst.CSTNode) -> bool:
+    """Whether only the truth of the value at ``node`` is used (``if x``, ``not x``, ...)."""
+    parent = fn.parent(node)
+    if isinstance(parent, cst.UnaryOperation) and isinstance(parent.operator, cst.Not):
+        return True
+    if isinstance(parent, (cst.If, cst.While, cst.IfExp, cst.Assert)) and parent.test is node:
+        return True
+    return isinstance(parent, cst.BooleanOperation) and _truth_tested(fn, parent)
+
+
+def unaliased(fn: Function, name: str, loop: cst.For | cst.While) -> bool:
+    """Whether the function can hold no other reference to ``name``'s object while ``loop`` runs.
+
+    Every read of ``name`` outside the loop must only read it (see :func:`read_only_use`)
+    or run after the loop: textually later, with no loop around both. A reference
+    made any other way (``alias = xs``, ``push = xs.append``, ``f(xs)``) could change
+    the object behind the loop's back.
+    """
+    looped = any(isinstance(a, (cst.For, cst.While)) for a in fn.ancestors(loop))
+    for read in fn.reads(name):
+        if fn.within(read, loop) or read_only_use(fn, read, known_list=False):
+            continue
+        if not looped and fn.after(read, loop):
+            continue
+        return False
+    return True
 
 
 def confined(fn: Function, names: Sequence[str], loop: cst.For) -> bool:

@@ -40,7 +40,7 @@ class AppendToComprehension(Rule):
 
     Nested ``for`` loops and ``if`` guards become further clauses, in order.
 
-    Preconditions, all checked syntactically:
+    Preconditions checked syntactically:
 
     - ``out = []`` (an empty list display, optionally annotated) binds ``out`` earlier
       in the same block; statements in between do not mention ``out`` and cannot

@@ -14,6 +14,7 @@ from daemon.synthesis.rules.analysis import (
     single_small,
     store_context,
     stored_within,
+    unaliased,
 )
 from daemon.synthesis.rules.rule import Rule
 
@@ -117,7 +118,7 @@ class _SortedCalls(cst.CSTVisitor):
             self.found.append(node)
 
 
-def _invariant_argument(fn: Function, call: cst.Call, loop: cst.CSTNode) -> str | None:
+def _invariant_argument(fn: Function, call: cst.Call, loop: cst.For | cst.While) -> str | None:
     """The sorted name when ``call`` gives the same list on every pass of ``loop``."""
     positional = [a for a in call.args if a.keyword is None]
     if len(positional) != 1 or any(a.star for a in call.args):
@@ -126,7 +127,7 @@ def _invariant_argument(fn: Function, call: cst.Call, loop: cst.CSTNode) -> str 
     if not isinstance(argument, cst.Name) or argument.value in fn.escaped:
         return None
     name = argument.value
-    if stored_within(fn, name, loop):
+    if stored_within(fn, name, loop) or not unaliased(fn, name, loop):
         return None
     for read in fn.reads(name):
         if fn.within(read, loop) and (fn.lazy(read)
@@ -144,8 +145,8 @@ def _invariant(fn: Function, expr: cst.BaseExpression, loop: cst.CSTNode,
     if isinstance(expr, (cst.Integer, cst.SimpleString, cst.Float)):
         return True
     if isinstance(expr, cst.Name):
-        if expr.value in params or expr.value in ("True", "False", "None"):
-            return True
+        if expr.value in params or expr.value not in fn.scope.assignments:
+            return True  # a global or builtin: only the runtime precondition covers it
         return expr.value not in fn.escaped and not stored_within(fn, expr.value, loop)
     if isinstance(expr, cst.Attribute):
         return _invariant(fn, expr.value, loop, params) and not _attribute_stored(

@@ -12,6 +12,7 @@ from daemon.synthesis.rules.analysis import (
     last_binding,
     read_only_use,
     stored_within,
+    unaliased,
 )
 from daemon.synthesis.rules.rule import Rule
 
@@ -75,7 +76,8 @@ class LoopMembershipToSet(Rule):
 
     def _applies(self, fn: Function, block: cst.IndentedBlock, index: int,
                  loop: cst.For | cst.While, name: str) -> bool:
-        if not fn.is_local(name) or stored_within(fn, name, loop):
+        if not fn.is_local(name) or stored_within(fn, name, loop) \
+                or not unaliased(fn, name, loop):
             return False
         stores = fn.stores(name)
         if not stores or not all(_sequence(fn, store) for store in stores):

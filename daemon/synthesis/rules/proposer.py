@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 import libcst as cst
 
 from daemon.synthesis.base import Candidate, ProposalRequest
-from daemon.synthesis.rules.analysis import Function
+from daemon.synthesis.rules.analysis import analyse_source
 from daemon.synthesis.rules.catalogue import CATALOGUE
 from daemon.synthesis.rules.rule import Rule
 from daemon.targets import sha256_text
@@ -43,11 +43,12 @@ class RulesProposer:
 
     def propose(self, request: ProposalRequest) -> list[Candidate]:
         try:
-            module = cst.parse_module(request.source)
-            if Function.analyse(module) is None:
-                return []
-        except Exception:  # not Python we can parse or analyse: nothing to propose
+            fn = analyse_source(request.source)
+        except Exception:  # not Python we can analyse: nothing to propose
             return []
+        if fn is None:
+            return []
+        module = fn.module
         allowed = set(request.allowed_imports)
         rules = [r for r in self.rules
                  if all(imp.partition(".")[0] in allowed for imp in r.imports)]

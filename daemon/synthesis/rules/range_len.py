@@ -14,6 +14,7 @@ from daemon.synthesis.rules.analysis import (
     read_only_use,
     store_context,
     stored_within,
+    unaliased,
 )
 from daemon.synthesis.rules.rule import Rule
 
@@ -78,7 +79,7 @@ class RangeLenToEnumerate(Rule):
                 isinstance(a, cst.Del) for r in fn.reads(index) if fn.within(r, loop)
                 for a in fn.ancestors(r)):
             return None
-        if stored_within(fn, sequence, loop):
+        if stored_within(fn, sequence, loop) or not unaliased(fn, sequence, loop):
             return None
         sites: list[cst.Subscript] = []
         for use in fn.reads(sequence):

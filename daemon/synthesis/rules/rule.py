@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import libcst as cst
 
-from daemon.synthesis.rules.analysis import Function
+from daemon.synthesis.rules.analysis import Function, analyse_source
 
 # A bound on rewrites of one rule in one function; a backstop, not a tuning knob.
 MAX_SITES = 32
@@ -35,20 +35,21 @@ class Rule(abc.ABC):
 
     def apply(self, module: cst.Module) -> cst.Module:
         """``module`` with every site rewritten; ``module`` itself when none matched."""
-        current = module
+        source = module.code
         for _ in range(MAX_SITES):
-            fn = Function.analyse(current)
-            if fn is None:
-                break
-            rewritten = self.rewrite(fn)
+            # analysing the printed source gives fresh nodes: a rewrite shares nodes
+            # between trees, which metadata keyed by node identity must not see
+            fn = analyse_source(source)
+            rewritten = self.rewrite(fn) if fn is not None else None
             if rewritten is None:
                 break
-            try:
-                # fresh nodes: the next analysis must not see nodes shared between trees
-                current = cst.parse_module(rewritten.code)
-            except cst.ParserSyntaxError:
-                return module
-        return current
+            source = rewritten.code
+        if source == module.code:
+            return module
+        try:
+            return cst.parse_module(source)
+        except cst.ParserSyntaxError:
+            return module
 
     @abc.abstractmethod
     def rewrite(self, fn: Function) -> cst.Module | None:

@@ -20,7 +20,7 @@ from daemon.synthesis.rules.rule import Rule
 
 @dataclass(frozen=True)
 class _Site:
-    node: cst.AugAssign | cst.Assign  # the `s += e` or `s = s + e`
+    node: cst.AugAssign | cst.Assign  # the `s += e` or `s = s + e + ...`
     target: cst.Name
     read: cst.Name | None  # the `s` in `s + e`
     part: cst.BaseExpression
@@ -41,7 +41,7 @@ class StringConcatJoin(Rule):
 
     The region starts at ``s = <str literal>`` and runs over the following
     statements of the same block while every use of ``s`` in them is a
-    ``s += e`` or ``s = s + e`` (at any depth: under ``if``, in nested loops); the
+    ``s += e`` or ``s = s + e + ...`` (at any depth: under ``if``, in nested loops); the
     join goes before the first statement that uses ``s`` otherwise, or at the end
     of the block.
 
@@ -173,13 +173,20 @@ class _SiteFinder(cst.CSTVisitor):
                                     node.value, self._in_loop(node)))
 
     def visit_Assign(self, node: cst.Assign) -> None:
-        pattern = m.Assign(targets=[m.AssignTarget(target=m.Name(self.name))],
-                           value=m.BinaryOperation(left=m.Name(self.name), operator=m.Add()))
-        if m.matches(node, pattern):
-            value = cst.ensure_type(node.value, cst.BinaryOperation)
-            self.found.append(_Site(node, cst.ensure_type(node.targets[0].target, cst.Name),
-                                    cst.ensure_type(value.left, cst.Name), value.right,
-                                    self._in_loop(node)))
+        if not (len(node.targets) == 1 and m.matches(node.targets[0].target, m.Name(self.name))):
+            return
+        # s = s + a + b parses as ((s + a) + b): find the innermost `s + a`
+        inner = node.value
+        while isinstance(inner, cst.BinaryOperation) and isinstance(inner.operator, cst.Add):
+            if m.matches(inner.left, m.Name(self.name)):
+                piece = inner.right if inner is node.value else node.value.deep_replace(
+                    inner, inner.right)
+                assert isinstance(piece, cst.BaseExpression)
+                self.found.append(_Site(node, cst.ensure_type(node.targets[0].target, cst.Name),
+                                        cst.ensure_type(inner.left, cst.Name), piece,
+                                        self._in_loop(node)))
+                return
+            inner = inner.left
 
     def _in_loop(self, node: cst.CSTNode) -> bool:
         """Whether ``node`` runs in a loop that starts inside the region's block."""
