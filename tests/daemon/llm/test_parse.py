@@ -187,6 +187,13 @@ def test_indented_code_is_dedented() -> None:
     assert parsed(as_json(textwrap.indent(FASTER, "    "))).source == FASTER
 
 
+# ast.parse warns about odd escapes ("\\`") in the text it reads, as compile does;
+# random text is full of them, and a warning is not what these tests are about.
+QUIET_PARSER = pytest.mark.filterwarnings("ignore::DeprecationWarning",
+                                          "ignore::SyntaxWarning")
+
+
+@QUIET_PARSER
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=400))
 def test_parse_never_raises(text: str) -> None:
@@ -195,6 +202,7 @@ def test_parse_never_raises(text: str) -> None:
                       Parsed | ParseFailure)
 
 
+@QUIET_PARSER
 @settings(max_examples=100, deadline=None)
 @given(st.text(alphabet="def():\n {}[]\"'#`,=_abcxy\\", max_size=200))
 def test_parse_never_raises_on_code_like_noise(text: str) -> None:
