@@ -244,6 +244,27 @@ def cmd_envelope_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- the model server -------------------------------------------------------------------
+
+def cmd_llm_check(args: argparse.Namespace) -> int:
+    from daemon.lifecycle import make_llm_client
+
+    with make_llm_client(_config(args)) as client:
+        health = client.health()
+    data = {"ok": health.ok, "base_url": _config(args).llm.base_url, "model": health.model,
+            "models": list(health.models), "latency_seconds": health.latency_seconds,
+            "error": health.error}
+
+    def text(d: dict[str, Any]) -> str:
+        if d["ok"]:
+            return (f"{d['base_url']}: OK, model {d['model']} "
+                    f"({d['latency_seconds'] * 1000:.0f} ms); served: {', '.join(d['models'])}")
+        return f"{d['base_url']}: NOT OK: {d['error']}"
+
+    _emit(args, data, text)
+    return 0 if health.ok else 1
+
+
 # -- the parser -------------------------------------------------------------------------
 
 def _parser() -> argparse.ArgumentParser:
@@ -305,6 +326,10 @@ def _parser() -> argparse.ArgumentParser:
     envelope.add_parser("schema", parents=[common],
                         help="print the policy's JSON Schema").set_defaults(
         func=cmd_envelope_schema)
+    llm = sub.add_parser("llm", help="the model server").add_subparsers(metavar="ACTION")
+    llm.add_parser("check", parents=[common],
+                   help="reach the configured model server; report model and latency"
+                   ).set_defaults(func=cmd_llm_check)
     return parser
 
 

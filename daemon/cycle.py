@@ -8,6 +8,7 @@ sandboxed shadow run and the acceptance statistics.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 import time
@@ -15,9 +16,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from envelope.sandbox import Sandbox, ShadowJob
-from invariants.accept import Accepted, decide
 
 from daemon import events as ev
 from daemon.config import CycleConfig
@@ -29,8 +27,10 @@ from daemon.swap import SwapManager
 from daemon.synthesis.base import Candidate, Feedback, ProposalRequest, Proposer
 from daemon.targets import TargetError, sha256_text
 from envelope.policy import Policy
+from envelope.sandbox import Sandbox, ShadowJob
 from envelope.static import Rejected as StaticRejected
 from envelope.static import check_candidate
+from invariants.accept import Accepted, decide
 from invariants.report import ShadowReport
 from snapshots.corpus import Corpus, CorpusError, corpus_path, read_corpus, write_corpus
 
@@ -134,20 +134,44 @@ class Cycle:
         )
         outcomes: list[CandidateOutcome] = []
         t0 = self._clock()
-        candidates = self._propose(request, policy)
+        candidates = self._propose(request, self._proposers)
         timings["propose"] = self._clock() - t0
         if not candidates:
             return CycleReport(target, spot.share, "no_candidates", "no proposer had a rewrite",
                                parent, self._clock() - started, corpus_calls=len(corpus.records),
                                compute_seconds=timings)
         shadow_total = 0.0
-        for candidate in candidates[: self._config.max_candidates]:
-            if self._stop.is_set():
+        correcting = [p for p in self._proposers if p.name == "llm"]
+        rounds = 0
+        while True:
+            judged = []
+            for candidate in candidates[: self._config.max_candidates]:
+                if self._stop.is_set():
+                    break
+                outcome = self._judge(candidate, original, path, corpus, policy)
+                shadow_total += outcome.shadow_seconds
+                judged.append((candidate, outcome))
+                if outcome.verdict in ("swapped", "pending_approval"):
+                    break
+            outcomes.extend(o for _, o in judged)
+            done = any(o.verdict in ("swapped", "pending_approval") for _, o in judged)
+            if rounds:
+                self._bus.publish(ev.SelfCorrection(target, rounds, len(request.feedback),
+                                                    "accepted" if done else "rejected"))
+            feedback = tuple(Feedback(c.source, o.stage, o.reason, o.detail)
+                             for c, o in judged
+                             if o.verdict == "rejected" and c.origin.startswith("llm:"))
+            if done or self._stop.is_set() or not correcting or not feedback or \
+                    rounds >= policy.proposers.llm.max_corrections:
                 break
-            outcome = self._judge(candidate, original, path, corpus, policy)
-            shadow_total += outcome.shadow_seconds
-            outcomes.append(outcome)
-            if outcome.verdict in ("swapped", "pending_approval"):
+            # self-correction: send the evidence back and judge the corrected candidates
+            rounds += 1
+            request = dataclasses.replace(request, feedback=feedback)
+            t0 = self._clock()
+            candidates = self._propose(request, correcting)
+            timings["propose"] += self._clock() - t0
+            if not candidates:
+                self._bus.publish(ev.SelfCorrection(target, rounds, len(feedback), "rejected"))
                 break
         timings["shadow"] = shadow_total
         swapped = next((o.version for o in outcomes if o.verdict == "swapped"), None)
@@ -188,13 +212,16 @@ class Cycle:
             write_corpus(path, recording.corpus)
         return recording.corpus
 
-    def _propose(self, request: ProposalRequest, policy: Policy) -> list[Candidate]:
+    def _propose(self, request: ProposalRequest, proposers: Sequence[Proposer]
+                 ) -> list[Candidate]:
         seen: set[str] = set()
         out: list[Candidate] = []
-        for proposer in self._proposers:
+        for proposer in proposers:
             try:
-                proposed = proposer.propose(request)
-            except Exception:  # a proposer bug is a proposer with nothing to offer
+                proposed = self._ask(proposer, request)
+            except Exception as exc:  # a proposer bug is a proposer with nothing to offer
+                self._bus.publish(ev.ProposerFailed(request.target, proposer.name,
+                                                    f"{type(exc).__name__}: {exc}"))
                 continue
             for candidate in proposed:
                 vid = sha256_text(candidate.source)
@@ -204,6 +231,23 @@ class Cycle:
                 seen.add(vid)
                 out.append(candidate)
         return out
+
+    def _ask(self, proposer: Proposer, request: ProposalRequest) -> list[Candidate]:
+        """Candidates from one proposer; samples a model got wrong are recorded as rejections."""
+        detailed = getattr(proposer, "propose_detailed", None)
+        if detailed is None:
+            return proposer.propose(request)
+        proposal = detailed(request)
+        origin = getattr(proposer, "origin", proposer.name)
+        for failure in proposal.failures:
+            self._bus.publish(ev.CandidateRejected(
+                request.target, sha256_text(failure.excerpt), origin, "parse", failure.reason,
+                failure.detail[:2000]))
+        if proposal.error is not None:
+            self._bus.publish(ev.ProposerFailed(request.target, proposer.name,
+                                                f"{type(proposal.error).__name__}: "
+                                                f"{proposal.error}"))
+        return list(proposal.candidates)
 
     def _judge(self, candidate: Candidate, original: str, corpus_file: Path, corpus: Corpus,
                policy: Policy) -> CandidateOutcome:
@@ -263,13 +307,8 @@ class Cycle:
                                             installed.pause_seconds))
         return _replace(accepted, verdict="swapped")
 
-    def feedback_for(self, outcome: CandidateOutcome, source: str) -> Feedback:
-        return Feedback(source, outcome.stage, outcome.reason, outcome.detail)
-
 
 def _replace(outcome: CandidateOutcome, **changes: Any) -> CandidateOutcome:
-    import dataclasses
-
     return dataclasses.replace(outcome, **changes)
 
 

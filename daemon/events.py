@@ -98,6 +98,27 @@ class CandidateRejected(Event):
 
 
 @dataclass(frozen=True)
+class SelfCorrection(Event):
+    """A proposer was sent the evidence of rejected candidates and asked again."""
+
+    kind = "self_correction"
+    target: str
+    round: int
+    feedback: int  # rejected candidates whose evidence was sent
+    result: str  # accepted | rejected
+
+
+@dataclass(frozen=True)
+class ProposerFailed(Event):
+    """A proposer could not produce candidates (server down, timeout, bad answer)."""
+
+    kind = "proposer_failed"
+    target: str
+    proposer: str
+    error: str
+
+
+@dataclass(frozen=True)
 class CandidateAccepted(Event):
     kind = "accepted"
     target: str

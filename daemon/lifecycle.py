@@ -22,8 +22,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envelope.isolation import probe_isolation
-from envelope.sandbox import Sandbox, SandboxLimits
 from prometheus_client import CollectorRegistry
 
 from daemon import events as ev
@@ -41,7 +39,9 @@ from daemon.targets import TargetError, sha256_text
 from daemon.workload import AppHost, DemoHost, Workload
 from envelope.errors import PolicyError
 from envelope.integrity import IntegrityMonitor, Violation
+from envelope.isolation import probe_isolation
 from envelope.policy import DEFAULT_POLICY, Policy, load_policy
+from envelope.sandbox import Sandbox, SandboxLimits
 from envelope.watcher import PolicyWatcher
 from snapshots import Snapshots
 
@@ -103,6 +103,10 @@ class Daemon:
         self._policy = self._initial_policy()
         self._policy_digest = _digest(self._policy)
         self.progress = _Progress()
+        from daemon.synthesis.rules import RulesProposer
+
+        self._rules: Proposer = RulesProposer()
+        self._llm: Proposer | None = None
         self.workload: Workload | None = None
         self.profiler: Profiler | None = None
         self.integrity: IntegrityMonitor | None = None
@@ -335,12 +339,24 @@ class Daemon:
         return report
 
     def _proposers(self) -> list[Proposer]:
-        from daemon.synthesis.rules import RulesProposer
-
+        """The configured proposers, less those the policy switches off (or plus llm it enables)."""
+        policy = self.policy().proposers
         proposers: list[Proposer] = []
-        if self.config.proposer in ("rules", "both"):
-            proposers.append(RulesProposer())
+        if self.config.proposer in ("rules", "both") and policy.rules.enabled:
+            proposers.append(self._rules)
+        if self.config.proposer in ("llm", "both") or policy.llm.enabled:
+            proposers.append(self._llm_proposer())
         return proposers
+
+    def _llm_proposer(self) -> Proposer:
+        if self._llm is None:
+            from daemon.synthesis.llm import LLMProposer
+
+            llm = self.config.llm
+            self._llm = LLMProposer(make_llm_client(self.config, self.metrics), llm.model,
+                                    samples=self.policy().proposers.llm.samples,
+                                    max_tokens=llm.max_tokens, temperature=llm.temperature)
+        return self._llm
 
     def _sandbox(self, policy: Policy) -> Sandbox:
         s = policy.sandbox
@@ -487,6 +503,17 @@ class Daemon:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(self.report(), indent=2, sort_keys=True) + "\n")
         os.replace(tmp, path)
+
+
+def make_llm_client(config: DaemonConfig, metrics: Metrics | None = None) -> Any:
+    """The model server client for ``config.llm`` (the API key is read, never logged)."""
+    from daemon.synthesis.llm import ClientConfig, LLMClient
+
+    llm = config.llm
+    return LLMClient(ClientConfig(base_url=llm.base_url, model=llm.model,
+                                  api_key_env=llm.api_key_env or "",
+                                  api_key_file=str(llm.api_key_file or ""),
+                                  read_timeout=llm.timeout_seconds), metrics=metrics)
 
 
 def _version() -> str:

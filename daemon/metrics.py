@@ -145,6 +145,8 @@ class Metrics:
             case ev.CandidateAccepted(origin=origin, target=target, speedup=speedup):
                 self.candidates.labels(_origin_kind(origin), "accepted").inc()
                 self.speedup.labels(target).set(speedup)
+            case ev.SelfCorrection(result=result):
+                self.corrections.labels(result).inc()
             case ev.VersionSwapped(pause_seconds=pause):
                 self.swaps.inc()
                 self.swap_pause.observe(pause)
