@@ -73,6 +73,11 @@ class Isolation:
     def as_dict(self) -> dict[str, bool]:
         return asdict(self)
 
+    @property
+    def readonly_code(self) -> bool:
+        """The code (indeed every mount but the run's tmp dir) is read-only in the jail."""
+        return self.mount_namespace and self.readonly_filesystem
+
     def missing(self, *layers: str) -> list[str]:
         """The names among ``layers`` that are not available."""
         available = self.as_dict()

@@ -132,10 +132,13 @@ def run_job(job: dict[str, Any], tripwire: Tripwire, mode: str,
         return {"status": "error", "reason": f"corpus is for {corpus.target}, not {target}"}
     try:
         func = resolve(target)
-        original_code = func.__code__
+    except TargetError as exc:
+        return {"status": "error", "reason": f"cannot load the target: {exc}"}
+    original_code = func.__code__
+    try:
         candidate_code = compile_function(str(job["candidate_source"]), func,
                                           filename=f"<candidate {target}>")
-        make_function(candidate_code, func)
+        make_function(candidate_code, func)  # the live swap's checks: closure, defaults
     except (TargetError, SyntaxError, ValueError) as exc:
         return {"status": "error", "reason": f"cannot build the candidate: {exc}"}
     tripwire.read_roots = _read_roots()
@@ -185,25 +188,32 @@ class _NullOutput(io.TextIOBase):
 
 def _timer(switch: CodeSwitch, consume: bool, items: int = CallBounds().iterator_items
            ) -> Any:
+    """The timed region: one pass over a batch, output discarded, exceptions swallowed.
+
+    Made after the replay's last state check, with the clock and helpers bound
+    here, so a candidate rebinding ``time.perf_counter`` during the benchmark
+    cannot fake its own timings (and the final state check reports it).
+    """
     sink = _NullOutput()
+    clock, drain, islice = time.perf_counter, collections.deque, itertools.islice
 
     def time_batch(which: str, batch: Batch) -> float:
         with switch.running(which) as fn, contextlib.redirect_stdout(sink):
             if consume:
-                start = time.perf_counter()
+                start = clock()
                 for args, kwargs in batch:
                     try:  # noqa: SIM105 (a with-block per call would be timed too)
-                        collections.deque(itertools.islice(fn(*args, **kwargs), items), 0)
+                        drain(islice(fn(*args, **kwargs), items), 0)
                     except Exception:
                         pass
-                return time.perf_counter() - start
-            start = time.perf_counter()
+                return clock() - start
+            start = clock()
             for args, kwargs in batch:
                 try:  # noqa: SIM105 (a with-block per call would be timed too)
                     fn(*args, **kwargs)
                 except Exception:
                     pass
-            return time.perf_counter() - start
+            return clock() - start
 
     return time_batch
 
