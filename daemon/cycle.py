@@ -66,6 +66,8 @@ class CycleReport:
     swapped: str | None = None
     corpus_calls: int = 0
     compute_seconds: dict[str, float] = field(default_factory=dict)
+    tokens: dict[str, float] = field(default_factory=dict)  # prompt_tokens, completion_tokens
+    corrections: int = 0  # self-correction rounds
 
 
 class Cycle:
@@ -133,13 +135,14 @@ class Cycle:
             intent=policy.proposers.llm.intent,
         )
         outcomes: list[CandidateOutcome] = []
+        tokens: dict[str, float] = {}
         t0 = self._clock()
-        candidates = self._propose(request, self._proposers)
+        candidates, failed = self._propose(request, self._proposers, tokens)
         timings["propose"] = self._clock() - t0
-        if not candidates:
+        if not candidates and not failed:
             return CycleReport(target, spot.share, "no_candidates", "no proposer had a rewrite",
                                parent, self._clock() - started, corpus_calls=len(corpus.records),
-                               compute_seconds=timings)
+                               compute_seconds=timings, tokens=tokens)
         shadow_total = 0.0
         correcting = [p for p in self._proposers if p.name == "llm"]
         rounds = 0
@@ -158,26 +161,25 @@ class Cycle:
             if rounds:
                 self._bus.publish(ev.SelfCorrection(target, rounds, len(request.feedback),
                                                     "accepted" if done else "rejected"))
-            feedback = tuple(Feedback(c.source, o.stage, o.reason, o.detail)
-                             for c, o in judged
-                             if o.verdict == "rejected" and c.origin.startswith("llm:"))
+            feedback = failed + tuple(Feedback(c.source, o.stage, o.reason, o.detail)
+                                      for c, o in judged
+                                      if o.verdict == "rejected" and c.origin.startswith("llm:"))
             if done or self._stop.is_set() or not correcting or not feedback or \
                     rounds >= policy.proposers.llm.max_corrections:
                 break
             # self-correction: send the evidence back and judge the corrected candidates
             rounds += 1
-            request = dataclasses.replace(request, feedback=feedback)
+            request = dataclasses.replace(request, feedback=feedback[-8:])
             t0 = self._clock()
-            candidates = self._propose(request, correcting)
+            candidates, failed = self._propose(request, correcting, tokens)
             timings["propose"] += self._clock() - t0
-            if not candidates:
-                self._bus.publish(ev.SelfCorrection(target, rounds, len(feedback), "rejected"))
-                break
         timings["shadow"] = shadow_total
         swapped = next((o.version for o in outcomes if o.verdict == "swapped"), None)
         pending = any(o.verdict == "pending_approval" for o in outcomes)
         if swapped:
             result, reason = "swapped", ""
+        elif not outcomes:
+            result, reason = "no_candidates", "every proposal was unusable (see parse rejections)"
         elif pending:
             result, reason = "pending", "waiting for `selfmod approve`"
         elif self._stop.is_set():
@@ -186,7 +188,7 @@ class Cycle:
             result = "rejected"
             reason = "; ".join(sorted({f"{o.stage}: {o.reason}" for o in outcomes}))[:500]
         return CycleReport(target, spot.share, result, reason, parent, self._clock() - started,
-                           tuple(outcomes), swapped, len(corpus.records), timings)
+                           tuple(outcomes), swapped, len(corpus.records), timings, tokens, rounds)
 
     # -- stages -----------------------------------------------------------------------
 
@@ -212,13 +214,15 @@ class Cycle:
             write_corpus(path, recording.corpus)
         return recording.corpus
 
-    def _propose(self, request: ProposalRequest, proposers: Sequence[Proposer]
-                 ) -> list[Candidate]:
+    def _propose(self, request: ProposalRequest, proposers: Sequence[Proposer],
+                 tokens: dict[str, float]) -> tuple[list[Candidate], tuple[Feedback, ...]]:
+        """New candidates from ``proposers``, and the feedback from samples that did not parse."""
         seen: set[str] = set()
         out: list[Candidate] = []
+        failed: list[Feedback] = []
         for proposer in proposers:
             try:
-                proposed = self._ask(proposer, request)
+                proposed = self._ask(proposer, request, failed, tokens)
             except Exception as exc:  # a proposer bug is a proposer with nothing to offer
                 self._bus.publish(ev.ProposerFailed(request.target, proposer.name,
                                                     f"{type(exc).__name__}: {exc}"))
@@ -230,19 +234,23 @@ class Cycle:
                     continue
                 seen.add(vid)
                 out.append(candidate)
-        return out
+        return out, tuple(failed)
 
-    def _ask(self, proposer: Proposer, request: ProposalRequest) -> list[Candidate]:
+    def _ask(self, proposer: Proposer, request: ProposalRequest, failed: list[Feedback],
+             tokens: dict[str, float]) -> list[Candidate]:
         """Candidates from one proposer; samples a model got wrong are recorded as rejections."""
         detailed = getattr(proposer, "propose_detailed", None)
         if detailed is None:
             return proposer.propose(request)
         proposal = detailed(request)
         origin = getattr(proposer, "origin", proposer.name)
+        for key in ("prompt_tokens", "completion_tokens"):
+            tokens[key] = tokens.get(key, 0.0) + float(proposal.cost.get(key, 0.0))
         for failure in proposal.failures:
             self._bus.publish(ev.CandidateRejected(
                 request.target, sha256_text(failure.excerpt), origin, "parse", failure.reason,
                 failure.detail[:2000]))
+            failed.append(Feedback(failure.excerpt, "parse", failure.reason, failure.detail))
         if proposal.error is not None:
             self._bus.publish(ev.ProposerFailed(request.target, proposer.name,
                                                 f"{type(proposal.error).__name__}: "

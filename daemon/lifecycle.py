@@ -333,6 +333,10 @@ class Daemon:
         self.metrics.last_cycle.set(self.wall())
         for phase, seconds in report.compute_seconds.items():
             self.metrics.compute_seconds.labels(phase).inc(seconds)
+        for kind, count in report.tokens.items():
+            self.metrics.llm_cycle_tokens.labels(kind.removesuffix("_tokens")).inc(count)
+        self.metrics.improvement_compute.set(
+            self._compute_totals()["improvements_per_compute_second"])
         self.progress.last_cycle = {"target": report.target, "outcome": report.outcome,
                                     "reason": report.reason, "seconds": report.seconds,
                                     "finished_at": self.wall()}
@@ -483,8 +487,11 @@ class Daemon:
             "cycles": [
                 {"target": c.target, "share": round(c.share, 4), "outcome": c.outcome,
                  "reason": c.reason, "parent": c.parent, "seconds": round(c.seconds, 3),
-                 "corpus_calls": c.corpus_calls, "swapped": c.swapped}
+                 "corpus_calls": c.corpus_calls, "swapped": c.swapped,
+                 "compute_seconds": {k: round(v, 3) for k, v in c.compute_seconds.items()},
+                 "tokens": c.tokens, "corrections": c.corrections}
                 for c in self.progress.cycles],
+            "compute": self._compute_totals(),
             "targets": list(targets.values()),
             "candidates": [
                 {"target": c.target, **asdict(o)} for c in self.progress.cycles
@@ -497,6 +504,17 @@ class Daemon:
                 "oracle_mismatches": stats.oracle_mismatches if stats else None,
             },
         }
+
+    def _compute_totals(self) -> dict[str, float]:
+        """Improvements per unit of compute: the seed's KPI, for the report and the gauge."""
+        cycles = self.progress.cycles
+        seconds = sum(sum(c.compute_seconds.values()) for c in cycles)
+        tokens = sum(sum(c.tokens.values()) for c in cycles)
+        improvements = sum(1 for c in cycles if c.swapped)
+        return {"seconds": round(seconds, 3), "tokens": tokens, "improvements": improvements,
+                "improvements_per_compute_second": improvements / seconds if seconds else 0.0,
+                "seconds_per_improvement": seconds / improvements if improvements else 0.0,
+                "tokens_per_improvement": tokens / improvements if improvements else 0.0}
 
     def write_report(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -94,6 +94,9 @@ class Metrics:
         self.llm_requests = Counter("selfmod_llm_requests_total", "Requests to the model server",
                                     ["result"], registry=r)
         self.llm_tokens = Counter("selfmod_llm_tokens_total", "Model tokens", ["kind"], registry=r)
+        self.llm_cycle_tokens = Counter("selfmod_synthesis_tokens_total",
+                                        "Model tokens spent by synthesis cycles", ["kind"],
+                                        registry=r)
         self.llm_seconds = Histogram("selfmod_llm_request_duration_seconds",
                                      "Model server request latency", buckets=_CYCLE_BUCKETS,
                                      registry=r)
