@@ -187,7 +187,9 @@ class Sandbox:
                            tmpdir: Path) -> _Captured:
         payload = json.dumps({
             "nonce": nonce, "target": job.target, "candidate_source": job.candidate_source,
-            "corpus_path": job.corpus_path, "sys_path": list(job.sys_path),
+            # The child runs in its own tmp dir: relative paths would point there.
+            "corpus_path": os.path.abspath(job.corpus_path),
+            "sys_path": [os.path.abspath(entry) for entry in job.sys_path],
             "repeats": job.repeats, "min_sample_seconds": job.min_sample_seconds,
         }).encode("utf-8")
         env = {"PATH": CHILD_PATH, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
