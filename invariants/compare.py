@@ -63,9 +63,23 @@ def exception_name(exc_type: type) -> str:
     return type_name(exc_type)
 
 
+_PLAIN = frozenset({str, int, float, bool, bytes, type(None)})
+_exc_args = BaseException.__dict__["args"].__get__
+
+
 def exception_message(exc: BaseException) -> str:
-    """``str(exc)`` as ``BaseException`` computes it, so no overridden ``__str__`` runs."""
-    text = BaseException.__str__(exc)
+    """``str(exc)`` (what a recorder stores), computed without trusting a candidate's code.
+
+    An exception class the candidate defined itself (a ``<locals>`` class) gets
+    ``BaseException.__str__``; arguments that are not plain scalars are rendered
+    by :func:`invariants.render.safe_repr` instead of their own ``__str__``.
+    """
+    tp = type(exc)
+    args = _exc_args(exc)
+    if not all(type(arg) in _PLAIN for arg in args):
+        return safe_repr(args)
+    own_class = "<locals>" in type_name(tp)
+    text = BaseException.__str__(exc) if own_class else tp.__str__(exc)
     return text if type(text) is str else "<message>"
 
 

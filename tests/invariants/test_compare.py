@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import decimal
 import math
+import os
 
 import pytest
 
@@ -222,8 +223,8 @@ def test_a_raising_eq_or_class_property_does_not_break_comparison() -> None:
     assert difference is not None and difference.kind == "value"
 
 
-def test_exception_str_is_not_called() -> None:
-    """A raised exception's overridden __str__ does not run; its args give the message."""
+def test_a_candidate_defined_exception_str_is_not_called() -> None:
+    """An exception class made inside the candidate is rendered from its args, not its __str__."""
     class Loud(Exception):
         def __str__(self) -> str:
             raise RuntimeError("side effect")
@@ -234,6 +235,27 @@ def test_exception_str_is_not_called() -> None:
     outcome = call(boom, (), {})
     assert outcome.kind == RAISE and outcome.exc_message == "quiet"
     assert outcome.exc_type is not None and outcome.exc_type.endswith("Loud")
+
+
+def test_exception_messages_match_what_str_gives_for_builtin_types() -> None:
+    """Messages equal str(exc) for builtin exceptions, as a recorder stores them."""
+    assert call(lambda: {}["k"], (), {}).exc_message == str(KeyError("k"))
+    assert call(os.stat, ("/nonexistent/x",), {}).exc_message \
+        == "[Errno 2] No such file or directory: '/nonexistent/x'"
+    assert call(lambda: int("x"), (), {}).exc_message == str(ValueError(
+        "invalid literal for int() with base 10: 'x'"))
+
+
+def test_exception_args_that_are_objects_are_not_asked_for_their_str() -> None:
+    """An exception carrying an arbitrary object is rendered from its structure."""
+    class Payload:
+        def __str__(self) -> str:
+            raise RuntimeError("side effect")
+
+    def boom() -> None:
+        raise ValueError(Payload())
+
+    assert "Payload" in call(boom, (), {}).exc_message  # type: ignore[operator]
 
 
 def test_stdlib_value_types_compare_by_their_complete_repr() -> None:
