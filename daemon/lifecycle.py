@@ -369,7 +369,7 @@ class Daemon:
                                processes=s.processes, wall_seconds=s.wall_seconds,
                                output_bytes=s.output_bytes, result_bytes=s.result_bytes,
                                require_network_namespace=s.require.network_namespace)
-        return Sandbox(limits, self.isolation)
+        return Sandbox(limits, self.isolation, cancel=self.stop_event)
 
     # -- gauges and status ------------------------------------------------------------
 

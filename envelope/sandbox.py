@@ -36,6 +36,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -98,6 +99,7 @@ class ShadowJob:
     repeats: int = 15
     min_sample_seconds: float = 0.02
     hash_seeds: tuple[int, int] = (0, 1)
+    bench_calls: int = 0  # time only the first N recorded calls (0: all); all are replayed
 
 
 @dataclass
@@ -109,6 +111,7 @@ class _Captured:
     stdout: bytearray = field(default_factory=bytearray)
     stderr: bytearray = field(default_factory=bytearray)
     timed_out: bool = False
+    cancelled: bool = False
     returncode: int = 0
     leftovers: list[int] = field(default_factory=list)
 
@@ -117,11 +120,14 @@ class Sandbox:
     """Runs shadows inside the isolation this machine has."""
 
     def __init__(self, limits: SandboxLimits, isolation: Isolation,
-                 python: str = sys.executable, tmp_root: Path | None = None) -> None:
+                 python: str = sys.executable, tmp_root: Path | None = None,
+                 cancel: threading.Event | None = None) -> None:
         self.limits = limits
         self.isolation = isolation
         self.python = python
         self.tmp_root = tmp_root
+        # Set by the daemon on shutdown: the running child's group is killed at once.
+        self.cancel = cancel
 
     def run(self, job: ShadowJob) -> ShadowReport:
         """Replay, compare and benchmark ``job`` in the jail; always returns a report."""
@@ -191,6 +197,7 @@ class Sandbox:
             "corpus_path": os.path.abspath(job.corpus_path),
             "sys_path": [os.path.abspath(entry) for entry in job.sys_path],
             "repeats": job.repeats, "min_sample_seconds": job.min_sample_seconds,
+            "bench_calls": job.bench_calls,
         }).encode("utf-8")
         env = {"PATH": CHILD_PATH, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
                "PYTHONHASHSEED": str(seed), "PYTHONDONTWRITEBYTECODE": "1"}
@@ -205,10 +212,12 @@ class Sandbox:
             raise
         finally:
             os.close(write_fd)
-        return _Collector(process, read_fd, payload, self.limits).collect()
+        return _Collector(process, read_fd, payload, self.limits, self.cancel).collect()
 
     def _classify(self, captured: _Captured, nonce: str) -> ShadowReport:
         limits = self.limits
+        if captured.cancelled:
+            return error_report("cancelled: the daemon is stopping")
         if captured.timed_out:
             return ShadowReport(status="timeout", reason=f"wall-clock deadline of "
                                 f"{limits.wall_seconds:g} s passed; the process group was killed")
@@ -283,9 +292,10 @@ class _Collector:
     """Feeds the job to one child and drains its pipes until it is gone or the deadline."""
 
     def __init__(self, process: subprocess.Popen[bytes], result_fd: int, payload: bytes,
-                 limits: SandboxLimits) -> None:
+                 limits: SandboxLimits, cancel: threading.Event | None = None) -> None:
         self.process = process
         self.limits = limits
+        self.cancel = cancel
         self.captured = _Captured()
         self.payload = memoryview(payload)
         self.selector = selectors.DefaultSelector()
@@ -314,6 +324,9 @@ class _Collector:
             now = time.monotonic()
             if now >= deadline:
                 self.captured.timed_out = exited_at is None
+                return
+            if self.cancel is not None and self.cancel.is_set() and exited_at is None:
+                self.captured.cancelled = True
                 return
             if exited_at is None and _has_exited(self.process.pid):
                 exited_at = now

@@ -6,11 +6,13 @@ jail layer is shown to hold on its own.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -311,3 +313,36 @@ def test_the_child_interpreter_finds_the_packages_in_isolated_mode() -> None:
                           "import invariants.shadow, daemon.targets; print('ok')"],
                          capture_output=True, text=True, env={"PATH": os.defpath}, check=True)
     assert out.stdout.strip() == "ok"
+
+
+def test_bench_calls_times_a_prefix_but_replays_every_call(workspace: Path,
+                                                           isolation: Isolation) -> None:
+    """With bench_calls=1 a candidate wrong only on the last recorded call is still caught."""
+    wrong_last = ("def total(xs):\n    s = sum(xs)\n"
+                  "    return s + 1 if xs == [-5, 5, 7] else s\n")
+    sandbox = Sandbox(QUICK, isolation, tmp_root=workspace / "shadows")
+    job = ShadowJob("sbx_target:total", wrong_last, str(workspace / "total.pkl"),
+                    (str(workspace / "code"),), repeats=3, min_sample_seconds=0.002,
+                    bench_calls=1)
+    report = sandbox.run(job)
+    assert report.status == "mismatch", report.reason
+    assert report.calls == 4
+    ok = sandbox.run(dataclasses.replace(job, candidate_source=FAST))
+    assert ok.status == "ok" and len(ok.original_times) == 3
+
+
+def test_cancel_kills_a_running_shadow_at_once(workspace: Path, isolation: Isolation) -> None:
+    """Setting the cancel event (daemon shutdown) ends a long shadow run and its group."""
+    cancel = threading.Event()
+    sandbox = Sandbox(SandboxLimits(cpu_seconds=60, wall_seconds=60), isolation,
+                      tmp_root=workspace / "shadows", cancel=cancel)
+    timer = threading.Timer(1.0, cancel.set)
+    timer.start()
+    try:
+        report = sandbox.run(ShadowJob("sbx_target:total",
+                                       "def total(xs):\n    while True:\n        pass\n",
+                                       str(workspace / "total.pkl"),
+                                       (str(workspace / "code"),), repeats=3))
+    finally:
+        timer.cancel()
+    assert report.status == "error" and "cancelled" in report.reason
