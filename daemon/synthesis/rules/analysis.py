@@ -221,7 +221,8 @@ class Function:
 
 
 class _Identifiers(cst.CSTVisitor):
-    """Collects identifiers: variable-like names, attribute names and declared names."""
+    """Collects identifiers: variable-like names, attribute names, and names bound in
+    ways the scope analysis misses (``global``, ``nonlocal``, match captures)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -242,6 +243,20 @@ class _Identifiers(cst.CSTVisitor):
 
     def visit_Nonlocal(self, node: cst.Nonlocal) -> None:
         self.declared.update(item.name.value for item in node.names)
+
+    # LibCST's scope analysis does not see names bound by match patterns, so those
+    # names are put beyond every rule's reasoning.
+    def visit_MatchAs(self, node: cst.MatchAs) -> None:
+        if node.name is not None:
+            self.declared.add(node.name.value)
+
+    def visit_MatchStar(self, node: cst.MatchStar) -> None:
+        if node.name is not None:
+            self.declared.add(node.name.value)
+
+    def visit_MatchMapping(self, node: cst.MatchMapping) -> None:
+        if node.rest is not None:
+            self.declared.add(node.rest.value)
 
 
 class _Blocks(cst.CSTVisitor):

@@ -37,9 +37,10 @@ class AnyAll(Rule):
                 return False
         return True
 
-    ``if c: return False`` / ``return True`` without a ``not`` becomes
-    ``return not any(c for ...)``; a condition that is the loop variable itself
-    becomes ``any(xs)``.
+    ``if a not in b: return False`` becomes ``all(a in b for ...)`` (``not in`` and
+    ``is not`` are by definition the negations of ``in`` and ``is``); any other
+    ``if c: return False`` / ``return True`` becomes ``return not any(c for ...)``;
+    a condition that is the loop variable itself becomes ``any(xs)``.
 
     Why this is exact: ``any`` and ``all`` evaluate the condition item by item in
     the same order, test it with the same truth test as ``if``, stop at the same
@@ -100,6 +101,8 @@ class AnyAll(Rule):
         elif isinstance(condition, cst.UnaryOperation) and isinstance(condition.operator,
                                                                       cst.Not):
             builtin, condition = "all", condition.expression
+        elif (positive := _positive(condition)) is not None:
+            builtin, condition = "all", positive
         else:
             builtin, negate = "any", "not "
         if m.matches(condition, m.Name()) and m.matches(loop.target, m.Name()) \
@@ -113,3 +116,21 @@ class AnyAll(Rule):
         body[index:index + 2] = [edit.with_leading(new, [*edit.comment_lines(body[index]),
                                                           *edit.comment_lines(body[index + 1])])]
         return edit.replace_block(fn, block, body)
+
+
+def _positive(condition: cst.BaseExpression) -> cst.BaseExpression | None:
+    """``a in b`` for ``a not in b`` and ``a is b`` for ``a is not b``; else None."""
+    if not (isinstance(condition, cst.Comparison) and len(condition.comparisons) == 1):
+        return None
+    target = condition.comparisons[0]
+    operator = target.operator
+    positive: cst.BaseCompOp
+    if isinstance(operator, cst.NotIn):
+        positive = cst.In(whitespace_before=operator.whitespace_before,
+                          whitespace_after=operator.whitespace_after)
+    elif isinstance(operator, cst.IsNot):
+        positive = cst.Is(whitespace_before=operator.whitespace_before,
+                          whitespace_after=operator.whitespace_after)
+    else:
+        return None
+    return condition.with_changes(comparisons=[target.with_changes(operator=positive)])

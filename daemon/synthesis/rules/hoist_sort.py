@@ -206,6 +206,8 @@ class _Names(cst.CSTVisitor):
 def _use(fn: Function, call: cst.Call, loop: cst.CSTNode) -> cst.SimpleStatementLine | bool:
     """How the list from ``call`` is used: False when it may escape or change; the
     statement when it is ``name = sorted(...)`` at the top of the loop body; else True."""
+    if _in_comprehension_iterable(fn, call):
+        return False  # the walrus of the lazy form is not allowed there
     if read_only_use(fn, call, known_list=True):
         return True
     assign = fn.parent(call)
@@ -222,6 +224,15 @@ def _use(fn: Function, call: cst.Call, loop: cst.CSTNode) -> cst.SimpleStatement
             and isinstance(body, cst.IndentedBlock) and any(s is line for s in body.body):
         return line
     return True
+
+
+def _in_comprehension_iterable(fn: Function, node: cst.CSTNode) -> bool:
+    child = node
+    for ancestor in fn.ancestors(node):
+        if isinstance(ancestor, cst.CompFor) and ancestor.iter is child:
+            return True
+        child = ancestor
+    return False
 
 
 class _Replace(cst.CSTTransformer):

@@ -100,15 +100,18 @@ INPUTS: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
     "hoist-sort-from-loop/assigned": args(st.lists(ints, max_size=10), st.lists(
         st.tuples(words, st.integers(0, 1000)), max_size=5)),
     "hoist-sort-from-loop/inline": args(st.lists(ints, max_size=8), st.lists(ints, max_size=6)),
+    "hoist-sort-from-loop/comprehension_element": args(
+        st.lists(ints, max_size=8), st.lists(st.lists(ints, max_size=4), max_size=4)),
     "hoist-sort-from-loop/while_key": args(st.lists(words, max_size=6), st.integers(0, 5)),
     "loop-membership-to-set/local_list": args(st.lists(st.sampled_from(
         ["root", "alice", "bob", "svc-a", "eve", ""]), max_size=8)),
     "loop-membership-to-set/annotated_parameter": args(st.lists(words, max_size=8),
                                                        st.lists(words, max_size=4)),
-    "hoist-method-lookup/list_append": args(st.lists(ints, max_size=8)),
-    "hoist-method-lookup/reuse": args(words, st.lists(words, max_size=4),
-                                      st.lists(words, max_size=4)),
-    "hoist-method-lookup/set_and_dict": args(st.lists(hashables, max_size=8)),
+    "hoist-method-lookup/dict_get": args(st.lists(hashables, max_size=8)),
+    "hoist-method-lookup/reuse": args(hashables, st.lists(hashables, max_size=5),
+                                      st.lists(hashables, max_size=5)),
+    "hoist-method-lookup/grouping": args(st.lists(st.tuples(hashables, ints), max_size=6)),
+    "any-all/all_in": args(st.lists(ints, max_size=6), st.lists(ints, max_size=6)),
 }
 
 
