@@ -8,8 +8,9 @@ import libcst as cst
 import libcst.matchers as m
 
 from daemon.synthesis.rules import edit
-from daemon.synthesis.rules.analysis import (
-    Function,
+from daemon.synthesis.rules.analysis import Function
+from daemon.synthesis.rules.rule import Rule
+from daemon.synthesis.rules.shapes import (
     movable,
     parenthesized,
     plain_for,
@@ -17,7 +18,6 @@ from daemon.synthesis.rules.analysis import (
     single_statement,
     target_names,
 )
-from daemon.synthesis.rules.rule import Rule
 
 _RETURN_BOOL = m.Return(value=m.Name("True") | m.Name("False"))
 

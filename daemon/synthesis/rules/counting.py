@@ -8,21 +8,19 @@ import libcst as cst
 import libcst.matchers as m
 
 from daemon.synthesis.rules import edit
-from daemon.synthesis.rules.analysis import (
-    Function,
+from daemon.synthesis.rules.analysis import Function
+from daemon.synthesis.rules.preconditions import confined, preceding_init, stored_within
+from daemon.synthesis.rules.rule import Rule
+from daemon.synthesis.rules.shapes import (
     assigned_name,
-    confined,
     is_pure,
     movable,
     parenthesized,
     plain_for,
-    preceding_init,
     single_small,
     single_statement,
-    stored_within,
     target_names,
 )
-from daemon.synthesis.rules.rule import Rule
 
 IMPORT = "from collections import Counter"
 

@@ -8,17 +8,16 @@ import libcst as cst
 import libcst.matchers as m
 
 from daemon.synthesis.rules import edit
-from daemon.synthesis.rules.analysis import (
-    Function,
+from daemon.synthesis.rules.analysis import Function
+from daemon.synthesis.rules.preconditions import preceding_init, stored_within
+from daemon.synthesis.rules.rule import Rule
+from daemon.synthesis.rules.shapes import (
     assigned_name,
     is_pure,
     plain_for,
-    preceding_init,
     single_small,
     single_statement,
-    stored_within,
 )
-from daemon.synthesis.rules.rule import Rule
 
 _NOT_IN_NAME = m.Comparison(comparisons=[m.ComparisonTarget(operator=m.NotIn(),
                                                             comparator=m.Name())])

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import libcst as cst
 
-from daemon.synthesis.rules.analysis import Function, single_small
+from daemon.synthesis.rules.analysis import Function
+from daemon.synthesis.rules.shapes import single_small
 
 
 def statement(fn: Function, text: str) -> cst.BaseStatement:

@@ -7,14 +7,10 @@ from typing import ClassVar
 import libcst as cst
 
 from daemon.synthesis.rules import edit
-from daemon.synthesis.rules.analysis import (
-    Function,
-    assigned_name,
-    last_binding,
-    single_small,
-    stored_within,
-)
+from daemon.synthesis.rules.analysis import Function
+from daemon.synthesis.rules.preconditions import last_binding, stored_within
 from daemon.synthesis.rules.rule import Rule
+from daemon.synthesis.rules.shapes import assigned_name, single_small
 
 # Methods worth binding once, by the builtin type the display creates. Not list.append
 # or set.add: CPython 3.11+ specialises those calls in place (CALL_NO_KW_LIST_APPEND),

@@ -8,15 +8,15 @@ from typing import ClassVar
 import libcst as cst
 
 from daemon.synthesis.rules import edit
-from daemon.synthesis.rules.analysis import (
-    Function,
+from daemon.synthesis.rules.analysis import Function
+from daemon.synthesis.rules.preconditions import (
     read_only_use,
-    single_small,
     store_context,
     stored_within,
     unaliased,
 )
 from daemon.synthesis.rules.rule import Rule
+from daemon.synthesis.rules.shapes import single_small
 
 
 class HoistSortFromLoop(Rule):

@@ -7,8 +7,8 @@ from typing import ClassVar
 import libcst as cst
 
 from daemon.synthesis.rules import edit
-from daemon.synthesis.rules.analysis import (
-    Function,
+from daemon.synthesis.rules.analysis import Function
+from daemon.synthesis.rules.preconditions import (
     last_binding,
     read_only_use,
     stored_within,

@@ -8,12 +8,12 @@ import libcst as cst
 import libcst.matchers as m
 
 from daemon.synthesis.rules import edit
-from daemon.synthesis.rules.analysis import (
-    Function,
+from daemon.synthesis.rules.analysis import Function
+from daemon.synthesis.rules.preconditions import confined, last_binding
+from daemon.synthesis.rules.rule import Rule
+from daemon.synthesis.rules.shapes import (
     assigned_name,
-    confined,
     is_pure,
-    last_binding,
     movable,
     parenthesized,
     plain_for,
@@ -21,7 +21,6 @@ from daemon.synthesis.rules.analysis import (
     single_statement,
     target_names,
 )
-from daemon.synthesis.rules.rule import Rule
 
 _ATOMS = (cst.Name, cst.Attribute, cst.Call, cst.Subscript, cst.List, cst.ListComp,
           cst.SetComp, cst.DictComp, cst.Set, cst.Dict, cst.SimpleString)

@@ -8,19 +8,18 @@ import libcst as cst
 import libcst.matchers as m
 
 from daemon.synthesis.rules import edit
-from daemon.synthesis.rules.analysis import (
-    Function,
+from daemon.synthesis.rules.analysis import Function
+from daemon.synthesis.rules.preconditions import confined, preceding_init
+from daemon.synthesis.rules.rule import Rule
+from daemon.synthesis.rules.shapes import (
     assigned_name,
-    confined,
     movable,
     parenthesized,
     plain_for,
-    preceding_init,
     single_small,
     single_statement,
     target_names,
 )
-from daemon.synthesis.rules.rule import Rule
 
 
 class ManualSum(Rule):

@@ -8,7 +8,8 @@ from typing import ClassVar
 import libcst as cst
 
 from daemon.synthesis.rules import edit
-from daemon.synthesis.rules.analysis import Function, store_context
+from daemon.synthesis.rules.analysis import Function
+from daemon.synthesis.rules.preconditions import store_context
 from daemon.synthesis.rules.rule import Rule
 
 

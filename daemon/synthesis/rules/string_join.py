@@ -9,13 +9,9 @@ import libcst as cst
 import libcst.matchers as m
 
 from daemon.synthesis.rules import edit
-from daemon.synthesis.rules.analysis import (
-    Function,
-    assigned_name,
-    escaping_jump,
-    single_small,
-)
+from daemon.synthesis.rules.analysis import Function
 from daemon.synthesis.rules.rule import Rule
+from daemon.synthesis.rules.shapes import assigned_name, escaping_jump, single_small
 
 
 @dataclass(frozen=True)

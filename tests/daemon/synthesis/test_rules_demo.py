@@ -107,6 +107,6 @@ def test_demo_function_gets_correct_candidates(name: str) -> None:
 def test_demo_process_batch_has_nothing_to_rewrite() -> None:
     """process_batch only calls the others; the rules leave it alone."""
     request = ProposalRequest(target="daemon.demo.logstats:process_batch",
-                              source=original_source(logstats.process_batch),
+                              source=inspect.getsource(logstats.process_batch),
                               allowed_imports=("collections",))
     assert RulesProposer().propose(request) == []

@@ -49,6 +49,15 @@ class Ledger:
         return kept
 
 
+def as_function(obj: object) -> types.FunctionType:
+    assert isinstance(obj, types.FunctionType)
+    return obj
+
+
+SUMMARISE = as_function(summarise)
+POSITIVES = as_function(Ledger.positives)
+
+
 def request(source: str, **extra: Any) -> ProposalRequest:
     return ProposalRequest(target=extra.pop("target", TARGET), source=source, **extra)
 
@@ -63,7 +72,7 @@ def rules_of(candidate: Candidate) -> list[str]:
     return ids.split("+")
 
 
-SAMPLE = original_source(summarise)
+SAMPLE = original_source(SUMMARISE)
 
 
 def test_proposer_satisfies_the_protocol() -> None:
@@ -86,8 +95,8 @@ def test_composed_candidate_comes_first_and_combines_rules() -> None:
 def test_composed_candidate_installs_into_the_real_function() -> None:
     """The composed source compiles as summarise's code and gives the original's results."""
     composed = propose(SAMPLE)[0]
-    code = compile_function(composed.source, summarise, filename="<composed>")
-    faster = make_function(code, summarise)
+    code = compile_function(composed.source, SUMMARISE, filename="<composed>")
+    faster = make_function(code, SUMMARISE)
     rows = [("b", 2), ("a", 5), ("b", 1), ("skip", 9), ("c", -3)]
     for args in ((rows, "skip"), ([], "x"), (rows[:1], "b")):
         assert faster(*args) == summarise(*args)
@@ -95,13 +104,13 @@ def test_composed_candidate_installs_into_the_real_function() -> None:
 
 def test_method_candidate_installs_into_the_real_method() -> None:
     """A method's candidate keeps ``self`` and compiles against the method."""
-    source = original_source(Ledger.positives)
+    source = original_source(POSITIVES)
     candidate = propose(source, target="tests.daemon.synthesis.test_rules_proposer:"
                                        "Ledger.positives")[0]
     assert rules_of(candidate) == ["append-to-comprehension"]
-    code = compile_function(candidate.source, Ledger.positives, filename="<method>")
+    code = compile_function(candidate.source, POSITIVES, filename="<method>")
     ledger = Ledger([3, -1, 7, 0])
-    assert types.MethodType(make_function(code, Ledger.positives), ledger)(0) == [3, 7]
+    assert types.MethodType(make_function(code, POSITIVES), ledger)(0) == [3, 7]
 
 
 def test_candidates_carry_provenance() -> None:
@@ -127,7 +136,7 @@ class _SumAgain(ManualSum):
 def test_identical_sources_are_proposed_once() -> None:
     """When two rules produce the same source, only the first one's candidate is kept."""
     proposer = RulesProposer([rule_by_id("manual-sum"), _SumAgain()])
-    candidates = proposer.propose(request(original_source(summarise)))
+    candidates = proposer.propose(request(SAMPLE))
     assert [rules_of(c) for c in candidates] == [["manual-sum"]]
 
 
