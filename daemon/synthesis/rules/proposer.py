@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 import libcst as cst
 
 from daemon.synthesis.base import Candidate, ProposalRequest
-from daemon.synthesis.rules.analysis import analyse_source
+from daemon.synthesis.rules.analysis import CONSUMERS, analyse_source
 from daemon.synthesis.rules.catalogue import CATALOGUE
 from daemon.synthesis.rules.rule import Rule
 from daemon.targets import sha256_text
@@ -53,6 +53,8 @@ class RulesProposer:
         rules = [r for r in self.rules
                  if all(imp.partition(".")[0] in allowed for imp in r.imports)]
         rebound = _module_bindings(request.module_source)
+        if _consumers_rebound(request.source, rebound):
+            return []
         found: list[tuple[list[Rule], str]] = []
         for rule in rules:
             rewritten = self._apply(rule, module, request.source, rebound)
@@ -121,6 +123,13 @@ def _usable(source: str, original: str, rebound: frozenset[str] | None) -> bool:
     if not risky:
         return True
     return rebound is not None and not risky & rebound
+
+
+def _consumers_rebound(source: str, rebound: frozenset[str] | None) -> bool:
+    """Whether the function calls a name the analysis takes for a builtin that consumes a
+    generator on the spot (``sum``, ``any``, ...) while the module may rebind it."""
+    used = _loaded(source) & CONSUMERS
+    return bool(used) and (rebound is None or bool(used & rebound))
 
 
 def _loaded(source: str) -> set[str]:

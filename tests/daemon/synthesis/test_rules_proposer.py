@@ -217,6 +217,20 @@ def test_builtin_rebound_by_the_module_drops_the_candidate(module_source: str) -
     assert propose(source, module_source=module_source) == []
 
 
+def test_module_rebinding_a_consumer_stops_all_rules() -> None:
+    """When the module rebinds ``any`` (or sum, sorted, ...) that the function calls, a
+    generator passed to it may run late, so the analysis would be unsound: nothing is proposed."""
+    source = textwrap.dedent("""\
+        def f(xs):
+            out = []
+            for x in xs:
+                out.append(x)
+            return out, any(y for y in out)
+        """)
+    assert propose(source)
+    assert propose(source, module_source="def any(gen):\n    return gen\n") == []
+
+
 def test_decorators_and_comments_survive() -> None:
     """Decorators, the docstring and comments outside the rewritten loop are kept verbatim."""
     source = textwrap.dedent('''\
