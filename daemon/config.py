@@ -56,7 +56,8 @@ class CycleConfig(_Section):
     min_share: float = Field(0.03, ge=0, le=1)  # ignore targets below this share of samples
     min_samples: int = Field(50, ge=1)  # before ranking means anything
     max_candidates: int = Field(8, ge=1)  # tried per cycle, best first
-    bench_calls: int = Field(30, ge=1)  # recorded calls timed by the benchmark (all are replayed)
+    bench_calls: int = Field(5, ge=1)  # recorded calls timed by the benchmark (all are replayed)
+    min_sample_seconds: float = Field(0.005, gt=0)  # shortest timed sample (loops calibrated)
 
 
 class WorkloadConfig(_Section):

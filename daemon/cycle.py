@@ -279,7 +279,8 @@ class Cycle:
         job = ShadowJob(target=target, candidate_source=candidate.source,
                         corpus_path=str(corpus_file), sys_path=_child_sys_path(target),
                         repeats=policy.acceptance.repeats,
-                        bench_calls=self._config.bench_calls)
+                        bench_calls=self._config.bench_calls,
+                        min_sample_seconds=self._config.min_sample_seconds)
         report: ShadowReport = self._sandbox(policy).run(job)
         verdict = decide(report, policy.acceptance.min_speedup,
                          confidence=policy.acceptance.confidence,

@@ -272,6 +272,9 @@ class Daemon:
         while not self.stop_event.is_set():
             if self.stop_event.wait(cfg.interval_seconds if self.progress.cycles else 0.2):
                 break
+            if self.halted and self.options.exit_when_idle:
+                self.exit_reason = f"halted: {self.halted}"
+                break
             if self.paused.is_set() or self.halted or \
                     self.clock() - started < cfg.warmup_seconds:
                 continue

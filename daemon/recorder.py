@@ -7,11 +7,16 @@ form, and the measure of its size), the function runs, and then the outcome
 are pickled. Calls whose arguments or results cannot be pickled, or are larger
 than the bound, are skipped with a counted reason; the call itself always runs
 exactly once and its result or exception reaches the caller untouched.
+
+Calls whose arguments pickle to bytes already recorded are skipped as
+``duplicate``: replaying the same input twice proves nothing more, and a
+shadow run's cost grows with the corpus.
 """
 
 from __future__ import annotations
 
 import collections
+import hashlib
 import pickle
 import threading
 import time
@@ -55,6 +60,7 @@ class Recorder:
         self._records: list[CallRecord] = []
         self._bytes = 0
         self._seen = 0
+        self._digests: set[bytes] = set()
         self.skipped: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
         self._done = threading.Event()
@@ -82,6 +88,13 @@ class Recorder:
             return inner(*args, **kwargs)
         if len(args_blob) > self.limits.max_record_bytes:
             self._skip("too_large")
+            return inner(*args, **kwargs)
+        digest = hashlib.blake2b(args_blob, digest_size=16).digest()
+        with self._lock:
+            duplicate = digest in self._digests
+            self._digests.add(digest)
+        if duplicate:
+            self._skip("duplicate")
             return inner(*args, **kwargs)
         try:
             result = inner(*args, **kwargs)

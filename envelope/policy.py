@@ -194,7 +194,7 @@ class Acceptance(_Section):
     """Confidence level of the speedup interval."""
     repeats: int = Field(default=15, ge=3, le=1000)
     """Interleaved timing repeats of original and candidate."""
-    min_calls: int = Field(default=10, ge=1)
+    min_calls: int = Field(default=5, ge=1)
     """Fewest recorded calls that a candidate can be judged on."""
 
 

@@ -1,6 +1,7 @@
 """Tests for daemon.recorder: real calls captured into a corpus at a bounded cost."""
 
 import contextlib
+import itertools
 import pickle
 import threading
 
@@ -87,10 +88,12 @@ def test_concurrent_calls_are_counted_once_and_bounded(threads):
     recorder = Recorder("tests.daemon.fixtures.sample:add", "b", sample.add, limits,
                         probe_lock=swapper.lock)
     stop = threading.Event()
+    counter = itertools.count()
 
     def caller():
         while not stop.is_set():
-            assert sample.add(1, 1) == 2
+            n = next(counter)
+            assert sample.add(n, 1) == n + 1
 
     workers = [threading.Thread(target=caller) for _ in range(threads)]
     for w in workers:
@@ -102,3 +105,13 @@ def test_concurrent_calls_are_counted_once_and_bounded(threads):
         for w in workers:
             w.join()
     assert len(recording.corpus.records) == 50
+
+
+def test_repeated_inputs_are_recorded_once():
+    """A call with arguments equal to one already recorded is skipped as a duplicate."""
+    limits = RecordingLimits(calls=5, timeout_seconds=0.5)
+    recording = _record_while("tests.daemon.fixtures.sample:add", sample.add, limits,
+                              [lambda: sample.add(1, 2), lambda: sample.add(1, 2),
+                               lambda: sample.add(2, 2)])
+    assert [r.load_args() for r in recording.corpus.records] == [((1, 2), {}), ((2, 2), {})]
+    assert recording.skipped == {"duplicate": 1}
