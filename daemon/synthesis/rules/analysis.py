@@ -283,7 +283,11 @@ def analyse_source(source: str) -> Function | None:
     about half a megabyte per kilobyte of source, hence the small bound.
     """
     try:
+        # CPython first: LibCST's native parser overflows its stack (and takes the
+        # process with it) on nesting deeper than CPython accepts, so it only ever
+        # sees source that CPython compiles.
+        compile(source, "<rules>", "exec", dont_inherit=True)
         module = cst.parse_module(source)
-    except cst.ParserSyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError, cst.ParserSyntaxError):
         return None
     return Function.analyse(module)

@@ -43,9 +43,14 @@ class RulesProposer:
 
     def propose(self, request: ProposalRequest) -> list[Candidate]:
         try:
-            fn = analyse_source(request.source)
-        except Exception:  # not Python we can analyse: nothing to propose
+            return self._propose(request)
+        except Exception as exc:  # odd input (a recursion limit, say) means no proposal
+            if self.on_error is not None:
+                self.on_error("proposer", exc)
             return []
+
+    def _propose(self, request: ProposalRequest) -> list[Candidate]:
+        fn = analyse_source(request.source)
         if fn is None:
             return []
         module = fn.module

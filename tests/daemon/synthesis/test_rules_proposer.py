@@ -177,8 +177,10 @@ def test_nothing_to_rewrite_gives_no_candidates() -> None:
     "            out.append(x)\n        return out\n    return inner\n",
     "def f(xs):\n\tif xs:\n        return 1\n",
     "\x00\x01 not python",
+    "def f(x):\n    return " + "(" * 5000 + "x" + ")" * 5000 + "\n",
+    "def f(x):\n    return " + "+".join(["x"] * 10000) + "\n",
 ], ids=["empty", "syntax-error", "statement", "lambda", "class", "async", "two-functions",
-        "nested-only", "tab-mix", "binary"])
+        "nested-only", "tab-mix", "binary", "deep-nesting", "long-chain"])
 def test_odd_input_gives_no_candidates(source: str) -> None:
     """Input that is not one plain function the rules understand gives [] and never raises."""
     assert propose(source) == []
