@@ -70,3 +70,13 @@ def test_rule_ids_are_unique() -> None:
     """No two rules share an id, so an origin names exactly one rewrite."""
     ids = [rule.id for rule in CATALOGUE]
     assert len(ids) == len(set(ids)) >= 12
+
+
+def test_package_docstring_lists_every_rule() -> None:
+    """The package's summary table names every rule in the catalogue, so it stays current."""
+    import daemon.synthesis.rules as package
+
+    assert package.__doc__ is not None
+    listed = {line.split()[0] for line in package.__doc__.splitlines()
+              if re.match(r"[a-z]+(-[a-z]+)+\s", line)}
+    assert listed == {rule.id for rule in CATALOGUE}
