@@ -152,7 +152,15 @@ def _invariant(fn: Function, expr: cst.BaseExpression, loop: cst.CSTNode,
         return _invariant(fn, expr.value, loop, params) and not _attribute_stored(
             fn, expr.attr.value, loop)
     if isinstance(expr, cst.Lambda):
-        inner = params | {p.name.value for p in expr.params.params}
+        signature = expr.params
+        if not isinstance(signature.star_arg, cst.MaybeSentinel) or signature.star_kwarg:
+            return False
+        declared = [*signature.posonly_params, *signature.params, *signature.kwonly_params]
+        # defaults are evaluated where the lambda is made, that is on every pass
+        if any(p.default is not None and not _invariant(fn, p.default, loop, params)
+               for p in declared):
+            return False
+        inner = params | {p.name.value for p in declared}
         finder = _Names()
         expr.body.visit(finder)
         return finder.simple and all(
