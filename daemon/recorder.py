@@ -10,7 +10,9 @@ exactly once and its result or exception reaches the caller untouched.
 
 Calls whose arguments pickle to bytes already recorded are skipped as
 ``duplicate``: replaying the same input twice proves nothing more, and a
-shadow run's cost grows with the corpus.
+shadow run's cost grows with the corpus. When twice as many duplicates as
+distinct calls (and at least ``saturation`` of them) arrive in a row, the
+workload is taken to have shown its inputs and recording ends early.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class RecordingLimits:
     max_corpus_bytes: int = 50_000_000
     timeout_seconds: float = 30.0
     every: int = 1  # record one call in this many
+    saturation: int = 16  # fewest consecutive duplicates that end recording early
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class Recorder:
         self._bytes = 0
         self._seen = 0
         self._digests: set[bytes] = set()
+        self._repeats = 0  # consecutive duplicate calls
         self.skipped: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
         self._done = threading.Event()
@@ -93,6 +97,9 @@ class Recorder:
         with self._lock:
             duplicate = digest in self._digests
             self._digests.add(digest)
+            self._repeats = self._repeats + 1 if duplicate else 0
+            if self._repeats >= max(self.limits.saturation, 2 * len(self._records)):
+                self._done.set()
         if duplicate:
             self._skip("duplicate")
             return inner(*args, **kwargs)

@@ -115,3 +115,12 @@ def test_repeated_inputs_are_recorded_once():
                                lambda: sample.add(2, 2)])
     assert [r.load_args() for r in recording.corpus.records] == [((1, 2), {}), ((2, 2), {})]
     assert recording.skipped == {"duplicate": 1}
+
+
+def test_recording_ends_early_once_inputs_only_repeat():
+    """A workload that keeps repeating the inputs already seen ends recording before the bound."""
+    limits = RecordingLimits(calls=100, timeout_seconds=30, saturation=4)
+    calls = [lambda n=n: sample.add(n % 2) for n in range(12)]
+    recording = _record_while("tests.daemon.fixtures.sample:add", sample.add, limits, calls)
+    assert len(recording.corpus.records) == 2
+    assert recording.skipped["duplicate"] == 4
