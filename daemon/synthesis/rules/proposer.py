@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import time
 from collections.abc import Callable, Sequence
 
 import libcst as cst
@@ -31,15 +32,18 @@ class RulesProposer:
     ``allowed_imports`` lists it. A candidate that would call a builtin the
     module rebinds (``from numpy import *`` rebinding ``sum``, a module-level
     ``def max``) is dropped. Nothing here raises: a rule that fails is skipped and
-    reported to ``on_error``, if given.
+    reported to ``on_error``, if given. Each candidate's ``cost["seconds"]`` is the
+    time its own rewrite took (the composition's, for the composed one).
     """
 
     name = "rules"
 
     def __init__(self, rules: Sequence[Rule] = CATALOGUE, *,
-                 on_error: ErrorHook | None = None) -> None:
+                 on_error: ErrorHook | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self.rules = tuple(rules)
         self.on_error = on_error
+        self.clock = clock
 
     def propose(self, request: ProposalRequest) -> list[Candidate]:
         try:
@@ -60,28 +64,31 @@ class RulesProposer:
         rebound = _module_bindings(request.module_source)
         if _consumers_rebound(request.source, rebound):
             return []
-        found: list[tuple[list[Rule], str]] = []
+        found: list[tuple[list[Rule], str, float]] = []
         for rule in rules:
+            started = self.clock()
             rewritten = self._apply(rule, module, request.source, rebound)
             if rewritten is not None:
-                found.append(([rule], rewritten.code))
+                found.append(([rule], rewritten.code, self.clock() - started))
         if found:
             # a rewrite can expose idioms no rule saw in the original, so compose even
             # when only one rule applied at first
+            started = self.clock()
             applied, source = self._compose(rules, module, request.source, rebound)
             if len(applied) >= 2:
-                found.insert(0, (applied, source))
+                found.insert(0, (applied, source, self.clock() - started))
         parent = sha256_text(request.source)
         candidates: list[Candidate] = []
         seen = {request.source}
-        for applied, source in found:
+        for applied, source, seconds in found:
             if source in seen:
                 continue
             seen.add(source)
             candidates.append(Candidate(
                 target=request.target, source=source,
                 origin="rules:" + "+".join(rule.id for rule in applied), parent=parent,
-                rationale="; ".join(rule.summary for rule in applied)))
+                rationale="; ".join(rule.summary for rule in applied),
+                cost={"seconds": seconds}))
         return candidates
 
     def _compose(self, rules: Sequence[Rule], module: cst.Module, original: str,
@@ -110,7 +117,7 @@ class RulesProposer:
                 return None
             if not _usable(rewritten.code, original, rebound):
                 return None
-            return cst.parse_module(rewritten.code)
+            return rewritten
         except Exception as exc:  # a faulty rule costs its candidate, never the cycle
             if self.on_error is not None:
                 self.on_error(rule.id, exc)

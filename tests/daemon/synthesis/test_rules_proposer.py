@@ -114,14 +114,17 @@ def test_method_candidate_installs_into_the_real_method() -> None:
 
 
 def test_candidates_carry_provenance() -> None:
-    """Every candidate names the target, the input's sha256 as parent, and a one-line reason."""
-    candidates = propose(SAMPLE)
+    """Every candidate names the target, the input's sha256 as parent, a one-line reason
+    and the seconds its rewrite took by the proposer's clock."""
+    ticks = iter(range(1000))
+    candidates = RulesProposer(clock=lambda: float(next(ticks))).propose(request(SAMPLE))
     assert candidates
     for candidate in candidates:
         assert candidate.target == TARGET
         assert candidate.parent == sha256_text(SAMPLE)
         assert candidate.rationale and "\n" not in candidate.rationale
         assert candidate.source != SAMPLE
+        assert candidate.cost == {"seconds": 1.0}
 
 
 class _SumAgain(ManualSum):
