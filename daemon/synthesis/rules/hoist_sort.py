@@ -41,7 +41,8 @@ class HoistSortFromLoop(Rule):
     - the argument is a name ``v`` that the loop does not bind, delete or assign
       into, and every use of ``v`` in the loop only reads it (indexing, ``len``,
       iteration, membership, builtins that keep no handle); no lambda, nested
-      function or lazy generator mentions it;
+      function or lazy generator mentions it; elsewhere in the function it is only
+      read too, or used after the loop, so no alias (``push = v.append``) exists;
     - ``key=`` and ``reverse=`` are constants, names the loop does not bind,
       attribute reads of those (whose attribute the loop does not assign), or a
       lambda over such names;

@@ -41,7 +41,9 @@ class LoopMembershipToSet(Rule):
       block and not rebound or deleted in between;
     - the loop does not bind, delete or assign into it, and every use of it in the
       loop only reads it (no method that changes it, no call that could keep it);
-      no lambda, nested function or lazy generator mentions it;
+      no lambda, nested function or lazy generator mentions it; elsewhere in the
+      function it is only read too, or used after the loop, so no alias
+      (``push = name.append``) exists;
     - ``set`` is not rebound in the function.
 
     Runtime preconditions (gate-checked): the list's items and the tested values

@@ -44,6 +44,8 @@ class RangeLenToEnumerate(Rule):
     - ``xs`` is not bound, deleted or assigned into (``xs[j] = ...``) in the loop, and
       every use of it there is read-only: indexing, ``len()``, iteration, membership,
       or an argument of a builtin that cannot change it; no method is called on it;
+      elsewhere in the function it is only read too, or used after the loop, so no
+      alias (``push = xs.append``) exists;
     - no ``xs[i]`` sits in a lambda, nested function or lazy generator;
     - ``i`` is dropped only when the body has no other use of it and it is not read
       after the loop (``for x in xs`` leaves ``i`` unbound).
