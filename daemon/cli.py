@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -75,6 +76,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _config(args).with_overrides(
         **{"workload.app": args.app, "proposer": args.proposer,
            "metrics.port": args.metrics_port})
+    # Like `python -m`, let --app name modules of the directory selfmod is started from.
+    if config.workload.app and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     logs.configure(config.log.format, config.log.level)
     options = RunOptions(max_cycles=args.max_cycles, exit_when_idle=args.exit_when_idle,
                          report=Path(args.report) if args.report else None,

@@ -1,0 +1,39 @@
+"""End-to-end: `selfmod run --app MOD:CALLABLE --scope GLOB` hosts a user's own app."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+APPS = Path(__file__).parent / "apps"
+
+
+def test_hosts_a_user_app_and_speeds_up_its_hot_function(tmp_path):
+    """The user's app runs under the daemon and its hot function is swapped for a verified one."""
+    report = tmp_path / "report.json"
+    selfmod = Path(sys.executable).with_name("selfmod")
+    proc = subprocess.run(
+        [str(selfmod), "run", "--app", "inventory:main", "--scope", "inventory:*",
+         "--state-dir", str(tmp_path / "state"), "--metrics-port", "0", "--exit-when-idle",
+         "--max-cycles", "4", "--report", str(report)],
+        cwd=APPS, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.loads(report.read_text())
+    assert data["active"].keys() == {"inventory:missing_skus"}, data["candidates"]
+    swapped = [c for c in data["candidates"] if c["verdict"] == "swapped"]
+    assert swapped[0]["ci_low"] >= 1.05
+    assert data["workload"]["oracle_mismatches"] is None  # a user app has no oracle
+
+
+def test_a_bad_app_spec_is_a_clear_error(tmp_path):
+    """An --app that cannot be imported fails at once with a message naming it."""
+    selfmod = Path(sys.executable).with_name("selfmod")
+    proc = subprocess.run([str(selfmod), "run", "--app", "no_such_module:main", "--state-dir",
+                           str(tmp_path / "s"), "--metrics-port", "0"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "no_such_module" in proc.stderr and "cannot import" in proc.stderr
