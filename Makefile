@@ -23,7 +23,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check daemon envelope invariants snapshots tests bench
 	$(BIN)/mypy
 
-bench: $(STAMP)
+# matplotlib (the `bench` extra) draws the PNGs; `make test` does not need it
+$(VENV)/.installed-bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench
 
 clean:
