@@ -26,6 +26,7 @@ class WorkloadStats:
     errors: int = 0
     oracle_checks: int = 0
     oracle_mismatches: int = 0
+    batches: int = 0  # units of work attempted; errors counts those that raised
 
 
 class Workload(Protocol):
@@ -64,7 +65,8 @@ class DemoHost:
 
     def stats(self) -> WorkloadStats:
         s = self._demo.snapshot()
-        return WorkloadStats(s.items, s.throughput, s.errors, s.oracle_checks, s.mismatches)
+        return WorkloadStats(s.items, s.throughput, s.errors, s.oracle_checks, s.mismatches,
+                             s.batches)
 
 
 class AppHost:
