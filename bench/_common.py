@@ -151,6 +151,7 @@ def run_daemon(name: str, state_dir: Path, report: Path, log: Path, *,
     progress(name, f"selfmod run --exit-when-idle (state {state_dir}, log {log})")
     started = time.monotonic()
     timed_out = False
+    peak = {"rss": 0, "children_rss": 0}
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, cwd=cwd or ROOT, env=python_env(extra_path),
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -158,6 +159,7 @@ def run_daemon(name: str, state_dir: Path, report: Path, log: Path, *,
             last = started
             while proc.poll() is None:
                 time.sleep(0.5)
+                _track_rss(proc.pid, peak)
                 now = time.monotonic()
                 if now - started > timeout:
                     timed_out = True
@@ -183,9 +185,23 @@ def run_daemon(name: str, state_dir: Path, report: Path, log: Path, *,
     data["timed_out"] = timed_out
     data["returncode"] = proc.returncode
     data["wall_seconds"] = round(time.monotonic() - started, 1)
+    data["peak_rss_bytes"] = peak["rss"]  # the daemon process, sampled every 0.5 s
+    data["peak_children_rss_bytes"] = peak["children_rss"]  # its shadows, summed
     progress(name, f"daemon done in {data['wall_seconds']}s: {data['exit_reason']}, "
                    f"{len(data['cycles'])} cycles, {len(data['active'])} active versions")
     return data
+
+
+def _track_rss(pid: int, peak: dict[str, int]) -> None:
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        peak["rss"] = max(peak["rss"], process.memory_info().rss)
+        children = sum(c.memory_info().rss for c in process.children(recursive=True))
+        peak["children_rss"] = max(peak["children_rss"], children)
+    except psutil.Error:  # it ended, or a shadow ended between listing and reading
+        pass
 
 
 def _count(log: Path, word: str) -> int:
@@ -229,3 +245,41 @@ def copy_state(state: Path, dest: Path) -> Path:
     """A private copy of a state directory (without its lock or socket)."""
     shutil.copytree(state, dest, ignore=shutil.ignore_patterns("control.sock", "lock"))
     return dest
+
+
+class Converged:
+    """The active versions of a state directory, to swap in and out of this process.
+
+    Installed with the daemon's own :class:`daemon.swap.SwapManager`; a version
+    whose base hash differs from the code loaded here is skipped, as the
+    daemon's restore would.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        from daemon.ledger import Ledger
+        from daemon.swap import SwapManager
+        from daemon.targets import sha256_text
+
+        ledger = Ledger.reader(state_dir)
+        self.swapper = SwapManager()
+        self.codes: dict[str, tuple[str, Any]] = {}
+        self.skipped: dict[str, str] = {}
+        self.origins: dict[str, str] = {}
+        for record in ledger.active_versions():
+            version = ledger.active_version(record.target)
+            if version is None:
+                continue
+            base = sha256_text(self.swapper.original_source(version.target))
+            if base != version.base_sha:  # what restore would refuse too
+                self.skipped[version.target] = "stale: base hash differs"
+                continue
+            code = self.swapper.compile(version.target, version.source, version.id)
+            self.codes[version.target] = (version.id, code)
+            self.origins[version.target] = version.origin
+
+    def install(self) -> None:
+        for target, (vid, code) in self.codes.items():
+            self.swapper.install(target, vid, code)
+
+    def rollback(self) -> None:
+        self.swapper.rollback_all()
