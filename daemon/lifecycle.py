@@ -32,6 +32,7 @@ from daemon.errors import SwapError
 from daemon.ledger import Ledger
 from daemon.logs import EventLogger, get_logger
 from daemon.metrics import Metrics, MetricsServer
+from daemon.notify import Notifier, ProgressWatchdog
 from daemon.profiler import HotSpot, Profiler
 from daemon.swap import SwapManager
 from daemon.synthesis.base import Proposer
@@ -81,7 +82,8 @@ class Daemon:
     def __init__(self, config: DaemonConfig, options: RunOptions | None = None, *,
                  registry: CollectorRegistry | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time,
+                 notifier: Notifier | None = None) -> None:
         self.config = config
         self.options = options or RunOptions()
         self.clock = clock
@@ -89,12 +91,19 @@ class Daemon:
         self.log = get_logger()
         self.stop_event = threading.Event()
         self.paused = threading.Event()
+        # systemd's view of us (inert outside a Type=notify unit); the watchdog exists
+        # only when systemd asked for one, from READY on.
+        self.notifier = notifier if notifier is not None else Notifier()
+        self.watchdog: ProgressWatchdog | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._stopping_sent = False
         self.metrics = Metrics(registry)
         self.bus = ev.EventBus(on_error=self._subscriber_failed)
         self.snapshots = Snapshots(config.state_dir, clock=wall)
         self.bus.subscribe(self.metrics.on_event)
         self.bus.subscribe(EventLogger(self.log))
         self.bus.subscribe(self._audit)
+        self.bus.subscribe(self._cycle_step)
         self.swapper = SwapManager()
         self.ledger = Ledger.writer(self.snapshots, wall)
         self.isolation = probe_isolation()
@@ -137,10 +146,12 @@ class Daemon:
 
     def reload_policy(self) -> None:
         """SIGHUP: load the policy file again (the watcher also reloads on every change)."""
+        self.notifier.reloading()
         if self.watcher is not None:
             self.watcher.reload()
         else:
             self.log.info("policy_not_reloaded", reason="no policy file; embedded defaults")
+        self.notifier.ready(status=self._serving_status())
 
     def _policy_loaded(self, policy: Policy) -> None:
         self.set_policy(policy)
@@ -185,6 +196,7 @@ class Daemon:
             self.metrics.isolation.labels(layer).set(1 if available else 0)
         self.metrics.up_since.set(self.started_wall)
         self.metrics.info.info({"version": _version(), "proposer": self.config.proposer})
+        self.notifier.status("restoring state")
         self.restore()
         self.workload = self._make_workload()
         self.workload.start()
@@ -210,6 +222,46 @@ class Daemon:
                                 self.config.control.group)
         control.start()
         self._servers.append(control)
+        # Only now: systemd orders dependent units after READY, and they expect the
+        # restored code, the workload and both endpoints to be there.
+        self.notifier.ready(status=self._serving_status())
+        self.watchdog = ProgressWatchdog.from_notifier(self.notifier, clock=self.clock,
+                                                       on_error=self._thread_error)
+        if self.watchdog is not None:
+            self.watchdog.start()
+
+    def _serving_status(self) -> str:
+        return (f"serving: {len(self.swapper.active())} patches active, "
+                f"policy version {self.policy().version}")
+
+    def _progress(self, grace: float = 0.0) -> None:
+        if self.watchdog is not None:
+            self.watchdog.progress(grace)
+
+    def _cycle_step(self, event: ev.Event) -> None:
+        """Bus subscriber: an event the main loop publishes is a step of the cycle in flight.
+
+        Each stage of a cycle (recording, one proposer call, one shadow run) ends at
+        its own deadline, and the cycle publishes an event between stages; so the
+        watchdog keeps pinging for one stage's bound after each event, and stops
+        only when a stage is stuck past its deadline. Events from other threads
+        (policy watcher, workload, control socket) say nothing about the loop.
+        """
+        if threading.current_thread() is self._loop_thread:
+            self._progress(grace=self._stage_bound())
+
+    def _stage_bound(self) -> float:
+        """Seconds the longest single stage of a cycle may take under the policy in force."""
+        policy = self.policy()
+        bounds = [policy.sandbox.wall_seconds, policy.recording.timeout_seconds]
+        if self._llm is not None:
+            from daemon.synthesis.llm import ClientConfig
+
+            # every attempt of one request may wait out the read timeout and a Retry-After
+            attempts = 1 + ClientConfig.max_retries
+            bounds.append(attempts * (self.config.llm.timeout_seconds
+                                      + ClientConfig.max_retry_after))
+        return max(bounds) + 10.0  # margin for the work around the stage itself
 
     def _make_workload(self) -> Workload:
         if self.config.workload.app:
@@ -269,8 +321,11 @@ class Daemon:
         cfg = self.config.cycle
         idle_since: float | None = None
         started = self.clock()
+        self._loop_thread = threading.current_thread()
         while not self.stop_event.is_set():
-            if self.stop_event.wait(cfg.interval_seconds if self.progress.cycles else 0.2):
+            wait = cfg.interval_seconds if self.progress.cycles else 0.2
+            self._progress(grace=wait)  # a long configured interval is not a hang
+            if self.stop_event.wait(wait):
                 break
             if self.halted and self.options.exit_when_idle:
                 self.exit_reason = f"halted: {self.halted}"
@@ -325,6 +380,8 @@ class Daemon:
                       stop=self.stop_event, clock=self.clock)
         report = cycle.run(spot)
         self.progress.cycles.append(report)
+        self.notifier.status(f"cycle {len(self.progress.cycles)}: {report.target} "
+                             f"→ {report.outcome}")
         if report.outcome != "aborted":
             self.progress.tried[key] = report.outcome
         if report.outcome == "rejected":
@@ -455,10 +512,19 @@ class Daemon:
     def request_stop(self, reason: str) -> None:
         if not self.exit_reason:
             self.exit_reason = reason
+        self._notify_stopping()
         self.stop_event.set()
 
+    def _notify_stopping(self) -> None:
+        if not self._stopping_sent:
+            self._stopping_sent = True
+            self.notifier.stopping()
+
     def shutdown(self) -> None:
+        self._notify_stopping()
         self.stop_event.set()
+        if self.watchdog is not None:
+            self.watchdog.stop_and_join()
         if self.watcher is not None:
             self.watcher.stop()
         for thread in (self.profiler, self.integrity):

@@ -157,6 +157,13 @@ class ProgressWatchdog(StoppableThread):
     timeout this thread sends ``WATCHDOG=1`` if, and only if, ``progress()`` was
     called since the previous ping. A timer alone would keep a hung daemon alive;
     tying the ping to progress lets systemd kill and restart it.
+
+    Some single steps of the loop legitimately outlast the watchdog timeout (a
+    shadow run may take a minute). Before such a step the loop calls
+    ``progress(grace=bound)``, where ``bound`` is the step's own deadline: pings
+    continue until that much time has passed without further progress, so only a
+    step stuck past its own deadline stops them. A plain ``progress()`` ends any
+    grace, so an idle loop is again judged iteration by iteration.
     """
 
     def __init__(self, notifier: Notifier, timeout: float, *,
@@ -172,6 +179,7 @@ class ProgressWatchdog(StoppableThread):
         # watchdog only reads it, so neither side needs a lock on the hot path.
         self._progress = 0
         self._seen = 0
+        self._grace_until = 0.0
         self.last_progress_at = clock()
         self.last_ping_at: float | None = None
         self.pings = 0
@@ -187,10 +195,16 @@ class ProgressWatchdog(StoppableThread):
             return None
         return cls(notifier, timeout, clock=clock, on_error=on_error)
 
-    def progress(self) -> None:
-        """Record that the main loop completed an iteration."""
+    def progress(self, grace: float = 0.0) -> None:
+        """Record that the main loop completed an iteration (or a step of a long one).
+
+        ``grace`` is how long the loop may now go without progress and still be
+        pinged for: the deadline of the step it is about to take.
+        """
+        now = self._clock()
+        self._grace_until = now + grace if grace > 0 else 0.0
         self._progress += 1
-        self.last_progress_at = self._clock()
+        self.last_progress_at = now
 
     def stalled_for(self) -> float:
         """Seconds since the last ``progress()``, for status lines and logs."""
@@ -198,7 +212,7 @@ class ProgressWatchdog(StoppableThread):
 
     def step(self) -> None:
         current = self._progress
-        if current == self._seen:
+        if current == self._seen and self._clock() >= self._grace_until:
             return
         self._seen = current
         if self.notifier.watchdog():

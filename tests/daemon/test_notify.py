@@ -213,6 +213,38 @@ def test_watchdog_sends_nothing_before_the_first_progress(
     assert watchdog.pings == 0
 
 
+def test_grace_keeps_pinging_through_a_long_step_until_its_deadline(
+        notify_socket: tuple[str, socket.socket]) -> None:
+    """After progress(grace=s) pings continue without further progress for s seconds, then stop."""
+    path, sock = notify_socket
+    now = [100.0]
+    watchdog = ProgressWatchdog(Notifier(path), 1.0, clock=lambda: now[0])
+    watchdog.progress(grace=10.0)
+    watchdog.step()
+    assert receive(sock) == "WATCHDOG=1"
+    now[0] = 109.5  # the step is still within its own deadline
+    watchdog.step()
+    assert receive(sock) == "WATCHDOG=1"
+    now[0] = 110.0  # past it: the step is stuck
+    watchdog.step()
+    assert receive(sock, timeout=0.2) is None
+    assert watchdog.pings == 2
+
+
+def test_plain_progress_ends_a_grace(notify_socket: tuple[str, socket.socket]) -> None:
+    """A progress() without grace returns the watchdog to judging each iteration."""
+    path, sock = notify_socket
+    now = [0.0]
+    watchdog = ProgressWatchdog(Notifier(path), 1.0, clock=lambda: now[0])
+    watchdog.progress(grace=60.0)
+    watchdog.progress()
+    watchdog.step()
+    assert receive(sock) == "WATCHDOG=1"
+    now[0] = 1.0
+    watchdog.step()
+    assert receive(sock, timeout=0.2) is None
+
+
 def test_watchdog_rejects_a_non_positive_timeout() -> None:
     """A zero timeout would spin; it is refused."""
     with pytest.raises(ValueError, match="positive"):

@@ -1,0 +1,175 @@
+"""Helpers for tests that drive the real daemon: the process, its CLI, its state, systemd's socket.
+
+Nothing here stands in for our own code: the daemon is ``python -m daemon.cli
+run`` in a subprocess, the state it restores is written with the same ledger
+the daemon uses, and the notify socket is a real Unix datagram socket bound the
+way systemd binds it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+SELFMOD = [sys.executable, "-m", "daemon.cli"]
+
+
+class LiveDaemon:
+    """A ``selfmod run`` subprocess whose JSON log lines are collected as they arrive."""
+
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+        environ = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.proc = subprocess.Popen([*SELFMOD, "run", *args], cwd=cwd, env=environ,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
+        self.lines: list[dict[str, Any]] = []
+        self.raw: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.raw.append(line)
+            with contextlib.suppress(json.JSONDecodeError):
+                self.lines.append(json.loads(line))
+
+    def tail(self, lines: int = 40) -> str:
+        return "".join(self.raw[-lines:])
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [line for line in list(self.lines) if line.get("event") == name]
+
+    def wait_for(self, name: str, timeout: float,
+                 where: Callable[[dict[str, Any]], bool] = lambda _: True) -> dict[str, Any]:
+        """The first log event called ``name`` (for which ``where`` holds), waiting for it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [e for e in self.events(name) if where(e)]
+            if found:
+                return found[0]
+            if self.proc.poll() is not None:
+                time.sleep(0.2)  # let the reader drain what the process wrote last
+                found = [e for e in self.events(name) if where(e)]
+                if found:
+                    return found[0]
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"no {name!r} event; output:\n{self.tail()}")
+
+    def finish(self, timeout: float) -> int:
+        """Wait for the process to exit; kill it (and any child left) if it does not."""
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self.kill()
+
+    def kill(self) -> None:
+        """Kill the daemon and every process it started, if any is still running."""
+        if self.proc.poll() is None:
+            try:
+                children = psutil.Process(self.proc.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                children = []
+            self.proc.kill()
+            self.proc.wait()
+            for child in children:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
+            psutil.wait_procs(children, timeout=5)
+        self._reader.join(5)
+
+
+def cli(*args: str, cwd: Path, ok: bool = True) -> Any:
+    """Run ``selfmod ARGS --json``; the parsed answer (an error answer when ``ok`` is False)."""
+    out = subprocess.run(SELFMOD + list(args) + ["--json"], cwd=cwd, capture_output=True,
+                         text=True, timeout=60)
+    assert (out.returncode == 0) == ok, out.stdout + out.stderr
+    return json.loads(out.stdout)
+
+
+def seed_version(state_dir: Path, target: str, note: str, *, awaiting_approval: bool = False
+                 ) -> str:
+    """Store a harmless version of ``target`` (its original plus a comment) and return its id.
+
+    The version is active, as if accepted in an earlier run, or, with
+    ``awaiting_approval``, proposed and waiting for ``selfmod approve``.
+    """
+    from daemon.ledger import Ledger
+    from daemon.swap import SwapManager
+    from daemon.synthesis.base import Candidate
+    from daemon.targets import sha256_text
+    from snapshots import Snapshots
+
+    original = SwapManager().original_source(target)
+    base = sha256_text(original)
+    source = original.rstrip("\n") + f"\n    # {note}\n"
+    evidence = {"speedup": 1.2, "ci_low": 1.1, "ci_high": 1.3, "calls": 5}
+    with Snapshots(state_dir) as snapshots:
+        ledger = Ledger.writer(snapshots)
+        ledger.remember_base(target, base, original)
+        version = ledger.propose(Candidate(target, source, "rules:seeded", base), base)
+        if awaiting_approval:
+            ledger.await_approval(version, evidence)
+        else:
+            ledger.activate(target, version, evidence)
+    return version
+
+
+class NotifyListener:
+    """A bound ``NOTIFY_SOCKET`` that collects every datagram in a background thread."""
+
+    def __init__(self) -> None:
+        # sun_path holds 108 bytes, so not under pytest's long tmp_path
+        self._dir = tempfile.TemporaryDirectory(prefix="sdn")
+        self.path = str(Path(self._dir.name) / "notify")
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(self.path)
+        self._sock.settimeout(0.1)
+        self.messages: list[str] = []
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._receive, daemon=True)
+        self._thread.start()
+
+    def _receive(self) -> None:
+        while not self._closed.is_set():
+            try:
+                self.messages.append(self._sock.recv(4096).decode())
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    def wait_for(self, predicate: Callable[[str], bool], timeout: float, *,
+                 after: int = 0) -> int:
+        """Index of the first message from index ``after`` on that satisfies ``predicate``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for index, message in enumerate(list(self.messages)[after:], start=after):
+                if predicate(message):
+                    return index
+            time.sleep(0.05)
+        raise AssertionError(f"no matching notification; received: {self.messages}")
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(5)
+        self._sock.close()
+        self._dir.cleanup()
+
+
+def fields(message: str) -> dict[str, str]:
+    """``KEY=VALUE`` lines of one notification, as a dict."""
+    return dict(line.split("=", 1) for line in message.splitlines())
