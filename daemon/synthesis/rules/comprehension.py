@@ -10,7 +10,7 @@ import libcst.matchers as m
 from daemon.synthesis.rules import edit
 from daemon.synthesis.rules.analysis import Function
 from daemon.synthesis.rules.preconditions import confined, preceding_init, stored_within
-from daemon.synthesis.rules.rule import Rule
+from daemon.synthesis.rules.rule import ForLoopRule
 from daemon.synthesis.rules.shapes import (
     assigned_name,
     movable,
@@ -26,7 +26,7 @@ _APPEND = m.Call(func=m.Attribute(value=m.Name(), attr=m.Name("append")),
 _MAX_DEPTH = 4
 
 
-class AppendToComprehension(Rule):
+class AppendToComprehension(ForLoopRule):
     """Builds a list with a comprehension instead of ``append`` calls in a loop.
 
     ::
@@ -63,15 +63,7 @@ class AppendToComprehension(Rule):
     id: ClassVar[str] = "append-to-comprehension"
     summary: ClassVar[str] = "build the list with a comprehension instead of append() in a loop"
 
-    def rewrite(self, fn: Function) -> cst.Module | None:
-        for block, index, loop in fn.loops():
-            if isinstance(loop, cst.For):
-                result = self._site(fn, block, index, loop)
-                if result is not None:
-                    return result
-        return None
-
-    def _site(self, fn: Function, block: cst.IndentedBlock, index: int,
+    def site(self, fn: Function, block: cst.IndentedBlock, index: int,
               statement: cst.For) -> cst.Module | None:
         loop = plain_for(statement)
         chain = _chain(loop) if loop is not None else None

@@ -10,7 +10,7 @@ import libcst.matchers as m
 from daemon.synthesis.rules import edit
 from daemon.synthesis.rules.analysis import Function
 from daemon.synthesis.rules.preconditions import preceding_init, stored_within
-from daemon.synthesis.rules.rule import Rule
+from daemon.synthesis.rules.rule import ForLoopRule
 from daemon.synthesis.rules.shapes import (
     assigned_name,
     is_pure,
@@ -25,7 +25,7 @@ _APPEND = m.Call(func=m.Attribute(value=m.Name(), attr=m.Name("append")),
                  args=[m.Arg(keyword=None, star="")])
 
 
-class QuadraticDedupe(Rule):
+class QuadraticDedupe(ForLoopRule):
     """Tests membership in a set of seen items instead of scanning the result list.
 
     ::
@@ -58,15 +58,7 @@ class QuadraticDedupe(Rule):
     id: ClassVar[str] = "quadratic-dedupe"
     summary: ClassVar[str] = "deduplicate with a seen-set instead of scanning the result list"
 
-    def rewrite(self, fn: Function) -> cst.Module | None:
-        for block, index, loop in fn.loops():
-            if isinstance(loop, cst.For):
-                result = self._site(fn, block, index, loop)
-                if result is not None:
-                    return result
-        return None
-
-    def _site(self, fn: Function, block: cst.IndentedBlock, index: int,
+    def site(self, fn: Function, block: cst.IndentedBlock, index: int,
               loop: cst.For) -> cst.Module | None:
         if plain_for(loop) is None:
             return None

@@ -10,7 +10,7 @@ import libcst.matchers as m
 from daemon.synthesis.rules import edit
 from daemon.synthesis.rules.analysis import Function
 from daemon.synthesis.rules.preconditions import confined, last_binding
-from daemon.synthesis.rules.rule import Rule
+from daemon.synthesis.rules.rule import ForLoopRule
 from daemon.synthesis.rules.shapes import (
     assigned_name,
     is_pure,
@@ -26,7 +26,7 @@ _ATOMS = (cst.Name, cst.Attribute, cst.Call, cst.Subscript, cst.List, cst.ListCo
           cst.SetComp, cst.DictComp, cst.Set, cst.Dict, cst.SimpleString)
 
 
-class ManualMinMax(Rule):
+class ManualMinMax(ForLoopRule):
     """Folds with the builtin ``max``/``min`` instead of a compare-and-keep loop.
 
     ::
@@ -77,15 +77,7 @@ class ManualMinMax(Rule):
     id: ClassVar[str] = "manual-min-max"
     summary: ClassVar[str] = "fold with max()/min() instead of a compare-and-keep loop"
 
-    def rewrite(self, fn: Function) -> cst.Module | None:
-        for block, index, loop in fn.loops():
-            if isinstance(loop, cst.For):
-                result = self._site(fn, block, index, loop)
-                if result is not None:
-                    return result
-        return None
-
-    def _site(self, fn: Function, block: cst.IndentedBlock, index: int,
+    def site(self, fn: Function, block: cst.IndentedBlock, index: int,
               statement: cst.For) -> cst.Module | None:
         loop = plain_for(statement)
         if loop is None or fn.guarded(loop):

@@ -10,7 +10,7 @@ import libcst.matchers as m
 from daemon.synthesis.rules import edit
 from daemon.synthesis.rules.analysis import Function
 from daemon.synthesis.rules.preconditions import confined, preceding_init
-from daemon.synthesis.rules.rule import Rule
+from daemon.synthesis.rules.rule import ForLoopRule
 from daemon.synthesis.rules.shapes import (
     assigned_name,
     movable,
@@ -22,7 +22,7 @@ from daemon.synthesis.rules.shapes import (
 )
 
 
-class ManualSum(Rule):
+class ManualSum(ForLoopRule):
     """Adds with the builtin ``sum`` (a C loop) instead of a Python loop.
 
     ::
@@ -63,17 +63,10 @@ class ManualSum(Rule):
     id: ClassVar[str] = "manual-sum"
     summary: ClassVar[str] = "add with sum() instead of a += loop"
 
-    def rewrite(self, fn: Function) -> cst.Module | None:
-        if not fn.is_builtin("sum"):
-            return None
-        for block, index, loop in fn.loops():
-            if isinstance(loop, cst.For):
-                result = self._site(fn, block, index, loop)
-                if result is not None:
-                    return result
-        return None
+    def applicable(self, fn: Function) -> bool:
+        return fn.is_builtin("sum")
 
-    def _site(self, fn: Function, block: cst.IndentedBlock, index: int,
+    def site(self, fn: Function, block: cst.IndentedBlock, index: int,
               statement: cst.For) -> cst.Module | None:
         loop = plain_for(statement)
         if loop is None or fn.guarded(loop):

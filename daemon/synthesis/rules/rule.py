@@ -57,3 +57,29 @@ class Rule(abc.ABC):
 
     def __repr__(self) -> str:
         return f"<rule {self.id}>"
+
+
+class ForLoopRule(Rule):
+    """A rule whose sites are ``for`` statements: tries each loop until one rewrites.
+
+    Subclasses implement :meth:`site` for one loop, and may narrow :meth:`applicable`
+    (for example, to functions where a builtin the rewrite calls is not shadowed).
+    """
+
+    def applicable(self, fn: Function) -> bool:
+        return True
+
+    def rewrite(self, fn: Function) -> cst.Module | None:
+        if not self.applicable(fn):
+            return None
+        for block, index, loop in fn.loops():
+            if isinstance(loop, cst.For):
+                result = self.site(fn, block, index, loop)
+                if result is not None:
+                    return result
+        return None
+
+    @abc.abstractmethod
+    def site(self, fn: Function, block: cst.IndentedBlock, index: int,
+             loop: cst.For) -> cst.Module | None:
+        """Rewrite this loop, or None when its preconditions do not hold."""
