@@ -100,6 +100,13 @@ class ShadowJob:
     min_sample_seconds: float = 0.02
     hash_seeds: tuple[int, int] = (0, 1)
     bench_calls: int = 0  # time only the first N recorded calls (0: all); all are replayed
+    # Property checks (policy.properties): generated inputs, drawn with a fixed seed,
+    # each allowed deadline_ms. impure targets get none (policy.invariants.impure).
+    examples: int = 50
+    deadline_ms: int = 200
+    property_seed: int = 0
+    impure: bool = False
+    invariants: tuple[str, ...] = ()  # declared predicates (module:function) for this target
 
 
 @dataclass
@@ -197,7 +204,9 @@ class Sandbox:
             "corpus_path": os.path.abspath(job.corpus_path),
             "sys_path": [os.path.abspath(entry) for entry in job.sys_path],
             "repeats": job.repeats, "min_sample_seconds": job.min_sample_seconds,
-            "bench_calls": job.bench_calls,
+            "bench_calls": job.bench_calls, "examples": job.examples,
+            "deadline_ms": job.deadline_ms, "property_seed": job.property_seed,
+            "impure": job.impure, "invariants": list(job.invariants),
         }).encode("utf-8")
         env = {"PATH": CHILD_PATH, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
                "PYTHONHASHSEED": str(seed), "PYTHONDONTWRITEBYTECODE": "1"}

@@ -22,7 +22,7 @@ from invariants.report import MAX_MISMATCHES, MAX_TEXT, REPORT_FORMAT
 Finisher = Callable[[str, Any, list[str]], NoReturn]
 
 _FIELDS = ("status", "reason", "calls", "mismatches", "original_times", "candidate_times",
-           "loops", "fingerprints")
+           "loops", "fingerprints", "checks", "examples", "notes")
 
 
 def make_finisher(fd: int, limit: int, sightings: list[Any]) -> Finisher:
@@ -91,6 +91,7 @@ def make_finisher(fd: int, limit: int, sightings: list[Any]) -> Finisher:
             "status": "error", "reason": "the shadow produced no result", "calls": 0,
             "mismatches": [], "original_times": [], "candidate_times": [], "loops": 0,
             "hash_seed": seed, "audit_events": [], "fingerprints": [],
+            "checks": [], "examples": 0, "notes": [],
         }
         if _type(fields) is _dict:
             for key in _fields:
@@ -101,7 +102,7 @@ def make_finisher(fd: int, limit: int, sightings: list[Any]) -> Finisher:
             report["reason"] = ("the candidate rebinds what the shadow relies on: "
                                 + _join(", ", [_str(name) for name in tampering[:5]]))
             report["original_times"], report["candidate_times"], report["loops"] = [], [], 0
-            report["mismatches"] = []
+            report["mismatches"], report["checks"] = [], []
         events: list[dict[str, Any]] = []
         for sighting in sightings[:20]:
             _append(events, {"event": sighting.event, "detail": sighting.detail,
@@ -117,7 +118,8 @@ def make_finisher(fd: int, limit: int, sightings: list[Any]) -> Finisher:
                         "reason": "the shadow's report could not be encoded within its limits",
                         "calls": 0, "mismatches": [], "original_times": [],
                         "candidate_times": [], "loops": 0, "hash_seed": seed,
-                        "audit_events": [], "fingerprints": []}
+                        "audit_events": [], "fingerprints": [], "checks": [],
+                        "examples": 0, "notes": []}
             data = serialise(fallback) or b""
         view = _memoryview(data)
         while _len(view):

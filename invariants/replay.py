@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import io
 import pickle
+import time
 import types
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from invariants.compare import (
     ITERATOR,
     RAISE,
     RETURN,
+    Difference,
     Outcome,
     compare_outcomes,
     exception_message,
@@ -183,39 +185,79 @@ class CodeSwitch:
             yield self.func
 
 
-def replay(switch: CodeSwitch, records: Sequence[CallRecord], tripwire: Tripwire,
-           bounds: CallBounds = CallBounds(), *,
-           thread_count: Callable[[], int] = lambda: 0,
-           guard: tuple[Callable[[], None], Callable[[], list[str]]] | None = None
-           ) -> ReplayResult:
-    """Replay ``records`` on both versions and compare outcomes call by call.
+Guard = tuple[Callable[[], None], Callable[[], list[str]]]
+# What observes each call whose outcomes matched: (arguments before the call, the
+# original's outcome, the candidate's) -> the difference it finds, or None.
+Observer = Callable[[tuple[tuple[Any, ...], dict[str, Any]], Outcome, Outcome],
+                    Difference | None]
 
-    ``guard`` is :func:`invariants.guard.make_guard`'s pair: the state is re-read
-    after each original call and checked after each candidate call, so only what
-    the candidate changes counts.
+
+@dataclass
+class PairRunner:
+    """Runs one call on the original, then on the candidate, under the shadow's watch.
+
+    The state guard is re-read after the original call and checked after the
+    candidate's, so only what the candidate changes counts; a started thread or a
+    tripwire sighting ends the run. :meth:`run` returns the two outcomes, or None
+    after recording why in ``result`` (status ``forbidden`` or ``error``).
     """
-    result = ReplayResult()
-    threads = thread_count()
-    for index, record in enumerate(records):
-        before = record.load_args()
+
+    switch: CodeSwitch
+    tripwire: Tripwire
+    bounds: CallBounds = field(default_factory=CallBounds)
+    thread_count: Callable[[], int] = lambda: 0
+    guard: Guard | None = None
+    # Bound when the runner is made, before the candidate exists (see invariants.guard).
+    clock: Callable[[], float] = time.perf_counter
+    threads: int = field(init=False, default=0)
+    seconds: dict[str, float] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.threads = self.thread_count()
+
+    def run(self, load_args: Callable[[], tuple[tuple[Any, ...], dict[str, Any]]],
+            result: ReplayResult) -> dict[str, Outcome] | None:
         outcomes: dict[str, Outcome] = {}
         for which in ("original", "candidate"):
-            args, kwargs = record.load_args()
-            if guard is not None and which == "candidate":
-                guard[0]()
-            with switch.running(which) as fn:
-                outcomes[which] = call(fn, args, kwargs, bounds)
-            changed = guard[1]() if guard is not None and which == "candidate" else []
+            args, kwargs = load_args()
+            if self.guard is not None and which == "candidate":
+                self.guard[0]()
+            with self.switch.running(which) as fn:
+                start = self.clock()
+                outcomes[which] = call(fn, args, kwargs, self.bounds)
+                self.seconds[which] = self.clock() - start
+            changed = self.guard[1]() if self.guard is not None and which == "candidate" \
+                else []
             if changed:
                 result.status = "forbidden"
                 result.reason = ("the candidate rebinds what the shadow relies on: "
                                  + ", ".join(changed[:5]))
-                return result
-            if thread_count() != threads:
+                return None
+            if self.thread_count() != self.threads:
                 result.status, result.reason = "forbidden", f"the {which} started a thread"
-                return result
-            if tripwire.sightings:
-                return _forbidden(result, tripwire)
+                return None
+            if self.tripwire.sightings:
+                _forbidden(result, self.tripwire)
+                return None
+        return outcomes
+
+
+def replay(switch: CodeSwitch, records: Sequence[CallRecord], tripwire: Tripwire,
+           bounds: CallBounds = CallBounds(), *,
+           thread_count: Callable[[], int] = lambda: 0,
+           guard: Guard | None = None, observe: Observer | None = None) -> ReplayResult:
+    """Replay ``records`` on both versions and compare outcomes call by call.
+
+    ``guard`` is :func:`invariants.guard.make_guard`'s pair (see :class:`PairRunner`).
+    ``observe`` sees every call whose outcomes match (the declared invariants).
+    """
+    result = ReplayResult()
+    runner = PairRunner(switch, tripwire, bounds, thread_count, guard)
+    for index, record in enumerate(records):
+        before = record.load_args()
+        outcomes = runner.run(record.load_args, result)
+        if outcomes is None:
+            return result
         result.calls += 1
         original, candidate = outcomes["original"], outcomes["candidate"]
         try:
@@ -225,32 +267,46 @@ def replay(switch: CodeSwitch, records: Sequence[CallRecord], tripwire: Tripwire
                 result.reason = (f"{UNREPRODUCIBLE}: call {index} {live.kind} differs from the "
                                  f"recording: live {live.expected}, shadow {live.actual}")
                 return result
-            if candidate.kind == RAISE and candidate.exc_type in ("SystemExit",
-                                                                  "KeyboardInterrupt") \
-                    and original.exc_type != candidate.exc_type:
+            if ends_process(original, candidate):
                 result.status = "error"
                 result.reason = f"the candidate tried to end the process ({candidate.exc_type})"
                 return result
             result.mutates |= not same(before, original.args_after)
             result.iterators |= original.kind == ITERATOR
             difference = compare_outcomes(original, candidate)
+            if difference is None and observe is not None:
+                difference = observe(before, original, candidate)
             result.fingerprints.append(outcome_fingerprint(candidate)[:16])
         except Uncomparable as exc:
             result.status, result.reason = "error", f"call {index}: {exc}"
             return result
         if difference is not None:
-            result.status = "mismatch"
-            result.mismatch_count += 1
-            if len(result.mismatches) < MAX_EVIDENCE:
-                result.mismatches.append({
-                    "index": index, "args_repr": call_repr(*before),
-                    "expected": difference.expected, "actual": difference.actual,
-                    "kind": difference.kind})
+            add_mismatch(result, index, before, difference)
     if result.status == "mismatch":
         first = result.mismatches[0]
         result.reason = (f"{result.mismatch_count} of {result.calls} calls differ; first: "
                          f"call {first['index']} ({first['kind']})")
     return result
+
+
+def ends_process(original: Outcome, candidate: Outcome) -> bool:
+    """Whether the candidate raised SystemExit or KeyboardInterrupt where the original did not."""
+    return candidate.kind == RAISE and \
+        candidate.exc_type in ("SystemExit", "KeyboardInterrupt") and \
+        original.exc_type != candidate.exc_type
+
+
+def add_mismatch(result: ReplayResult, index: int,
+                 before: tuple[tuple[Any, ...], dict[str, Any]], difference: Difference,
+                 kind: str | None = None) -> None:
+    """Count a differing call and keep its evidence (the first few only)."""
+    result.status = "mismatch"
+    result.mismatch_count += 1
+    if len(result.mismatches) < MAX_EVIDENCE:
+        result.mismatches.append({
+            "index": index, "args_repr": call_repr(*before),
+            "expected": difference.expected, "actual": difference.actual,
+            "kind": kind or difference.kind})
 
 
 def _forbidden(result: ReplayResult, tripwire: Tripwire) -> ReplayResult:

@@ -15,12 +15,17 @@ from typing import Any
 
 # History of REPORT_FORMAT (the child's JSON on the result pipe):
 #   1 — first format.
-REPORT_FORMAT = 1
+#   2 — adds checks (which checks ran), examples (generated inputs compared) and notes
+#       (checks skipped, and why); mismatch kinds property and invariant.
+REPORT_FORMAT = 2
 
 STATUSES = ("ok", "mismatch", "error", "timeout", "crashed", "limit", "forbidden")
 CHILD_STATUSES = frozenset({"ok", "mismatch", "error", "limit", "forbidden"})
 MISMATCH_KINDS = frozenset({"outcome", "exception", "value", "iterator", "mutation", "alias",
-                            "output", "uncomparable", "hash_seed"})
+                            "output", "uncomparable", "hash_seed", "property",
+                            "invariant"})
+# The checks a report can say ran, in the order a shadow runs them.
+CHECKS = ("differential", "invariant", "property", "benchmark")
 CONTEXTS = frozenset({"candidate", "original", "harness"})
 MAX_MISMATCHES = 10
 MAX_EVENTS = 50
@@ -28,6 +33,8 @@ MAX_SAMPLES = 10_000
 MAX_CALLS = 10_000_000
 MAX_TEXT = 2_000
 MAX_REPR = 1_000
+MAX_NOTES = 5
+MAX_NOTE = 300
 TAIL_CHARS = 4_096
 
 
@@ -57,6 +64,9 @@ class ShadowReport:
 
     ``fingerprints`` holds a short digest of the candidate's outcome per replayed
     call, which lets the parent compare runs under different hash seeds.
+    ``checks`` names the checks that ran to completion (see :data:`CHECKS`),
+    ``examples`` counts the generated inputs compared, and ``notes`` says which
+    checks were skipped and why.
     """
 
     status: str
@@ -72,6 +82,9 @@ class ShadowReport:
     stdout_tail: str = ""
     stderr_tail: str = ""
     fingerprints: tuple[str, ...] = ()
+    checks: tuple[str, ...] = ()
+    examples: int = 0
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for the audit log and ``--json`` output."""
@@ -102,7 +115,7 @@ def _reject_constant(name: str) -> Any:
 
 _FIELDS = frozenset({"format", "nonce", "status", "reason", "calls", "mismatches",
                      "original_times", "candidate_times", "loops", "hash_seed",
-                     "audit_events", "fingerprints"})
+                     "audit_events", "fingerprints", "checks", "examples", "notes"})
 
 
 def _parse(data: bytes, nonce: str, max_bytes: int) -> ShadowReport:
@@ -148,7 +161,24 @@ def _parse(data: bytes, nonce: str, max_bytes: int) -> ShadowReport:
         audit_events=tuple(_event(item) for item in
                            _list(payload, "audit_events", MAX_EVENTS)),
         fingerprints=fingerprints,
+        checks=_checks(payload),
+        examples=_int(payload, "examples", MAX_CALLS),
+        notes=tuple(_note(item) for item in _list(payload, "notes", MAX_NOTES)),
     )
+
+
+def _checks(payload: dict[str, Any]) -> tuple[str, ...]:
+    names = _list(payload, "checks", len(CHECKS))
+    if any(type(name) is not str or name not in CHECKS for name in names) or \
+            len(set(names)) != len(names):
+        raise _Invalid(f"checks {names!r} are not distinct names from {CHECKS}")
+    return tuple(names)
+
+
+def _note(item: Any) -> str:
+    if type(item) is not str or len(item) > MAX_NOTE:
+        raise _Invalid(f"a note is not a string of at most {MAX_NOTE} characters")
+    return item
 
 
 def _text(obj: dict[str, Any], key: str, limit: int) -> str:

@@ -36,9 +36,18 @@ from typing import Any
 
 from daemon.targets import Target, TargetError, compile_function, make_function, resolve
 from invariants.bench import Batch, paired_benchmark
+from invariants.declared import InvariantLoadError, invariant_observer, load_predicates
 from invariants.finish import make_finisher
 from invariants.guard import harness_modules, make_guard
-from invariants.replay import CallBounds, CodeSwitch, LimitReached, ReplayResult, replay
+from invariants.properties import check_generated, generated_inputs
+from invariants.replay import (
+    CallBounds,
+    CodeSwitch,
+    LimitReached,
+    PairRunner,
+    ReplayResult,
+    replay,
+)
 from invariants.tripwire import Tripwire
 from snapshots.corpus import CorpusError, read_corpus
 
@@ -118,7 +127,8 @@ def _hash_seed() -> int:
 
 def run_job(job: dict[str, Any], tripwire: Tripwire, mode: str,
             guards: list[Callable[[], list[str]]]) -> dict[str, Any]:
-    """Load the target and the candidate, replay, and (in ``full`` mode) benchmark."""
+    """Load the target and the candidate, replay, and (in ``full`` mode) check generated
+    inputs and benchmark. Declared invariants are checked on every call compared."""
     target = Target.parse(str(job["target"]))
     for entry in reversed(job["sys_path"]):
         sys.path.insert(0, str(entry))
@@ -141,16 +151,37 @@ def run_job(job: dict[str, Any], tripwire: Tripwire, mode: str,
         make_function(candidate_code, func)  # the live swap's checks: closure, defaults
     except (TargetError, SyntaxError, ValueError) as exc:
         return {"status": "error", "reason": f"cannot build the candidate: {exc}"}
+    try:
+        predicates = load_predicates([str(name) for name in job.get("invariants", ())])
+    except InvariantLoadError as exc:
+        return {"status": "error", "reason": str(exc)}
+    # Drawn now, while no candidate code has run (see invariants.strategies).
+    blobs, notes = generated_inputs(job, func, corpus.records) if mode == "full" else ([], [])
     tripwire.read_roots = _read_roots()
     refresh, changes = make_guard(harness_modules())
     guards.append(changes)
     tripwire.arm()
     switch = CodeSwitch(func, original_code, candidate_code, tripwire)
+    observe = invariant_observer(predicates, tripwire) if predicates else None
     result = replay(switch, corpus.records, tripwire, CallBounds(),
-                    thread_count=_thread._count, guard=(refresh, changes))
-    fields = _replay_fields(result)
+                    thread_count=_thread._count, guard=(refresh, changes), observe=observe)
+    checks = _ran(result, ["differential", *(["invariant"] if predicates else [])])
+    fields = {**_replay_fields(result), "checks": checks, "notes": notes}
     if result.status != "ok" or mode != "full" or not corpus.records:
         return fields
+    if blobs:
+        generated = check_generated(
+            PairRunner(switch, tripwire, CallBounds(), _thread._count, (refresh, changes)),
+            blobs, deadline_ms=int(job.get("deadline_ms", 200)), observe=observe)
+        fields["examples"] = generated.examples
+        fields["checks"] = checks + _ran(generated.result, ["property"])
+        if generated.slow_originals:
+            notes.append(f"{generated.slow_originals} generated inputs dropped: the original "
+                         f"took longer than the {job.get('deadline_ms', 200)} ms deadline")
+        if generated.result.status != "ok":
+            return {**fields, "status": generated.result.status,
+                    "reason": generated.result.reason,
+                    "mismatches": _evidence(generated.result)}
     threads = _thread._count()
     bench = paired_benchmark(
         _timer(switch, result.iterators),
@@ -161,7 +192,13 @@ def run_job(job: dict[str, Any], tripwire: Tripwire, mode: str,
         return {**fields, "status": "forbidden",
                 "reason": "the candidate attempted a forbidden operation while benchmarked"}
     return {**fields, "original_times": list(bench.original_times),
-            "candidate_times": list(bench.candidate_times), "loops": bench.loops}
+            "candidate_times": list(bench.candidate_times), "loops": bench.loops,
+            "checks": [*fields["checks"], "benchmark"]}
+
+
+def _ran(result: ReplayResult, names: list[str]) -> list[str]:
+    """``names`` when the check went through every input (a mismatch included), else none."""
+    return names if result.status in ("ok", "mismatch") else []
 
 
 def _bench_records(records: Any, limit: int) -> Any:
@@ -182,7 +219,12 @@ def _read_roots() -> tuple[str, ...]:
 
 def _replay_fields(result: ReplayResult) -> dict[str, Any]:
     return {"status": result.status, "reason": result.reason, "calls": result.calls,
-            "mismatches": result.mismatches, "fingerprints": result.fingerprints}
+            "mismatches": _evidence(result), "fingerprints": result.fingerprints}
+
+
+def _evidence(result: ReplayResult) -> list[dict[str, Any]]:
+    """Mismatches belong to a ``mismatch`` report only: a later forbidden act or error wins."""
+    return result.mismatches if result.status == "mismatch" else []
 
 
 class _NullOutput(io.TextIOBase):

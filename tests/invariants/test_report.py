@@ -18,6 +18,7 @@ def valid(**changes: Any) -> dict[str, Any]:
         "mismatches": [], "original_times": [1e-3, 2e-3], "candidate_times": [5e-4, 1e-3],
         "loops": 10, "hash_seed": 0, "audit_events": [],
         "fingerprints": ["0123456789abcdef", "fedcba9876543210"],
+        "checks": ["differential", "benchmark"], "examples": 0, "notes": [],
     }
     report.update(changes)
     return report

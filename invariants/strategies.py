@@ -1,0 +1,341 @@
+"""Generated inputs for property checks: Hypothesis strategies derived from a target's calls.
+
+Two sources, mixed in one strategy per call:
+
+- the recorded calls: for every argument slot, values of the same types and
+  container shapes as the recorded ones, and variations of the recorded values
+  themselves (empty, single, duplicated, sliced, repeated into large inputs,
+  one element replaced, boundary integers around the recorded ones, edited
+  strings and swapped whitespace-separated fields);
+- the target's type annotations, through ``hypothesis.strategies.from_type``,
+  for the parameters whose annotation resolves to a strategy (``Any`` and bare
+  ``object`` do not: anything at all says nothing about the inputs).
+
+:func:`generate_inputs` runs Hypothesis in the shadow *before* any candidate
+code exists: examples are drawn with a fixed seed and no example database, and
+each is pickled, so that every version later gets its own fresh copy. Running
+the candidate inside Hypothesis instead would mean running Hypothesis's own
+machinery (source inspection, frame walking, code object creation) while the
+tripwire is armed; drawing first keeps the armed region to our own harness. The
+price is that a failing example is not shrunk: the evidence reports the
+smallest failing input instead.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import pickle
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
+from hypothesis.strategies import SearchStrategy
+
+Call = tuple[tuple[Any, ...], dict[str, Any]]
+
+MAX_POOL = 256  # distinct recorded values kept per slot
+MAX_SIZE = 1000  # elements in a generated or reshaped container
+MAX_TUPLE = 32  # longer tuples are only sampled, not generated position by position
+MAX_DEPTH = 4
+_RESHAPES = ("empty", "single", "slice", "dup", "double", "repeat", "reverse", "drop", "swap",
+             "concat")
+
+
+def generate_inputs(strategy: SearchStrategy[Call], examples: int, seed: int) -> list[bytes]:
+    """Up to ``examples`` distinct pickled calls drawn from ``strategy``, reproducibly."""
+    blobs: list[bytes] = []
+    seen: set[bytes] = set()
+
+    @hypothesis_seed(seed)
+    @settings(max_examples=examples, database=None, deadline=None, phases=(Phase.generate,),
+              suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet,
+              print_blob=False, report_multiple_bugs=False)
+    @given(strategy)
+    def collect(call: Call) -> None:
+        try:
+            blob = pickle.dumps(call, protocol=5)
+        except Exception:  # an annotation strategy made something that does not pickle
+            return
+        if blob not in seen:
+            seen.add(blob)
+            blobs.append(blob)
+
+    collect()
+    return blobs
+
+
+def call_strategy(func: Callable[..., Any], calls: Sequence[Call], *,
+                  annotations: bool = True) -> SearchStrategy[Call]:
+    """Calls of ``func`` laid out like the most common recorded call."""
+    positional, keywords = _layout(func, calls)
+    names = _positional_names(func)
+    hints = _hints(func) if annotations else {}
+    matching = [call for call in calls
+                if len(call[0]) == positional and tuple(sorted(call[1])) == keywords]
+    corpus_slots = [value_strategy([args[i] for args, _ in matching]) for i in range(positional)]
+    corpus_keys = {key: value_strategy([kwargs[key] for _, kwargs in matching])
+                   for key in keywords}
+    from_corpus = st.tuples(st.tuples(*corpus_slots), st.fixed_dictionaries(corpus_keys))
+    typed_slots = [_either(_hinted(hints.get(names[i]) if i < len(names) else None),
+                           corpus_slots[i]) for i in range(positional)]
+    typed_keys = {key: _either(_hinted(hints.get(key)), corpus_keys[key]) for key in keywords}
+    if all(a is b for a, b in zip(typed_slots, corpus_slots, strict=True)) and \
+            all(typed_keys[key] is corpus_keys[key] for key in keywords):
+        return from_corpus.map(_as_call)
+    typed = st.tuples(st.tuples(*typed_slots), st.fixed_dictionaries(typed_keys))
+    return st.one_of(from_corpus, typed).map(_as_call)
+
+
+def _either(first: SearchStrategy[Any] | None, second: SearchStrategy[Any]
+            ) -> SearchStrategy[Any]:
+    return second if first is None else first
+
+
+def _as_call(pair: tuple[tuple[Any, ...], dict[str, Any]]) -> Call:
+    return tuple(pair[0]), dict(pair[1])
+
+
+def _layout(func: Callable[..., Any], calls: Sequence[Call]) -> tuple[int, tuple[str, ...]]:
+    """(positional count, keyword names) of the most common recorded call, else the signature's."""
+    if calls:
+        counts = collections.Counter((len(args), tuple(sorted(kwargs))) for args, kwargs in calls)
+        return counts.most_common(1)[0][0]
+    code = getattr(func, "__code__", None)
+    required = (code.co_argcount - len(getattr(func, "__defaults__", None) or ())) if code else 0
+    return max(required, 0), ()
+
+
+def _positional_names(func: Callable[..., Any]) -> tuple[str, ...]:
+    code = getattr(func, "__code__", None)
+    return tuple(code.co_varnames[:code.co_argcount]) if code is not None else ()
+
+
+def _hints(func: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(func)
+    except Exception:  # an annotation that does not evaluate here: use the corpus alone
+        return {}
+
+
+def _hinted(hint: Any) -> SearchStrategy[Any] | None:
+    if hint is None or not _resolvable(hint):
+        return None
+    try:
+        return st.from_type(hint)
+    except Exception:
+        return None
+
+
+def _resolvable(hint: Any, depth: int = 0) -> bool:
+    """Whether ``hint`` names real values: not ``Any`` or bare ``object``, at any depth."""
+    if hint is typing.Any or hint is object or depth > 8:
+        return False
+    return all(_resolvable(arg, depth + 1) for arg in typing.get_args(hint)
+               if arg is not Ellipsis and not isinstance(arg, (list, int, str)))
+
+
+# -- values -------------------------------------------------------------------------------
+
+
+def value_strategy(values: Sequence[Any], depth: int = 0) -> SearchStrategy[Any]:
+    """Values shaped like ``values``: the same exact types, containers and sizes, varied."""
+    groups: dict[type, list[Any]] = {}
+    for value in values:
+        group = groups.setdefault(type(value), [])
+        if len(group) < MAX_POOL * 4:
+            group.append(value)
+    if not groups:
+        return st.nothing()
+    return st.one_of([_for_type(tp, _distinct(group), depth) for tp, group in groups.items()])
+
+
+def _distinct(values: list[Any]) -> list[Any]:
+    """The first :data:`MAX_POOL` values with distinct pickles (recorded values repeat)."""
+    seen: set[bytes] = set()
+    out: list[Any] = []
+    for value in values:
+        try:
+            key = pickle.dumps(value, protocol=5)
+        except Exception:
+            continue
+        if key not in seen:
+            seen.add(key)
+            out.append(value)
+            if len(out) == MAX_POOL:
+                break
+    return out
+
+
+def _for_type(tp: type, pool: list[Any], depth: int) -> SearchStrategy[Any]:
+    if not pool:
+        return st.nothing()
+    recorded = st.sampled_from(pool)
+    if tp is type(None):
+        return st.none()
+    if tp is bool:
+        return st.booleans()
+    if tp is int:
+        return _integers(pool)
+    if tp is float:
+        return st.one_of(st.sampled_from([*pool, 0.0, -0.0]), st.floats())
+    if tp is str:
+        return _strings(pool)
+    if tp is bytes:
+        return st.one_of(recorded, st.binary(max_size=2 * max(len(b) for b in pool) + 4))
+    if depth >= MAX_DEPTH:
+        return recorded
+    if tp is tuple:
+        return _tuples(pool, depth)
+    if tp is list:
+        return _lists(pool, depth)
+    if tp is dict:
+        return _dicts(pool, depth)
+    if tp in (set, frozenset):
+        elements = value_strategy([item for value in pool for item in value], depth + 1)
+        generated = st.sets(elements, max_size=_size(pool)).map(tp)
+        return st.one_of(recorded, generated)
+    return recorded  # another type: only the recorded values themselves
+
+
+def _size(pool: list[Any]) -> int:
+    return min(MAX_SIZE, 2 * max(len(value) for value in pool) + 4)
+
+
+def _integers(pool: list[int]) -> SearchStrategy[int]:
+    low, high = min(pool), max(pool)
+    edges = sorted({edge for value in pool[:64] for edge in (value - 1, value, value + 1)}
+                   | {0, 1, -1, low - 1, high + 1})
+    span = high - low + 1
+    return st.one_of(st.sampled_from(edges),
+                     st.integers(min_value=min(low, 0) - span, max_value=high + span),
+                     st.integers())
+
+
+def _strings(pool: list[str]) -> SearchStrategy[str]:
+    longest = max(len(text) for text in pool)
+    recorded = st.sampled_from(pool)
+    tokens = sorted({token for text in pool[:64] for token in text.split()})[:MAX_POOL]
+    fresh_token = st.one_of(st.integers(-1, 10**6).map(str), st.text(max_size=6),
+                            *([st.sampled_from(tokens)] if tokens else []))
+    spliced = st.builds(_splice, recorded, st.integers(0, longest), st.integers(0, 8),
+                        st.text(max_size=4))
+    retokened = st.builds(_retoken, recorded, st.integers(0, 24), fresh_token,
+                          st.sampled_from(("replace", "drop", "repeat")))
+    crossed = st.builds(_cross, recorded, recorded, st.integers(0, 24))
+    return st.one_of(recorded, st.text(max_size=max(8, longest)), spliced, retokened, crossed)
+
+
+def _splice(text: str, at: int, cut: int, insert: str) -> str:
+    at = min(at, len(text))
+    return text[:at] + insert + text[at + cut:]
+
+
+def _retoken(text: str, index: int, token: str, how: str) -> str:
+    parts = text.split(" ")
+    index %= len(parts)
+    if how == "drop":
+        del parts[index]
+    elif how == "repeat":
+        parts.insert(index, parts[index])
+    else:
+        parts[index] = token
+    return " ".join(parts)
+
+
+def _cross(first: str, second: str, index: int) -> str:
+    """``first`` with its ``index``-th space-separated field taken from ``second``."""
+    left, right = first.split(" "), second.split(" ")
+    if index < len(left) and index < len(right):
+        left[index] = right[index]
+    return " ".join(left)
+
+
+def _tuples(pool: list[tuple[Any, ...]], depth: int) -> SearchStrategy[tuple[Any, ...]]:
+    by_length: dict[int, list[tuple[Any, ...]]] = {}
+    for value in pool:
+        by_length.setdefault(len(value), []).append(value)
+    parts: list[SearchStrategy[tuple[Any, ...]]] = [st.sampled_from(pool)]
+    for length, group in by_length.items():
+        if length <= MAX_TUPLE:
+            parts.append(st.tuples(*[value_strategy([value[i] for value in group], depth + 1)
+                                     for i in range(length)]))
+    return st.one_of(parts)
+
+
+def _lists(pool: list[list[Any]], depth: int) -> SearchStrategy[list[Any]]:
+    items = list(itertools.islice((item for value in pool for item in value), MAX_POOL * 4))
+    recorded = st.sampled_from(pool)
+    index = st.integers(0, MAX_SIZE)
+    reshaped = st.builds(_reshape, recorded, recorded, index, index,
+                         st.sampled_from(_RESHAPES))
+    # large inputs get their own branch: they are where a slower algorithm shows
+    large = st.builds(_reshape, recorded, recorded, index, index, st.just("repeat"))
+    if not items:
+        return st.one_of(recorded, st.lists(st.integers(), max_size=4))
+    elements = value_strategy(items, depth + 1)
+    generated = st.lists(elements, max_size=_size(pool))
+    replaced = st.builds(_replace_at, recorded, index, elements)
+    return st.one_of(recorded, reshaped, large, generated, replaced)
+
+
+def _reshape(value: list[Any], other: list[Any], i: int, j: int, how: str) -> list[Any]:
+    """A new list made from recorded ones: the sizes and repetitions real inputs reach."""
+    n = len(value)
+    if how == "empty" or n == 0:
+        return []
+    i, j = i % n, j % n
+    if how == "single":
+        return [value[i]]
+    if how == "slice":
+        return value[min(i, j):max(i, j) + 1]
+    if how == "dup":
+        return value + value[min(i, j):max(i, j) + 1]
+    if how == "double":
+        return value + value
+    if how == "repeat":
+        return value * max(1, MAX_SIZE // n)
+    if how == "reverse":
+        return value[::-1]
+    if how == "drop":
+        return value[:i] + value[i + 1:]
+    if how == "swap":
+        copy = list(value)
+        copy[i], copy[j] = copy[j], copy[i]
+        return copy
+    return (value + other)[:MAX_SIZE]
+
+
+def _replace_at(value: list[Any], index: int, item: Any) -> list[Any]:
+    if not value:
+        return [item]
+    copy = list(value)
+    copy[index % len(copy)] = item
+    return copy
+
+
+def _dicts(pool: list[dict[Any, Any]], depth: int) -> SearchStrategy[dict[Any, Any]]:
+    recorded = st.sampled_from(pool)
+    layouts = {tuple(value) for value in pool[:64]}
+    parts: list[SearchStrategy[dict[Any, Any]]] = [recorded]
+    if len(layouts) == 1 and 0 < len(next(iter(layouts))) <= 64:
+        # a record-like dict: the same keys, each with values shaped like its own
+        keys = next(iter(layouts))
+        parts.append(st.fixed_dictionaries({key: value_strategy([value[key] for value in pool],
+                                                                depth + 1) for key in keys}))
+    keys_seen = [key for value in pool for key in value][:MAX_POOL * 4]
+    values_seen = [item for value in pool for item in value.values()][:MAX_POOL * 4]
+    if keys_seen:
+        parts.append(st.dictionaries(value_strategy(keys_seen, depth + 1),
+                                     value_strategy(values_seen, depth + 1),
+                                     max_size=_size(pool)))
+    parts.append(st.builds(_subdict, recorded, st.integers(0, MAX_SIZE)))
+    return st.one_of(parts)
+
+
+def _subdict(value: dict[Any, Any], keep: int) -> dict[Any, Any]:
+    """The first ``keep`` entries (modulo the size), in order."""
+    return dict(itertools.islice(value.items(), keep % (len(value) + 1)))
