@@ -129,6 +129,10 @@ def cmd_status(args: argparse.Namespace) -> int:
                              f"{w['oracle_mismatches']}")
         lines.append(f"active patches: {len(d['active'])}")
         lines += [f"  {t}  {v[:12]}" for t, v in sorted(d["active"].items())]
+        if d.get("awaiting_approval"):
+            lines.append(f"awaiting approval: {len(d['awaiting_approval'])} "
+                         "(selfmod approve ID)")
+            lines += [f"  {t}  {v[:12]}" for v, t in sorted(d["awaiting_approval"].items())]
         return "\n".join(lines)
 
     _emit(args, data, text)

@@ -45,6 +45,8 @@ from envelope.policy import DEFAULT_POLICY, Policy, load_policy
 from envelope.sandbox import Sandbox, SandboxLimits
 from envelope.watcher import PolicyWatcher
 from snapshots import Snapshots
+from snapshots.errors import UnknownVersion
+from snapshots.versions import VersionStatus
 
 # History of REPORT_FORMAT:
 #   1 — first format.
@@ -465,6 +467,9 @@ class Daemon:
             "policy": {"version": policy.version, "sha256": policy.sha256,
                        "path": str(self.config.policy or "<embedded>")},
             "active": {t: i.version for t, i in self.swapper.active().items()},
+            "awaiting_approval": {v.id: v.target for v in self.ledger.history()
+                                  if v.status is VersionStatus.PROPOSED
+                                  and v.evidence.get("awaiting_approval")},
             "cycles": len(self.progress.cycles),
             "last_cycle": self.progress.last_cycle,
             "workload": asdict(stats) if stats else None,
@@ -484,11 +489,55 @@ class Daemon:
             return 200, {"paused": False}
 
         def rollback(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-            version = str(body.get("id", ""))
+            version = body.get("id")
+            if not isinstance(version, str) or not version:
+                return 400, {"error": 'body must be {"id": "<version id or prefix>"}'}
             return self.rollback(version, reason="operator")
 
+        def approve(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            version = body.get("id")
+            if not isinstance(version, str) or not version:
+                return 400, {"error": 'body must be {"id": "<version id or prefix>"}'}
+            return self.approve(version)
+
         return {("GET", "/status"): status, ("POST", "/pause"): pause,
-                ("POST", "/resume"): resume, ("POST", "/rollback"): rollback}
+                ("POST", "/resume"): resume, ("POST", "/rollback"): rollback,
+                ("POST", "/approve"): approve}
+
+    def approve(self, version_prefix: str) -> tuple[int, dict[str, Any]]:
+        """Install a version that passed every check and waits for an operator's approval."""
+        try:
+            record = self.ledger.find(version_prefix)
+        except UnknownVersion as exc:
+            return 404, {"error": str(exc)}
+        vid, target = record.id, record.target
+        if record.status is not VersionStatus.PROPOSED or \
+                not record.evidence.get("awaiting_approval"):
+            return 409, {"error": f"version {vid[:12]} is {record.status}, not awaiting "
+                                  "approval; see `selfmod history`"}
+        if not self.in_scope(target):
+            return 409, {"error": f"{target} is no longer in the policy's scope; "
+                                  f"version {vid[:12]} was not installed"}
+        if self._current_base_sha(target) != record.base_sha:
+            return 409, {"error": f"the code of {target} changed since version {vid[:12]} was "
+                                  "judged; it was not installed"}
+        active = self.swapper.active()
+        budget = self.policy().budgets.active_patches
+        if len(active) >= budget and target not in active:
+            return 409, {"error": f"{budget} patches are already active (budgets.active_patches"
+                                  "); roll one back or raise the budget"}
+        try:
+            code = self.swapper.compile(target, self.ledger.source(vid), vid)
+            installed = self.swapper.install(target, vid, code)
+        except SwapError as exc:
+            return 409, {"error": str(exc)}
+        self.ledger.activate(target, vid, {"approved": "operator"})
+        self.bus.publish(ev.VersionSwapped(target, vid, installed.previous_version,
+                                           installed.pause_seconds))
+        self.metrics.active_patches.set(len(self.swapper.active()))
+        if self.profiler is not None:
+            self.profiler.reset()  # shares changed: rank again on the new code
+        return 200, {"approved": vid, "target": target}
 
     def rollback(self, version_prefix: str, reason: str) -> tuple[int, dict[str, Any]]:
         matches = [(t, i) for t, i in self.swapper.active().items()

@@ -1,0 +1,226 @@
+"""The control API of the real daemon: approve, rollback, pause and resume through the socket."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import socket
+import stat
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.daemon.live import SELFMOD, LiveDaemon, NotifyListener, cli, seed_version
+
+pytestmark = pytest.mark.slow
+
+ACTIVE = "daemon.demo.logstats:top_k"  # restored at start, then rolled back
+WAITING = "daemon.demo.logstats:time_range"  # awaits approval, then approved
+NO_CYCLES = "version: 1\ncycle:\n  warmup_seconds: 86400\n"  # the loop runs, no cycle starts
+
+
+def _wait_until_serving(daemon: LiveDaemon, state: Path, cwd: Path) -> dict[str, Any]:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert daemon.proc.poll() is None, daemon.tail()
+        status = cli("status", "--state-dir", str(state), cwd=cwd)
+        if status["running"]:
+            return dict(status)
+        time.sleep(0.2)
+    raise AssertionError(f"the daemon never answered on its socket:\n{daemon.tail()}")
+
+
+@pytest.fixture(scope="module")
+def quiet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A daemon that restored one version, holds one awaiting approval, and runs no cycles."""
+    root = tmp_path_factory.mktemp("control")
+    state = root / "state"
+    active = seed_version(state, ACTIVE, "restored at start")
+    waiting = seed_version(state, WAITING, "waits for approval", awaiting_approval=True)
+    config = root / "selfmod.yaml"
+    config.write_text(NO_CYCLES)
+    daemon = LiveDaemon(["--config", str(config), "--state-dir", str(state), "--metrics-port",
+                         "0", "--scope", ACTIVE, WAITING], root)
+    try:
+        _wait_until_serving(daemon, state, root)
+        yield {"root": root, "state": state, "daemon": daemon, "active": active,
+               "waiting": waiting}
+    finally:
+        daemon.proc.terminate()
+        daemon.finish(60)
+
+
+def _raw(sock_path: Path, request: bytes) -> tuple[int, dict[str, Any]]:
+    """Send one raw HTTP request over the socket; the status code and the JSON body."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(str(sock_path))
+        sock.sendall(request)
+        reply = b""
+        while True:
+            chunk = sock.recv(4096)
+            reply += chunk
+            head, _, body = reply.partition(b"\r\n\r\n")
+            length = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")]
+            if not chunk or (length and len(body) >= length[0]):
+                break
+    return int(head.split()[1]), json.loads(body)
+
+
+def _post(sock_path: Path, route: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    return _raw(sock_path, b"POST " + route.encode() + b" HTTP/1.1\r\nHost: selfmod\r\n"
+                b"Content-Type: application/json\r\nContent-Length: "
+                + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+
+
+def test_status_lists_the_restored_and_the_waiting_version(quiet: dict[str, Any]) -> None:
+    """`selfmod status` shows the restored version as active and the other as awaiting approval."""
+    status = cli("status", "--state-dir", str(quiet["state"]), cwd=quiet["root"])
+    assert status["active"].get(ACTIVE) == quiet["active"]
+    assert status["awaiting_approval"] == {quiet["waiting"]: WAITING}
+    text = subprocess.run([*SELFMOD, "status", "--state-dir",
+                           str(quiet["state"])], cwd=quiet["root"], capture_output=True,
+                          text=True, timeout=60)
+    assert text.returncode == 0 and "running: yes" in text.stdout, text.stderr
+    assert "awaiting approval: 1" in text.stdout and WAITING in text.stdout
+
+
+def test_approve_installs_the_waiting_version(quiet: dict[str, Any]) -> None:
+    """`selfmod approve PREFIX` installs the version, marks it active and logs the swap."""
+    waiting = quiet["waiting"]
+    answer = cli("approve", waiting[:10], "--state-dir", str(quiet["state"]), cwd=quiet["root"])
+    assert answer == {"approved": waiting, "target": WAITING}
+    status = cli("status", "--state-dir", str(quiet["state"]), cwd=quiet["root"])
+    assert status["active"][WAITING] == waiting and status["awaiting_approval"] == {}
+    swapped = quiet["daemon"].wait_for("swapped", 10, lambda e: e["version"] == waiting)
+    assert swapped["target"] == WAITING
+    history = {v["id"]: v for v in cli("history", "--state-dir", str(quiet["state"]),
+                                       cwd=quiet["root"])}
+    assert history[waiting]["status"] == "active"
+
+
+def test_approve_refuses_versions_that_do_not_wait(quiet: dict[str, Any]) -> None:
+    """Approving an active or unknown version is an error that says why, and changes nothing."""
+    state, root = str(quiet["state"]), quiet["root"]
+    error = cli("approve", quiet["active"][:12], "--state-dir", state, cwd=root, ok=False)
+    assert "not awaiting approval" in error["error"]
+    error = cli("approve", "0000ffff", "--state-dir", state, cwd=root, ok=False)
+    assert "no version starts with '0000ffff'" in error["error"]
+
+
+def test_rollback_by_prefix_restores_the_original(quiet: dict[str, Any]) -> None:
+    """`selfmod rollback PREFIX` takes the version out of the live process, logged and audited."""
+    active, state, root = quiet["active"], quiet["state"], quiet["root"]
+    answer = cli("rollback", active[:8], "--state-dir", str(state), cwd=root)
+    assert answer == {"rolled_back": active, "target": ACTIVE}
+    status = cli("status", "--state-dir", str(state), cwd=root)
+    assert ACTIVE not in status["active"]
+    event = quiet["daemon"].wait_for("rolled_back", 10)
+    assert (event["target"], event["version"], event["reason"]) == (ACTIVE, active, "operator")
+    history = {v["id"]: v for v in cli("history", "--state-dir", str(state), cwd=root)}
+    assert history[active]["status"] == "rolled_back"
+    audit = [json.loads(line) for line in (state / "audit.log").read_text().splitlines()]
+    assert any(r["kind"] == "rolled_back" and r["body"]["version"] == active for r in audit)
+    error = cli("rollback", active[:8], "--state-dir", str(state), cwd=root, ok=False)
+    assert "no active version starts with" in error["error"]
+
+
+@pytest.mark.parametrize(("route", "body", "status", "message"), [
+    ("/approve", b"{{{", 400, "body is not JSON"),
+    ("/approve", b"[1, 2]", 400, "body must be a JSON object"),
+    ("/approve", b"{}", 400, 'body must be {"id"'),
+    ("/rollback", b'{"id": 42}', 400, 'body must be {"id"'),
+    ("/rollback", b'{"id": "abc"}', 404, "no active version starts with 'abc'"),
+    ("/approve", b'{"id": "ab"}', 404, "too short"),
+    ("/nowhere", b"{}", 404, "no route POST /nowhere"),
+])
+def test_malformed_requests_get_clear_errors(quiet: dict[str, Any], route: str, body: bytes,
+                                             status: int, message: str) -> None:
+    """Bad bodies, bad ids and unknown routes answer a 4xx JSON error; the daemon lives on."""
+    code, answer = _post(quiet["state"] / "control.sock", route, body)
+    assert code == status and message in answer["error"], answer
+    assert quiet["daemon"].proc.poll() is None
+
+
+@pytest.fixture
+def other_user() -> Iterator[pwd.struct_passwd]:
+    """A temporary unprivileged system user, removed afterwards."""
+    if os.geteuid() != 0 or shutil.which("useradd") is None:
+        pytest.skip("creating another user needs root and useradd")
+    name = f"smctl{uuid.uuid4().hex[:8]}"
+    made = subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
+                           "/usr/sbin/nologin", name], capture_output=True, text=True,
+                          check=False)
+    if made.returncode != 0:
+        pytest.skip(f"useradd failed: {made.stderr.strip()}")
+    try:
+        yield pwd.getpwnam(name)
+    finally:
+        subprocess.run(["userdel", name], capture_output=True, check=False)
+
+
+def test_socket_is_private_to_the_daemon_user(quiet: dict[str, Any]) -> None:
+    """The control socket is mode 0600 and owned by the daemon's user."""
+    info = (quiet["state"] / "control.sock").stat()
+    assert stat.S_ISSOCK(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o600
+    assert info.st_uid == os.geteuid()
+
+
+def test_another_user_cannot_connect(quiet: dict[str, Any],
+                                     other_user: pwd.struct_passwd) -> None:
+    """A process of another (unprivileged) user is refused by the file system."""
+    probe = ("import socket, sys\n"
+             "s = socket.socket(socket.AF_UNIX)\n"
+             "try:\n    s.connect(sys.argv[1])\n"
+             "except PermissionError:\n    print('refused')\nelse:\n    print('connected')\n")
+    python = shutil.which("python3", path="/usr/bin:/bin") or "python3"
+    out = subprocess.run([python, "-c", probe, str(quiet["state"] / "control.sock")],
+                         user=other_user.pw_uid, group=other_user.pw_gid, extra_groups=[],
+                         capture_output=True, text=True, timeout=30, cwd="/")
+    assert out.stdout.strip() == "refused", out.stdout + out.stderr
+
+
+def test_pause_stops_cycles_and_resume_restarts_them(tmp_path: Path) -> None:
+    """While paused the main loop keeps iterating but starts no cycle; after resume one starts."""
+    state = tmp_path / "state"
+    listener = NotifyListener()
+    daemon = LiveDaemon(["--state-dir", str(state), "--metrics-port", "0", "--scope",
+                         "daemon.demo.logstats:*"], tmp_path,
+                        env={"NOTIFY_SOCKET": listener.path, "WATCHDOG_USEC": "1000000"})
+    try:
+        daemon.wait_for("cycle_started", 180)
+        assert cli("pause", "--state-dir", str(state), cwd=tmp_path) == {"paused": True}
+        # the cycle already in flight finishes; after that, nothing starts
+        deadline = time.monotonic() + 300
+        while len(daemon.events("cycle_finished")) < len(daemon.events("cycle_started")):
+            assert time.monotonic() < deadline, daemon.tail()
+            time.sleep(0.2)
+        started = len(daemon.events("cycle_started"))
+        status = cli("status", "--state-dir", str(state), cwd=tmp_path)
+        assert status["paused"] is True and status["cycles"] == started
+        # four watchdog pings: the loop went round several times, paused
+        mark = len(listener.messages)
+        for _ in range(4):
+            mark = listener.wait_for(lambda m: m == "WATCHDOG=1", 30, after=mark) + 1
+        assert len(daemon.events("cycle_started")) == started
+        assert cli("status", "--state-dir", str(state), cwd=tmp_path)["cycles"] == started
+
+        assert cli("resume", "--state-dir", str(state), cwd=tmp_path) == {"paused": False}
+        deadline = time.monotonic() + 180
+        while len(daemon.events("cycle_started")) == started:
+            assert time.monotonic() < deadline, daemon.tail()
+            time.sleep(0.2)
+        assert cli("status", "--state-dir", str(state), cwd=tmp_path)["paused"] is False
+        daemon.proc.terminate()
+        assert daemon.finish(60) == 0, daemon.tail()
+    finally:
+        daemon.kill()
+        listener.close()
