@@ -88,7 +88,8 @@ def main() -> int:
                max=round(max(shadow), 3) if shadow else None, candidates=len(shadow)),
         metric("swaps", sum(1 for c in cycles if c["swapped"]), "versions"),
         metric("convergence_seconds", report["wall_seconds"], "s",
-               exit_reason=report["exit_reason"], timed_out=report["timed_out"]),
+               exit_reason=report["exit_reason"], timed_out=report["timed_out"],
+               converged=report["exit_reason"].startswith("idle")),
     ]
     details = {
         "median_phase_seconds": phases,
@@ -104,7 +105,7 @@ def main() -> int:
     }
     params = {"command": "selfmod run --config config/selfmod.yaml --exit-when-idle "
                          "--metrics-port 0 (fresh state dir)",
-              "proposer": "rules", "daemon_timeout_seconds": 240}
+              "proposer": "rules", "daemon_timeout_seconds": 360}
     data = result(NAME, "synthesis cycle and shadow validation time on the demo, rules proposer",
                   metrics, params, details, started=started, load_before=load_before)
     path = write_result(data)

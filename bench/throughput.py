@@ -181,7 +181,8 @@ def main() -> int:
         metrics.append(metric(name, round(run["ratio"], 3), "x", target=f">= {TARGET_RATIO:g}",
                               met=run["ratio"] >= TARGET_RATIO,
                               ci95=[round(x, 3) for x in run["ci95"]],
-                              workers=run["workers"], oracle_every=run["oracle_every"]))
+                              workers=run["workers"], oracle_every=run["oracle_every"],
+                              converged=report["exit_reason"].startswith("idle")))
     metrics.append(metric("oracle_mismatches", mismatches, "count", target="== 0",
                           met=mismatches == 0,
                           live_checks=sum(r["oracle_checks_total"] for r in runs.values()),
