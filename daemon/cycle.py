@@ -26,6 +26,7 @@ from daemon.recorder import Recorder, RecordingLimits
 from daemon.swap import SwapManager
 from daemon.synthesis.base import Candidate, Feedback, ProposalRequest, Proposer
 from daemon.targets import TargetError, sha256_text
+from daemon.verification import evidence_checks, job_checks
 from envelope.policy import Policy
 from envelope.sandbox import Sandbox, ShadowJob
 from envelope.static import Rejected as StaticRejected
@@ -280,7 +281,8 @@ class Cycle:
                         corpus_path=str(corpus_file), sys_path=_child_sys_path(target),
                         repeats=policy.acceptance.repeats,
                         bench_calls=self._config.bench_calls,
-                        min_sample_seconds=self._config.min_sample_seconds)
+                        min_sample_seconds=self._config.min_sample_seconds,
+                        **job_checks(policy, target))
         report: ShadowReport = self._sandbox(policy).run(job)
         verdict = decide(report, policy.acceptance.min_speedup,
                          confidence=policy.acceptance.confidence,
@@ -293,7 +295,8 @@ class Cycle:
                                                verdict.calls))
         evidence = {"speedup": verdict.speedup, "ci_low": verdict.ci_low,
                     "ci_high": verdict.ci_high, "calls": verdict.calls,
-                    "samples": verdict.samples, "checks": ["differential", "benchmark"]}
+                    "samples": verdict.samples,
+                    **evidence_checks(report.checks, len(job.invariants))}
         accepted = CandidateOutcome(version, candidate.origin, "accepted", "", "", "",
                                     verdict.speedup, verdict.ci_low, verdict.ci_high,
                                     verdict.calls, report.duration)

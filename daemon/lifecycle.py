@@ -37,6 +37,7 @@ from daemon.profiler import HotSpot, Profiler
 from daemon.swap import SwapManager
 from daemon.synthesis.base import Proposer
 from daemon.targets import TargetError, sha256_text
+from daemon.verification import coverage
 from daemon.workload import AppHost, DemoHost, Workload
 from envelope.errors import PolicyError
 from envelope.integrity import IntegrityMonitor, Violation
@@ -392,6 +393,7 @@ class Daemon:
         if report.outcome == "swapped" and self.profiler is not None:
             self.profiler.reset()  # shares changed: rank again on the new code
         self.metrics.active_patches.set(len(self.swapper.active()))
+        self._set_coverage()
         self.metrics.last_cycle.set(self.wall())
         for phase, seconds in report.compute_seconds.items():
             self.metrics.compute_seconds.labels(phase).inc(seconds)
@@ -435,7 +437,13 @@ class Daemon:
 
     # -- gauges and status ------------------------------------------------------------
 
+    def _set_coverage(self) -> None:
+        """Verification coverage of the active versions (rollbacks and approvals change it)."""
+        self.metrics.verification_coverage.set(
+            coverage(record.evidence for record in self.ledger.active_versions()))
+
     def _refresh_gauges(self) -> None:
+        self._set_coverage()
         if self.workload is None:
             return
         stats = self.workload.stats()

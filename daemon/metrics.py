@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app
 
 from daemon import events as ev
+from daemon.procstats import ProcessTreeCollector
 
 _CYCLE_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 _FAST_BUCKETS = (1e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 5e-4, 1e-3, 1e-2, 0.1)
@@ -32,6 +33,7 @@ class Metrics:
         self.info = Info("selfmod", "Build and runtime information (version, proposer)",
                          registry=r)
         ProcessCollector(registry=r)  # process_* for the daemon itself
+        ProcessTreeCollector(registry=r)  # its threads, and the shadows' processes
         self.up_since = Gauge("selfmod_start_time_seconds",
                               "Unix time the daemon started", registry=r)
         # the cycle
@@ -178,6 +180,17 @@ class Metrics:
                     self.record_skips.labels(reason).inc(count)
             case _:
                 pass
+
+
+def mutation_score_gauge(registry: CollectorRegistry) -> Gauge:
+    """``selfmod_mutation_score_ratio``: measured by ``bench/mutation.py``, not by the daemon.
+
+    The score belongs to the gate's code, so the benchmark writes it in the Prometheus
+    text format for node_exporter's textfile collector (``bench/results/mutation.prom``);
+    the daemon's own registry does not carry it.
+    """
+    return Gauge("selfmod_mutation_score_ratio",
+                 "Share of the demo targets' mutants the gate rejects", registry=registry)
 
 
 def _origin_kind(origin: str) -> str:

@@ -7,9 +7,10 @@ Two sources, mixed in one strategy per call:
   themselves (empty, single, duplicated, sliced, repeated into large inputs,
   one element replaced, boundary integers around the recorded ones, edited
   strings and swapped whitespace-separated fields);
-- the target's type annotations, through ``hypothesis.strategies.from_type``,
-  for the parameters whose annotation resolves to a strategy (``Any`` and bare
-  ``object`` do not: anything at all says nothing about the inputs).
+- the target's type annotations, for the parameters whose annotation resolves
+  to a strategy (``Any`` and bare ``object`` do not: anything at all says nothing
+  about the inputs). Builtin types and their generics are resolved here, other
+  classes by ``hypothesis.strategies.from_type``.
 
 :func:`generate_inputs` runs Hypothesis in the shadow *before* any candidate
 code exists: examples are drawn with a fixed seed and no example database, and
@@ -26,6 +27,8 @@ from __future__ import annotations
 import collections
 import itertools
 import pickle
+import string
+import types
 import typing
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -41,6 +44,10 @@ MAX_POOL = 256  # distinct recorded values kept per slot
 MAX_SIZE = 1000  # elements in a generated or reshaped container
 MAX_TUPLE = 32  # longer tuples are only sampled, not generated position by position
 MAX_DEPTH = 4
+# Characters generated strings are made of, besides those of the recorded strings:
+# printable ASCII and whitespace, a few non-ASCII letters, a symbol outside the BMP,
+# NUL and a line separator.
+TEXT_ALPHABET = string.printable + "\x00éßЖ€\u2028\U0001f600"
 _RESHAPES = ("empty", "single", "slice", "dup", "double", "repeat", "reverse", "drop", "swap",
              "concat")
 
@@ -122,20 +129,56 @@ def _hints(func: Callable[..., Any]) -> dict[str, Any]:
 
 
 def _hinted(hint: Any) -> SearchStrategy[Any] | None:
-    if hint is None or not _resolvable(hint):
+    if hint is None:
         return None
     try:
-        return st.from_type(hint)
-    except Exception:
+        return _from_hint(hint, 0)
+    except Exception:  # a hint Hypothesis cannot resolve: the corpus alone then
         return None
 
 
-def _resolvable(hint: Any, depth: int = 0) -> bool:
-    """Whether ``hint`` names real values: not ``Any`` or bare ``object``, at any depth."""
+def _from_hint(hint: Any, depth: int) -> SearchStrategy[Any] | None:
+    """A strategy for annotation ``hint``, or None when it names no particular values.
+
+    Strings are drawn from :data:`TEXT_ALPHABET` rather than through ``from_type``,
+    whose full-Unicode tables cost seconds to build in a fresh shadow directory.
+    """
     if hint is typing.Any or hint is object or depth > 8:
-        return False
-    return all(_resolvable(arg, depth + 1) for arg in typing.get_args(hint)
-               if arg is not Ellipsis and not isinstance(arg, (list, int, str)))
+        return None
+    if hint is str:
+        return _text(TEXT_ALPHABET, 24)
+    if hint is bytes:
+        return st.binary(max_size=24)
+    if hint is None or hint is type(None):
+        return st.none()
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:
+        return st.sampled_from(args)
+    if origin in (typing.Union, types.UnionType):
+        parts = _all_hinted(args, depth)
+        return None if parts is None else st.one_of(parts)
+    if origin in (list, set, frozenset) and len(args) == 1:
+        inner = _from_hint(args[0], depth + 1)
+        if inner is None:
+            return None
+        return st.lists(inner) if origin is list else st.sets(inner).map(origin)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            inner = _from_hint(args[0], depth + 1)
+            return None if inner is None else st.lists(inner).map(tuple)
+        parts = _all_hinted(args, depth)
+        return None if parts is None else st.tuples(*parts)
+    if origin is dict and len(args) == 2:
+        key, value = _from_hint(args[0], depth + 1), _from_hint(args[1], depth + 1)
+        return None if key is None or value is None else st.dictionaries(key, value)
+    if args:
+        return None  # another generic: its parameters say nothing Hypothesis would use
+    return st.from_type(hint)
+
+
+def _all_hinted(hints: tuple[Any, ...], depth: int) -> list[SearchStrategy[Any]] | None:
+    parts = [_from_hint(hint, depth + 1) for hint in hints]
+    return None if any(part is None for part in parts) else [p for p in parts if p is not None]
 
 
 # -- values -------------------------------------------------------------------------------
@@ -218,15 +261,20 @@ def _integers(pool: list[int]) -> SearchStrategy[int]:
 def _strings(pool: list[str]) -> SearchStrategy[str]:
     longest = max(len(text) for text in pool)
     recorded = st.sampled_from(pool)
+    alphabet = "".join(sorted(set(TEXT_ALPHABET).union(*pool[:64])))
     tokens = sorted({token for text in pool[:64] for token in text.split()})[:MAX_POOL]
-    fresh_token = st.one_of(st.integers(-1, 10**6).map(str), st.text(max_size=6),
+    fresh_token = st.one_of(st.integers(-1, 10**6).map(str), _text(alphabet, 6),
                             *([st.sampled_from(tokens)] if tokens else []))
     spliced = st.builds(_splice, recorded, st.integers(0, longest), st.integers(0, 8),
-                        st.text(max_size=4))
+                        _text(alphabet, 4))
     retokened = st.builds(_retoken, recorded, st.integers(0, 24), fresh_token,
                           st.sampled_from(("replace", "drop", "repeat")))
     crossed = st.builds(_cross, recorded, recorded, st.integers(0, 24))
-    return st.one_of(recorded, st.text(max_size=max(8, longest)), spliced, retokened, crossed)
+    return st.one_of(recorded, _text(alphabet, max(8, longest)), spliced, retokened, crossed)
+
+
+def _text(alphabet: str, max_size: int) -> SearchStrategy[str]:
+    return st.text(alphabet=st.sampled_from(alphabet), max_size=max_size)
 
 
 def _splice(text: str, at: int, cut: int, insert: str) -> str:

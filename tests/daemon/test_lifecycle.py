@@ -123,6 +123,18 @@ def test_swaps_show_in_the_log_history_and_metrics(batch_run):
     assert swaps and float(swaps[0].split()[1]) >= 1
 
 
+def test_active_versions_keep_the_checks_that_ran_and_coverage_is_exposed(batch_run):
+    """An active version's evidence lists its checks; /metrics reports full coverage."""
+    state = json.loads((batch_run["state"] / "state.json").read_text())
+    assert state["active"]
+    for vid in state["active"].values():
+        checks = state["versions"][vid]["evidence"]["checks"]
+        assert checks[0] == "differential" and {"property", "benchmark"} <= set(checks)
+    ratio = [line for line in batch_run["metrics"].splitlines()
+             if line.startswith("selfmod_verification_coverage_ratio ")]
+    assert ratio and float(ratio[0].split()[1]) == 1.0
+
+
 def test_audit_log_verifies_and_diff_shows_the_change(batch_run):
     """The audit chain verifies after a run, and `selfmod diff` shows the rewrite."""
     result = _cli("audit", "verify", "--state-dir", str(batch_run["state"]),
