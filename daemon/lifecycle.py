@@ -25,6 +25,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from daemon import events as ev
+from daemon.budget import CycleWindow, Halt, cooldown_until, cooling_down
 from daemon.config import DaemonConfig
 from daemon.control import ControlServer
 from daemon.cycle import Cycle, CycleReport
@@ -112,6 +113,8 @@ class Daemon:
         self.isolation = probe_isolation()
         self._policy_lock = threading.Lock()
         self.halted = ""  # why synthesis is halted (integrity), "" while it runs
+        self.budget = CycleWindow()  # cycle start times, for budgets.cycles_per_hour
+        self.budget_halt: Halt | None = None  # set while that budget is exhausted
         self._policy = self._initial_policy()
         self._policy_digest = _digest(self._policy)
         self.progress = _Progress()
@@ -336,6 +339,12 @@ class Daemon:
             if self.paused.is_set() or self.halted or \
                     self.clock() - started < cfg.warmup_seconds:
                 continue
+            if self._budget_exhausted():
+                if self.options.exit_when_idle:
+                    assert self.budget_halt is not None
+                    self.exit_reason = f"halted: {self.budget_halt.reason}"
+                    break
+                continue
             assert self.profiler is not None
             if self.profiler.window_samples() < cfg.min_samples:
                 continue
@@ -361,7 +370,7 @@ class Daemon:
         for spot in self.profiler.ranking(self.config.cycle.min_share):
             if not self.in_scope(spot.target):
                 continue
-            if self.progress.cooldown.get(spot.target, 0.0) > now:
+            if cooling_down(self.progress.cooldown.get(spot.target), now):
                 continue
             if (spot.target, self._current_version(spot.target)) in self.progress.tried:
                 continue
@@ -372,7 +381,20 @@ class Daemon:
         installed = self.swapper.active().get(target)
         return installed.version if installed else "original"
 
+    def _budget_exhausted(self) -> bool:
+        """Whether budgets.cycles_per_hour forbids a cycle now; logs and gauges each change."""
+        halt = self.budget.halt(self.clock(), self.policy().budgets.cycles_per_hour)
+        if halt is not None and self.budget_halt is None:
+            self.log.warning("synthesis_halted", reason=halt.reason)
+        elif halt is None and self.budget_halt is not None:
+            self.log.info("synthesis_resumed", reason="budgets.cycles_per_hour allows a cycle")
+        self.budget_halt = halt
+        self.metrics.synthesis_halted.set(
+            1 if halt is not None or self.paused.is_set() or self.halted else 0)
+        return halt is not None
+
     def run_cycle(self, spot: HotSpot) -> CycleReport:
+        self.budget.record(self.clock())
         key = (spot.target, self._current_version(spot.target))
         if self.progress.throughput_before is None and self.workload is not None:
             stats = self.workload.stats()
@@ -388,8 +410,8 @@ class Daemon:
         if report.outcome != "aborted":
             self.progress.tried[key] = report.outcome
         if report.outcome == "rejected":
-            self.progress.cooldown[spot.target] = (self.clock()
-                                                   + self.policy().budgets.cooldown_seconds)
+            self.progress.cooldown[spot.target] = cooldown_until(
+                self.clock(), self.policy().budgets.cooldown_seconds)
         if report.outcome == "swapped" and self.profiler is not None:
             self.profiler.reset()  # shares changed: rank again on the new code
         self.metrics.active_patches.set(len(self.swapper.active()))
@@ -454,7 +476,8 @@ class Daemon:
             if stats.batches:
                 # the share of work served without error since start, across every swap
                 self.metrics.workload_uptime.set(1 - stats.errors / stats.batches)
-        self.metrics.synthesis_halted.set(1 if self.paused.is_set() or self.halted else 0)
+        self.metrics.synthesis_halted.set(
+            1 if self.paused.is_set() or self.halted or self.budget_halt is not None else 0)
 
     @staticmethod
     def _sync_counter(counter: Any, value: float) -> None:
@@ -471,6 +494,7 @@ class Daemon:
             "state_dir": str(self.config.state_dir),
             "paused": self.paused.is_set(),
             "halted": self.halted,
+            "budget_halt": self.budget_halt.reason if self.budget_halt is not None else "",
             "isolation": self.isolation.as_dict(),
             "policy": {"version": policy.version, "sha256": policy.sha256,
                        "path": str(self.config.policy or "<embedded>")},

@@ -232,11 +232,13 @@ class Canary(_Section):
 
 class Budgets(_Section):
     cycles_per_hour: int = Field(default=120, ge=0)
-    """Synthesis cycles per hour; 0 stops synthesis."""
+    """Synthesis cycles started per sliding hour; once reached, none starts (and
+    selfmod_synthesis_halted is 1) until the oldest leaves the hour. 0 stops synthesis."""
     active_patches: int = Field(default=20, ge=0)
     """Most versions installed at once."""
     parallel_shadows: int = Field(default=1, ge=1, le=64)
-    """Shadow processes at once."""
+    """Shadow processes at once. The daemon runs one cycle at a time and judges candidates
+    one after another, so at most one shadow runs, whatever this says."""
     cooldown_seconds: float = Field(default=300.0, ge=0)
     """Pause before a target whose candidate was rejected is tried again."""
 
