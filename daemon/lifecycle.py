@@ -454,7 +454,8 @@ class Daemon:
                                file_size_mb=s.file_size_mb, open_files=s.open_files,
                                processes=s.processes, wall_seconds=s.wall_seconds,
                                output_bytes=s.output_bytes, result_bytes=s.result_bytes,
-                               require_network_namespace=s.require.network_namespace)
+                               require_network_namespace=s.require.network_namespace,
+                               require_mount_namespace=s.require.mount_namespace)
         return Sandbox(limits, self.isolation, cancel=self.stop_event)
 
     # -- gauges and status ------------------------------------------------------------

@@ -75,6 +75,7 @@ class SandboxLimits:
     output_bytes: int = 65536
     result_bytes: int = 4 << 20
     require_network_namespace: bool = False
+    require_mount_namespace: bool = False  # the code must be read-only in the jail
 
     def __post_init__(self) -> None:
         for name in ("cpu_seconds", "memory_mb", "file_size_mb", "open_files", "processes",
@@ -148,8 +149,13 @@ class Sandbox:
     def _run(self, job: ShadowJob) -> ShadowReport:
         if self.limits.require_network_namespace and not self.isolation.network_namespace:
             return error_report("the policy requires a network namespace "
-                                "(sandbox.require_network_namespace) and this machine cannot "
+                                "(sandbox.require.network_namespace) and this machine cannot "
                                 "create one (unshare --net failed at start)")
+        if self.limits.require_mount_namespace and not self.isolation.readonly_code:
+            return error_report("the policy requires a read-only view of the code "
+                                "(sandbox.require.mount_namespace) and this machine cannot "
+                                "give one (the mount namespace or the read-only remount "
+                                "failed at start)")
         if not job.hash_seeds:
             return error_report("no hash seed to replay under")
         first = self._run_child(job, job.hash_seeds[0], "full")

@@ -170,7 +170,8 @@ def _limits(policy: Policy) -> SandboxLimits:
                          file_size_mb=s.file_size_mb, open_files=s.open_files,
                          processes=s.processes, wall_seconds=s.wall_seconds,
                          output_bytes=s.output_bytes, result_bytes=s.result_bytes,
-                         require_network_namespace=s.require.network_namespace)
+                         require_network_namespace=s.require.network_namespace,
+                         require_mount_namespace=s.require.mount_namespace)
 
 
 def _wait_for_items(loops: list[TargetLoop], above: int, timeout: float = 30.0) -> int:
