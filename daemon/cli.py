@@ -119,6 +119,9 @@ def cmd_status(args: argparse.Namespace) -> int:
                       f"policy: version {d['policy']['version']} "
                       f"({d['policy']['sha256'][:12]}) from {d['policy']['path']}",
                       f"cycles: {d['cycles']}"]
+            halted = d.get("halted") or d.get("budget_halt")
+            if halted:
+                lines.append(f"synthesis halted: {halted}")
             if d.get("last_cycle"):
                 lc = d["last_cycle"]
                 lines.append(f"last cycle: {lc['target']} -> {lc['outcome']} "

@@ -165,6 +165,9 @@ def test_budget_then_hot_reload_then_every_fault_keeps_the_last_good_policy(
     assert scrape(url)["selfmod_synthesis_halted"] == 1
     shown = status(state, tmp_path)
     assert "cycles_per_hour" in shown["budget_halt"]
+    text = subprocess.run([*SELFMOD, "status", "--state-dir", str(state)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "synthesis halted: budget: " in text
     assert len(run.events("cycle_started")) == 1
 
     # isolation is reported by status and by the metric, layer by layer
