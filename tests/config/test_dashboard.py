@@ -26,7 +26,8 @@ REQUIRED_METRICS = {
     "selfmod_llm_requests_total", "selfmod_llm_tokens_total",
     "selfmod_llm_request_duration_seconds_bucket", "selfmod_policy_reloads_total",
     "selfmod_integrity_violations_total", "process_resident_memory_bytes",
-    "process_cpu_seconds_total",
+    "process_cpu_seconds_total", "selfmod_daemon_threads", "selfmod_shadow_processes",
+    "selfmod_shadow_resident_memory_bytes", "selfmod_child_cpu_seconds_total",
 }
 # Grafana replaces these before Prometheus sees the query.
 GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h",
