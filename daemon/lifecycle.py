@@ -31,7 +31,7 @@ from daemon.control import ControlServer
 from daemon.cycle import Cycle, CycleReport
 from daemon.errors import SwapError
 from daemon.ledger import Ledger
-from daemon.logs import EventLogger, get_logger
+from daemon.logs import EventLogger, get_logger, log_context
 from daemon.metrics import Metrics, MetricsServer
 from daemon.notify import Notifier, ProgressWatchdog
 from daemon.profiler import HotSpot, Profiler
@@ -403,7 +403,9 @@ class Daemon:
                       proposers=self._proposers(), sandbox=self._sandbox, bus=self.bus,
                       config=self.config.cycle, corpus_root=self.snapshots.corpus_dir,
                       stop=self.stop_event, clock=self.clock)
-        report = cycle.run(spot)
+        # every line the cycle logs names the target and the version it starts from
+        with log_context(target=spot.target, version=key[1]):
+            report = cycle.run(spot)
         self.progress.cycles.append(report)
         self.notifier.status(f"cycle {len(self.progress.cycles)}: {report.target} "
                              f"→ {report.outcome}")

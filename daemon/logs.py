@@ -1,12 +1,15 @@
 """structlog set-up: JSON lines to stdout for journald, readable console output on a TTY.
 
 Every log line carries ``event`` and a timestamp; events about a target also
-carry ``target`` and ``version`` (the event bus subscriber below adds them from
-the domain event's fields).
+carry ``target`` and ``version``: the event bus subscriber below adds them from
+the domain event's fields, and :func:`log_context` adds them to every line
+logged during a cycle (the version the cycle starts from, ``original`` when
+none is active) where the event itself names no version.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from typing import Any, TextIO
@@ -36,6 +39,14 @@ def configure(fmt: str = "auto", level: str = "info", stream: TextIO | None = No
         logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
+
+
+def log_context(**fields: Any) -> contextlib.AbstractContextManager[Any]:
+    """Add ``fields`` to every line logged in this context while the block runs.
+
+    Fields an event sets itself win: a candidate's ``version`` is its own id.
+    """
+    return structlog.contextvars.bound_contextvars(**fields)
 
 
 def get_logger(**context: Any) -> Any:

@@ -50,6 +50,10 @@ def test_ready_after_restore_status_per_cycle_watchdog_reload_and_stopping(
         finished = daemon.wait_for("cycle_finished", 30)
         assert listener.messages[done] == (
             f"STATUS=cycle 1: {finished['target']} → {finished['outcome']}")
+        # every log line about a target names the version too (the cycle's start, "original")
+        about_targets = [e for e in list(daemon.lines) if "target" in e]
+        assert finished["version"] == "original"
+        assert [e for e in about_targets if not e.get("version")] == []
 
         # SIGHUP: RELOADING (with the monotonic clock), then READY again.
         mark = len(listener.messages)
