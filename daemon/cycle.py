@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon import events as ev
+from daemon.canary import Canary, CanaryLimits, Regressed, is_pure
 from daemon.config import CycleConfig
 from daemon.errors import SwapError
 from daemon.ledger import Ledger
@@ -34,6 +35,7 @@ from envelope.static import check_candidate
 from invariants.accept import Accepted, decide
 from invariants.report import ShadowReport
 from snapshots.corpus import Corpus, CorpusError, corpus_path, read_corpus, write_corpus
+from snapshots.crash import crash_point
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class CandidateOutcome:
 
     version: str
     origin: str
-    verdict: str  # swapped | accepted | rejected | pending_approval
+    verdict: str  # swapped | accepted | rejected | pending_approval | rolled_back (by the canary)
     stage: str = ""
     reason: str = ""
     detail: str = ""
@@ -59,7 +61,8 @@ class CycleReport:
 
     target: str
     share: float
-    outcome: str  # swapped | rejected | no_candidates | no_corpus | error | aborted | pending
+    outcome: str  # swapped | rejected | rolled_back | no_candidates | no_corpus | error | aborted
+    #               | pending
     reason: str = ""
     parent: str = ""
     seconds: float = 0.0
@@ -164,7 +167,8 @@ class Cycle:
                                                     "accepted" if done else "rejected"))
             feedback = failed + tuple(Feedback(c.source, o.stage, o.reason, o.detail)
                                       for c, o in judged
-                                      if o.verdict == "rejected" and c.origin.startswith("llm:"))
+                                      if o.verdict in ("rejected", "rolled_back")
+                                      and c.origin.startswith("llm:"))
             if done or self._stop.is_set() or not correcting or not feedback or \
                     rounds >= policy.proposers.llm.max_corrections:
                 break
@@ -183,6 +187,10 @@ class Cycle:
             result, reason = "no_candidates", "every proposal was unusable (see parse rejections)"
         elif pending:
             result, reason = "pending", "waiting for `selfmod approve`"
+        elif any(o.verdict == "rolled_back" for o in outcomes):
+            result = "rolled_back"
+            reason = "; ".join(sorted({f"canary: {o.reason}" for o in outcomes
+                                       if o.verdict == "rolled_back"}))
         elif self._stop.is_set():
             result, reason = "aborted", "daemon stopping"
         else:
@@ -310,13 +318,31 @@ class Cycle:
         try:
             code = self._swapper.compile(target, candidate.source, version)
             previous = self._ledger.active_version(target)
+        except SwapError as exc:
+            return reject("swap", "not_installable", str(exc))
+        canary = Canary(self._swapper, self._ledger, self._bus,
+                        CanaryLimits.from_policy(policy.canary),
+                        pure=is_pure(target, policy.invariants.pure), stop=self._stop,
+                        clock=self._clock)
+        baseline = canary.baseline(target)
+        if self._stop.is_set():  # no version goes live without its canary
+            return accepted
+        crash_point("swap.before_install")
+        try:
             installed = self._swapper.install(target, version, code)
         except SwapError as exc:
             return reject("swap", "not_installable", str(exc))
+        installed_at = self._clock()
+        crash_point("swap.after_install_before_state")
         self._ledger.activate(target, version, evidence)
+        crash_point("swap.after_state")
         self._bus.publish(ev.VersionSwapped(target, version,
                                             previous.id if previous else "",
                                             installed.pause_seconds))
+        judged = canary.judge(installed, baseline, installed_at)
+        if isinstance(judged, Regressed):
+            return _replace(accepted, verdict="rolled_back", stage="canary",
+                            reason=judged.reason, detail=judged.detail[:2000])
         return _replace(accepted, verdict="swapped")
 
 

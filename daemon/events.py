@@ -150,6 +150,21 @@ class VersionRolledBack(Event):
 
 
 @dataclass(frozen=True)
+class CanaryPassed(Event):
+    """A swapped version held up over its canary window; its probes are gone."""
+
+    kind = "canary_passed"
+    target: str
+    version: str
+    calls: int
+    compared: int  # live calls also run on the previous code (pure targets)
+    latency_ratio: float | None  # median after / before; None when too few calls to judge
+    error_rate_increase: float
+    seconds: float
+    note: str = ""  # what was not judged, and why
+
+
+@dataclass(frozen=True)
 class VersionRestored(Event):
     kind = "restored"
     target: str

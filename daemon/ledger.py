@@ -81,8 +81,10 @@ class Ledger:
         return self.state.load().active_records()
 
     def was_rejected(self, version_id: str) -> bool:
+        """Whether a version was rejected or rolled back: either way it is not proposed again."""
         record = self.state.load().versions.get(version_id)
-        return record is not None and record.status is VersionStatus.REJECTED
+        return record is not None and record.status in (VersionStatus.REJECTED,
+                                                        VersionStatus.ROLLED_BACK)
 
     # -- changing ---------------------------------------------------------------------
 

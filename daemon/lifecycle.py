@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from daemon import events as ev
 from daemon.budget import CycleWindow, Halt, cooldown_until, cooling_down
+from daemon.canary import roll_back
 from daemon.config import DaemonConfig
 from daemon.control import ControlServer
 from daemon.cycle import Cycle, CycleReport
@@ -409,9 +410,10 @@ class Daemon:
         self.progress.cycles.append(report)
         self.notifier.status(f"cycle {len(self.progress.cycles)}: {report.target} "
                              f"→ {report.outcome}")
-        if report.outcome != "aborted":
+        # a canary rollback leaves the target to be tried again once it has cooled down
+        if report.outcome not in ("aborted", "rolled_back"):
             self.progress.tried[key] = report.outcome
-        if report.outcome == "rejected":
+        if report.outcome in ("rejected", "rolled_back"):
             self.progress.cooldown[spot.target] = cooldown_until(
                 self.clock(), self.policy().budgets.cooldown_seconds)
         if report.outcome == "swapped" and self.profiler is not None:
@@ -583,9 +585,8 @@ class Daemon:
         if len(matches) > 1:
             return 409, {"error": f"{version_prefix!r} is ambiguous; give more characters"}
         target, installed = matches[0]
-        self.swapper.rollback(target)
-        self.ledger.deactivate(target, installed.version, "rolled_back", reason)
-        self.bus.publish(ev.VersionRolledBack(target, installed.version, reason))
+        if not roll_back(self.swapper, self.ledger, self.bus, installed, reason):
+            return 409, {"error": f"version {installed.version[:12]} was rolled back meanwhile"}
         self.metrics.active_patches.set(len(self.swapper.active()))
         # the operator said no to this version: don't propose it again at this base
         self.progress.tried[(target, "original")] = "rolled_back"

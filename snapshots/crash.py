@@ -8,8 +8,10 @@ A test runs a writer in a subprocess with the variable set and then checks
 what a restart finds on disk.
 
 The names are ``<what>.<step done>``; :data:`CRASH_POINTS` lists them in the
-order a write reaches them. Asking for a name not in the list is a bug in the
-caller and raises ``ValueError``, so a typo cannot silently disable a test.
+order a write reaches them: the storage writes of this package
+(:data:`STORAGE_POINTS`), then the daemon's swap steps (:data:`DAEMON_POINTS`).
+Asking for a name not in the list is a bug in the caller and raises
+``ValueError``, so a typo cannot silently disable a test.
 
 A process crash is what these points simulate. Power loss (where un-fsynced
 data vanishes) is covered by the fsyncs themselves, not by these tests.
@@ -22,7 +24,7 @@ import os
 CRASH_ENV = "SELFMOD_CRASH_AT"
 CRASH_EXIT_STATUS = 137
 
-CRASH_POINTS: tuple[str, ...] = (
+STORAGE_POINTS: tuple[str, ...] = (
     # VersionStore.put_source: objects/<sha[:2]>/<sha>
     "object.tmp_partial",  # half the temporary file written
     "object.tmp_written",  # temporary file written and fsynced, not yet renamed
@@ -39,6 +41,16 @@ CRASH_POINTS: tuple[str, ...] = (
     "state.renamed",  # renamed over state.json, directory not yet fsynced
     "state.dir_synced",  # directory fsynced: the save is complete
 )
+# The daemon's swap steps (daemon.cycle, daemon.canary.roll_back). A swap installs the
+# code, then records it; a rollback records it, then restores the code.
+DAEMON_POINTS: tuple[str, ...] = (
+    "swap.before_install",  # version accepted and baseline taken, code not yet installed
+    "swap.after_install_before_state",  # code live in memory, state.json not yet written
+    "swap.after_state",  # state.json names the version active, swapped not yet audited
+    "rollback.after_state",  # state.json says rolled back, the code still installed
+    "rollback.after_uninstall",  # original code restored, rolled_back not yet audited
+)
+CRASH_POINTS: tuple[str, ...] = STORAGE_POINTS + DAEMON_POINTS
 
 
 def armed(name: str) -> bool:

@@ -23,7 +23,7 @@ from snapshots import (
     with_version,
 )
 from snapshots.audit import REPAIRED_KIND, read_records
-from snapshots.crash import CRASH_ENV, CRASH_EXIT_STATUS
+from snapshots.crash import CRASH_ENV, CRASH_EXIT_STATUS, STORAGE_POINTS
 
 from .crash_writer import NEW, WRITER_CLOCK, transition
 from .factories import BASE, TARGET, make_version
@@ -81,8 +81,9 @@ def assert_recovers(state_dir: Path) -> State:
 
 
 def test_every_crash_point_has_an_expected_outcome() -> None:
-    """Each named crash point is covered by the table below, so a new one cannot go untested."""
-    assert set(EXPECTED) == set(CRASH_POINTS)
+    """Each storage crash point is covered by the table below, so a new one cannot go untested."""
+    assert set(EXPECTED) == set(STORAGE_POINTS)
+    assert set(STORAGE_POINTS) <= set(CRASH_POINTS)
 
 
 def test_crash_point_refuses_unknown_names() -> None:
@@ -102,7 +103,7 @@ def test_writer_without_crash_reaches_the_new_state(tmp_path: Path) -> None:
     assert assert_recovers(tmp_path).versions == expected.versions
 
 
-@pytest.mark.parametrize("point", CRASH_POINTS)
+@pytest.mark.parametrize("point", STORAGE_POINTS)
 def test_crash_at_each_point_leaves_old_or_new_state(tmp_path: Path, point: str) -> None:
     """Killed at the point, the writer leaves exactly the old or new state; recovery is clean."""
     old = seed(tmp_path)

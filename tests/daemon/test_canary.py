@@ -1,0 +1,351 @@
+"""Tests for daemon.canary: the verdict over windows, the watching probe, and live rollbacks."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from daemon import events as ev
+from daemon.canary import (
+    ERRORS,
+    LATENCY,
+    MISMATCH,
+    Canary,
+    CanaryLimits,
+    Mismatch,
+    Passed,
+    Regressed,
+    Watch,
+    Window,
+    early_verdict,
+    is_pure,
+    roll_back,
+    verdict,
+)
+from daemon.ledger import Ledger
+from daemon.swap import SwapManager
+from daemon.synthesis.base import Candidate
+from daemon.targets import sha256_text
+from envelope.policy import DEFAULT_POLICY
+from snapshots import Snapshots
+from snapshots.versions import VersionStatus
+from tests.daemon.fixtures import canary_targets
+
+LIMITS = CanaryLimits(calls=100, seconds=5.0, max_latency_ratio=1.5,
+                      max_error_rate_increase=0.01, compare_sample=0.5, min_latency_calls=20)
+CHECKSUM = "tests.daemon.fixtures.canary_targets:checksum"
+WEIGH = "tests.daemon.fixtures.canary_targets:weigh"
+
+
+def window(calls: int, latency: float = 1e-3, errors: int = 0,
+           mismatches: tuple[Mismatch, ...] = (), compared: int = 0) -> Window:
+    return Window(calls=calls, errors=errors, latencies=(latency,) * calls, compared=compared,
+                  mismatches=mismatches)
+
+
+# -- the verdict ---------------------------------------------------------------------------
+
+
+def test_a_version_as_fast_and_as_reliable_passes():
+    """Equal latency and no new errors pass, with the measured ratio."""
+    result = verdict(window(100, 1e-3, errors=1), window(100, 1.2e-3, errors=1), LIMITS)
+    assert isinstance(result, Passed)
+    assert result.latency_ratio == pytest.approx(1.2)
+    assert result.error_rate_increase == 0.0 and result.note == ""
+
+
+def test_a_slower_median_latency_is_a_latency_regression():
+    """A median above the allowed ratio rolls back, with both medians in the evidence."""
+    result = verdict(window(100, 1e-3), window(100, 3e-3), LIMITS)
+    assert isinstance(result, Regressed) and result.reason == LATENCY
+    assert "3.00x" in result.detail and "1.5x" in result.detail
+
+
+def test_the_median_ignores_a_few_stalled_calls():
+    """A handful of very slow calls (a GC pause, a preempted thread) do not move the median."""
+    stalled = Window(calls=100, latencies=(1e-3,) * 90 + (1.0,) * 10)
+    assert isinstance(verdict(window(100, 1e-3), stalled, LIMITS), Passed)
+
+
+def test_latency_is_not_judged_on_too_few_calls():
+    """Fewer calls than min_latency_calls in a window pass, saying latency was not judged."""
+    result = verdict(window(100, 1e-3), window(5, 9e-3), LIMITS)
+    assert isinstance(result, Passed) and result.latency_ratio is None
+    assert "latency not judged" in result.note
+    empty = verdict(Window(), Window(), LIMITS)
+    assert isinstance(empty, Passed) and "no live calls" in empty.note
+
+
+def test_an_error_rate_above_the_baseline_is_an_error_regression():
+    """Five percent of calls raising where none did is more than the one percent allowed."""
+    result = verdict(window(100), window(100, errors=5), LIMITS)
+    assert isinstance(result, Regressed) and result.reason == ERRORS
+    assert "5 of 100" in result.detail
+
+
+def test_errors_the_previous_code_had_too_are_not_a_regression():
+    """An error rate no higher than the baseline's (plus the allowance) passes."""
+    assert isinstance(verdict(window(100, errors=10), window(100, errors=10), LIMITS), Passed)
+    assert isinstance(verdict(window(100), window(200, errors=2), LIMITS), Passed)
+
+
+def test_a_single_mismatch_is_a_mismatch_regression_before_anything_else():
+    """One differing outcome rolls back, even with slower latency, and names the input."""
+    mismatch = Mismatch("((40, 2), {})", "value", "42", "43")
+    result = verdict(window(100), window(100, 9e-3, errors=50, mismatches=(mismatch,),
+                                         compared=30), LIMITS)
+    assert isinstance(result, Regressed) and result.reason == MISMATCH
+    assert "1 of 30" in result.detail and "((40, 2), {})" in result.detail
+    assert "42" in result.detail and "43" in result.detail
+
+
+def test_early_verdict_is_given_only_when_the_rest_of_the_window_cannot_undo_it():
+    """Errors end the window early once even error-free remaining calls keep the rate too high."""
+    assert early_verdict(window(100), window(10, errors=1), LIMITS) is None  # 1/100 at best
+    certain = early_verdict(window(100), window(10, errors=2), LIMITS)  # 2/100 at best
+    assert isinstance(certain, Regressed) and certain.reason == ERRORS
+    assert early_verdict(window(100), window(10), LIMITS) is None
+    mismatch = Mismatch("()", "value", "1", "2")
+    found = early_verdict(window(100), window(1, mismatches=(mismatch,)), LIMITS)
+    assert isinstance(found, Regressed) and found.reason == MISMATCH
+
+
+def test_limits_follow_the_policy_and_pure_follows_its_globs():
+    """The policy's canary section maps onto the limits; pure globs match targets."""
+    limits = CanaryLimits.from_policy(DEFAULT_POLICY.canary)
+    assert (limits.calls, limits.seconds, limits.compare_sample) == (
+        DEFAULT_POLICY.canary.calls, DEFAULT_POLICY.canary.seconds,
+        DEFAULT_POLICY.canary.compare_sample)
+    assert limits.baseline_seconds < limits.seconds
+    assert is_pure("shop.prices:total", ["shop.*"]) and not is_pure("shop.prices:total", [])
+
+
+# -- the watching probe --------------------------------------------------------------------
+
+
+def test_watch_passes_results_and_exceptions_through_and_counts_them():
+    """The handler returns the inner result, re-raises its exception, and counts both."""
+    watch = Watch(10)
+
+    def inner(x: int) -> int:
+        if x < 0:
+            raise ValueError("negative")
+        return x * 2
+
+    assert watch(inner, (3,), {}) == 6
+    with pytest.raises(ValueError, match="negative"):
+        watch(inner, (-1,), {})
+    seen = watch.window(0.0)
+    assert (seen.calls, seen.errors, len(seen.latencies)) == (2, 1, 2)
+
+
+def test_watch_compares_with_the_control_but_the_caller_gets_the_new_outcome():
+    """A control that raises or differs is evidence; the caller still gets the live result."""
+
+    def control(x: int) -> int:
+        if x == 1:
+            raise RuntimeError("control broke")
+        return x
+
+    watch = Watch(10, control=control, sample=1.0)
+    assert watch(lambda x: x, (1,), {}) == 1  # control raised, live returned: a mismatch
+    seen = watch.window(0.0)
+    assert seen.compared == 1 and seen.mismatches[0].kind == "outcome"
+    assert "control broke" in seen.mismatches[0].previous
+    assert watch.done.is_set()  # one mismatch is enough
+
+
+def test_watch_never_raises_its_own_failures_into_the_caller():
+    """A result whose ``__eq__`` raises, or an iterator, reaches the caller untouched."""
+
+    class Weird:
+        def __eq__(self, other: object) -> bool:
+            raise AssertionError("comparison must not call __eq__")
+
+    watch = Watch(10, control=lambda: Weird(), sample=1.0)
+    result = watch(lambda: Weird(), (), {})
+    assert isinstance(result, Weird)
+    iterator = iter([1, 2])
+    lazy = Watch(10, control=lambda: iter([3]), sample=1.0)
+    assert lazy(lambda: iterator, (), {}) is iterator and list(iterator) == [1, 2]
+    assert lazy.window(0.0).compared == 0
+
+
+def test_watch_never_lets_a_hostile_outcome_or_control_reach_the_caller():
+    """A result whose ``__class__`` raises, or a control calling sys.exit, leaves the caller be."""
+
+    class Hostile:
+        @property  # type: ignore[misc]
+        def __class__(self) -> type:
+            raise RuntimeError("__class__ is hostile")
+
+    hostile = Hostile()
+    watch = Watch(10, control=lambda: 1, sample=1.0)
+    assert watch(lambda: hostile, (), {}) is hostile
+
+    def exits() -> int:
+        raise SystemExit(3)
+
+    exiting = Watch(10, control=exits, sample=1.0)
+    assert exiting(lambda: 5, (), {}) == 5
+    assert exiting.window(0.0).mismatches[0].kind == "outcome"
+
+
+def test_watch_stops_collecting_once_the_window_is_full():
+    """After ``calls`` calls the handler only passes calls through."""
+    watch = Watch(3)
+    for n in range(10):
+        assert watch(lambda v: v + 1, (n,), {}) == n + 1
+    assert watch.done.is_set() and watch.window(0.0).calls == 3
+
+
+# -- live canaries under load --------------------------------------------------------------
+
+
+@dataclass
+class Load:
+    """Worker threads calling a target in a loop, counting calls and failures."""
+
+    func_name: str
+    workers: int = 2
+    stop: threading.Event = field(default_factory=threading.Event)
+    calls: list[int] = field(default_factory=list)
+    failures: list[BaseException] = field(default_factory=list)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.calls = [0] * self.workers
+        for n in range(self.workers):
+            thread = threading.Thread(target=self._run, args=(n,), daemon=True)
+            self.threads.append(thread)
+            thread.start()
+
+    def _run(self, n: int) -> None:
+        rng = random.Random(n)
+        func = getattr(canary_targets, self.func_name)
+        inputs = [[rng.randrange(1000) for _ in range(150)] for _ in range(400)]
+        while not self.stop.is_set():
+            try:
+                func(inputs[self.calls[n] % len(inputs)])
+            except BaseException as exc:
+                self.failures.append(exc)
+            self.calls[n] += 1
+
+    def wait_for_calls(self, count: int) -> None:
+        while sum(self.calls) < count:
+            self.stop.wait(0.01)
+
+    def finish(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(10)
+
+
+@pytest.fixture
+def setting(tmp_path: Path) -> Iterator[tuple[SwapManager, Ledger, ev.EventBus, list[ev.Event]]]:
+    swapper = SwapManager()
+    snapshots = Snapshots(tmp_path / "state")
+    bus = ev.EventBus()
+    seen: list[ev.Event] = []
+    bus.subscribe(seen.append)
+    yield swapper, Ledger.writer(snapshots), bus, seen
+    swapper.rollback_all()
+    snapshots.close()
+
+
+def plant(swapper: SwapManager, ledger: Ledger, target: str, source: str) -> str:
+    """Record a version as active in the ledger and install it directly: no gate, no shadow."""
+    base = sha256_text(swapper.original_source(target))
+    vid = ledger.propose(Candidate(target, source, "test:planted", base), base)
+    ledger.activate(target, vid, {"planted": True})
+    return vid
+
+
+def run_canary(setting: tuple[SwapManager, Ledger, ev.EventBus, list[ev.Event]],
+               target: str, source: str, limits: CanaryLimits, *, pure: bool,
+               ) -> tuple[object, str, Load]:
+    swapper, ledger, bus, _ = setting
+    load = Load(target.rpartition(":")[2])
+    load.start()
+    try:
+        load.wait_for_calls(200)
+        canary = Canary(swapper, ledger, bus, limits, pure=pure, stop=threading.Event(),
+                        rng=random.Random(7))
+        baseline = canary.baseline(target)
+        vid = plant(swapper, ledger, target, source)
+        code = swapper.compile(target, source, vid)
+        installed = swapper.install(target, vid, code)
+        result = canary.judge(installed, baseline, installed_at=time.monotonic())
+        calls_at_verdict = sum(load.calls)
+        load.wait_for_calls(calls_at_verdict + 200)  # the workload kept going afterwards
+    finally:
+        load.finish()
+    return result, vid, load
+
+
+def assert_rolled_back(setting: tuple[SwapManager, Ledger, ev.EventBus, list[ev.Event]],
+                       result: object, vid: str, target: str, reason: str) -> None:
+    swapper, ledger, _, seen = setting
+    assert isinstance(result, Regressed) and result.reason == reason, result
+    assert swapper.active() == {}
+    assert swapper.function(target).__code__ is swapper.original_code(target)
+    rolled = [e for e in seen if isinstance(e, ev.VersionRolledBack)]
+    assert [(e.target, e.version, e.reason) for e in rolled] == [(target, vid, reason)]
+    assert rolled[0].detail == result.detail and rolled[0].detect_seconds > 0
+    record = ledger.state.load().versions[vid]
+    assert record.status is VersionStatus.ROLLED_BACK and record.evidence["reason"] == reason
+    assert ledger.state.load().active == {}
+    assert not [e for e in seen if isinstance(e, ev.CanaryPassed)]
+
+
+def test_a_version_wrong_on_five_percent_of_inputs_is_rolled_back_for_mismatch(setting):
+    """Planted past the shadow on a pure target, a 5%-wrong version is caught and rolled back."""
+    limits = CanaryLimits(calls=5000, seconds=60.0, compare_sample=0.5, baseline_seconds=5.0)
+    result, vid, load = run_canary(setting, CHECKSUM, canary_targets.WRONG_ON_FIVE_PERCENT,
+                                   limits, pure=True)
+    assert_rolled_back(setting, result, vid, CHECKSUM, MISMATCH)
+    assert load.failures == []
+    assert isinstance(result, Regressed) and "previous: " in result.detail
+
+
+def test_a_version_three_times_slower_is_rolled_back_for_latency(setting):
+    """Planted past the shadow, a correct but 3x slower version is rolled back on latency."""
+    limits = CanaryLimits(calls=400, seconds=60.0, compare_sample=0.0, baseline_seconds=5.0)
+    result, vid, load = run_canary(setting, WEIGH, canary_targets.THREE_TIMES_SLOWER, limits,
+                                   pure=False)
+    assert_rolled_back(setting, result, vid, WEIGH, LATENCY)
+    assert load.failures == []
+
+
+def test_a_good_version_passes_and_its_probes_are_removed(setting):
+    """An equivalent version passes on a pure target; the live code is the version's, unprobed."""
+    swapper, ledger, _, seen = setting
+    limits = CanaryLimits(calls=400, seconds=60.0, compare_sample=0.5, baseline_seconds=5.0)
+    result, vid, load = run_canary(setting, CHECKSUM, canary_targets.EQUIVALENT, limits,
+                                   pure=True)
+    assert isinstance(result, Passed), result
+    assert load.failures == []
+    assert swapper.active()[CHECKSUM].version == vid
+    assert swapper.function(CHECKSUM).__code__ is swapper.active()[CHECKSUM].code
+    passed = [e for e in seen if isinstance(e, ev.CanaryPassed)]
+    assert len(passed) == 1 and passed[0].version == vid and passed[0].compared > 0
+    assert passed[0].calls >= limits.calls
+    assert ledger.state.load().active == {CHECKSUM: vid}
+
+
+def test_roll_back_of_a_version_no_longer_in_force_changes_nothing(setting):
+    """A rollback that lost the race to another one returns False and publishes nothing."""
+    swapper, ledger, bus, seen = setting
+    vid = plant(swapper, ledger, CHECKSUM, canary_targets.EQUIVALENT)
+    installed = swapper.install(CHECKSUM, vid, swapper.compile(CHECKSUM,
+                                                               canary_targets.EQUIVALENT, vid))
+    assert roll_back(swapper, ledger, bus, installed, "operator")
+    assert not roll_back(swapper, ledger, bus, installed, "operator")
+    assert [type(e) for e in seen] == [ev.VersionRolledBack]
+    assert ledger.state.load().versions[vid].status is VersionStatus.ROLLED_BACK
