@@ -1,12 +1,13 @@
 """Tests for daemon.swap and daemon.probe: versions and probes installed into live functions."""
 
+import sys
 import threading
 
 import pytest
 
 from daemon.errors import SwapError
 from daemon.swap import SwapManager
-from tests.daemon.fixtures import sample
+from tests.daemon.fixtures import canary_targets, sample
 
 ADD = "tests.daemon.fixtures.sample:add"
 
@@ -94,29 +95,47 @@ def test_probe_on_a_closure_keeps_its_cells(swapper):
     assert sample.bump(1) == 4
 
 
-def test_swaps_under_concurrent_calls_never_fail_a_call(swapper):
-    """Two threads calling while versions are swapped back and forth get only valid answers."""
+def test_ten_thousand_swaps_under_concurrent_calls_never_fail_a_call(swapper):
+    """5,000 install/rollback pairs under two calling threads: every call succeeds, and right."""
+    target = "tests.daemon.fixtures.canary_targets:checksum"
     fast = swapper.compile(ADD, "def add(a, b=2, *, scale=1):\n    return scale * (b + a)\n", "f")
+    looping = swapper.compile(target, canary_targets.EQUIVALENT, "e")
+    values = list(range(60))
+    expected = canary_targets.checksum(values)
     stop = threading.Event()
     errors: list[object] = []
+    calls = [0, 0]
 
-    def caller():
+    def caller(n: int) -> None:
         while not stop.is_set():
             try:
-                if sample.add(2, 3) != 5:
+                # a loop long enough to be preempted mid-call, so swaps land under running calls
+                if sample.add(2, 3) != 5 or canary_targets.checksum(values) != expected:
                     errors.append("wrong result")
             except Exception as exc:
                 errors.append(exc)
+            calls[n] += 1
 
-    threads = [threading.Thread(target=caller) for _ in range(2)]
+    threads = [threading.Thread(target=caller, args=(n,)) for n in range(2)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # hand the GIL over often: interleave swaps with calls finely
     for t in threads:
         t.start()
     try:
-        for _ in range(2000):
+        for n in range(5000):
             swapper.install(ADD, "f", fast)
+            swapper.install(target, "e", looping)
+            if n % 500 == 0:  # both callers are running while the swaps go on
+                before = list(calls)
+                while any(now == was for now, was in zip(calls, before, strict=True)):
+                    stop.wait(0.001)
             swapper.rollback(ADD)
+            swapper.rollback(target)
     finally:
         stop.set()
         for t in threads:
             t.join()
+        sys.setswitchinterval(interval)
     assert errors == []
+    assert sample.add.__code__ is swapper.original_code(ADD)
+    assert min(calls) >= 10
