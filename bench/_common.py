@@ -180,7 +180,10 @@ def run_daemon(name: str, state_dir: Path, report: Path, log: Path, *,
             proc.wait()
             raise
     if not report.exists():
-        raise RuntimeError(f"the daemon wrote no report (exit {proc.returncode}); see {log}")
+        # the scratch directory goes at the end of the run: show the log's end here
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+        raise RuntimeError(f"the daemon wrote no report (exit {proc.returncode}); "
+                           f"the end of {log}:\n{tail}")
     data: dict[str, Any] = json.loads(report.read_text())
     data["timed_out"] = timed_out
     data["returncode"] = proc.returncode
