@@ -30,6 +30,7 @@ from pathlib import Path
 from types import TracebackType
 
 from .audit import AuditLog, AuditRecord, VerifyResult, read_records, verify_chain, verify_file
+from .corpus import remove_corpus_temps
 from .crash import CRASH_POINTS, crash_point
 from .errors import (
     AuditError,
@@ -75,7 +76,8 @@ class Snapshots:
         try:
             self.store = VersionStore(state_dir)
             self.state = StateStore(state_dir, clock)
-            self.removed_temps = self.state.remove_temps() + self.store.remove_temps()
+            self.removed_temps = (self.state.remove_temps() + self.store.remove_temps()
+                                  + remove_corpus_temps(state_dir / CORPUS_DIR))
             self.store.ensure_format()
             self.audit = AuditLog(state_dir / AUDIT_FILE, clock)
         except BaseException:

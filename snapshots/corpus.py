@@ -90,6 +90,19 @@ def write_corpus(path: Path, corpus: Corpus) -> None:
         raise
 
 
+def remove_corpus_temps(root: Path) -> list[Path]:
+    """Delete temporary files a crashed :func:`write_corpus` left under ``root``.
+
+    Only the owner of the state directory may call this: a live writer's
+    temporary file would be deleted under it.
+    """
+    removed = []
+    for leftover in root.rglob(".corpus-*.tmp"):
+        leftover.unlink(missing_ok=True)
+        removed.append(leftover)
+    return removed
+
+
 def read_corpus(path: Path) -> Corpus:
     try:
         with open(path, "rb") as fh:

@@ -48,8 +48,10 @@ def test_open_removes_leftover_temporary_files(tmp_path: Path) -> None:
     """Temporary files a crashed writer left are deleted when the directory is opened."""
     with Snapshots(tmp_path) as snaps:
         snaps.add_version(make_version())
-    leftovers = [tmp_path / ".state-x.tmp", tmp_path / "objects" / "ab" / ".object-y.tmp"]
+    leftovers = [tmp_path / ".state-x.tmp", tmp_path / "objects" / "ab" / ".object-y.tmp",
+                 tmp_path / "corpus" / "shop" / "total" / ".corpus-z.tmp"]
     leftovers[1].parent.mkdir()
+    leftovers[2].parent.mkdir(parents=True)
     for path in leftovers:
         path.write_bytes(b"half")
     with Snapshots(tmp_path) as snaps:
