@@ -250,9 +250,10 @@ class Approval(_Section):
 
 class Properties(_Section):
     examples: int = Field(default=50, ge=0, le=10_000)
-    """Generated inputs per property check (pure targets only)."""
+    """Generated inputs per property check, for every target not marked impure (0: none)."""
     deadline_ms: int = Field(default=200, ge=1, le=60_000)
-    """Time limit per generated example."""
+    """Time limit per generated example; a candidate that overruns it where the original
+    does not fails the property check."""
 
 
 class DeclaredInvariant(_Section):
@@ -266,7 +267,8 @@ class Invariants(_Section):
     declared: Annotated[tuple[DeclaredInvariant, ...], BeforeValidator(_as_tuple)] = ()
     """Predicates every candidate's outcomes must satisfy."""
     pure: Globs = ()
-    """Targets known to be pure: results depend on arguments only, so generated inputs are safe."""
+    """Targets known to be pure (results depend on arguments only). A note for readers:
+    every target not marked impure gets property checks."""
     impure: Globs = ()
     """Targets with side effects: judged on recorded calls only, never generated ones."""
 

@@ -15,8 +15,10 @@ group leader is reaped only after the group is seen empty, so its id cannot be
 reused while we still signal it; no zombie and no process is left behind.
 
 The corpus is replayed once per hash seed in ``job.hash_seeds``: the first child
-replays and benchmarks, each further child replays only, and a candidate whose
-outcomes change with the seed is a mismatch ("depends on hash seed").
+replays, runs the property checks on generated inputs (``job.examples``; none for
+an ``impure`` target) and benchmarks, each further child replays only, and a
+candidate whose outcomes change with the seed is a mismatch ("depends on hash
+seed"). Declared invariants (``job.invariants``) are checked in every child.
 
 Errors (only raised for a bad configuration, never for a run)::
 
@@ -101,9 +103,11 @@ class ShadowJob:
     min_sample_seconds: float = 0.02
     hash_seeds: tuple[int, int] = (0, 1)
     bench_calls: int = 0  # time only the first N recorded calls (0: all); all are replayed
-    # Property checks (policy.properties): generated inputs, drawn with a fixed seed,
-    # each allowed deadline_ms. impure targets get none (policy.invariants.impure).
-    examples: int = 50
+    # Property checks (policy.properties, which the cycle passes on): generated inputs,
+    # drawn with a fixed seed, each allowed deadline_ms; none for impure targets
+    # (policy.invariants.impure). Off unless asked for: drawing them costs the child
+    # about a second of its CPU limit.
+    examples: int = 0
     deadline_ms: int = 200
     property_seed: int = 0
     impure: bool = False

@@ -34,6 +34,7 @@ from invariants.replay import (
     add_mismatch,
     ends_process,
 )
+from invariants.variants import code_constants, systematic_calls
 
 Args = tuple[tuple[Any, ...], dict[str, Any]]
 
@@ -150,10 +151,24 @@ def generated_inputs(job: dict[str, Any], func: Callable[..., Any],
         from invariants.strategies import call_strategy, generate_inputs
 
         calls = [record.load_args() for record in records[:SOURCE_CALLS]]
+        # Half the budget for one-edit-at-a-time variants, the rest for Hypothesis.
+        constants = code_constants(getattr(func, "__code__", None), func.__doc__)
+        blobs = _pickled(systematic_calls(calls, examples // 2, constants))
+        drawn = examples - len(blobs)
         try:
-            return generate_inputs(call_strategy(func, calls), examples, seed), []
+            blobs += generate_inputs(call_strategy(func, calls), drawn, seed)
         except Exception:
-            return generate_inputs(call_strategy(func, calls, annotations=False),
-                                   examples, seed), []
+            blobs += generate_inputs(call_strategy(func, calls, annotations=False), drawn, seed)
+        return list(dict.fromkeys(blobs)), []
     except Exception as exc:
         return [], [f"property checks not run: {type(exc).__name__}: {str(exc)[:200]}"]
+
+
+def _pickled(calls: Sequence[Args]) -> list[bytes]:
+    out = []
+    for call in calls:
+        try:
+            out.append(pickle.dumps(call, protocol=5))
+        except Exception:  # a variant of an object that does not pickle: leave it out
+            continue
+    return out

@@ -12,7 +12,9 @@ shadow needs (it pins the hash seed, and the second run changes it); since the
 parent passes no other variable, nothing else from the environment can steer it.
 
 Order matters: resource limits, working directory and the tripwire come first,
-before the job (and the candidate in it) is read from stdin. The report goes to
+before the job (and the candidate in it) is read from stdin; declared predicates
+are imported and property-check inputs drawn (Hypothesis, seeded, no database,
+in the private tmp dir) before the tripwire is armed and any candidate code runs. The report goes to
 the result pipe as one JSON document (see :mod:`invariants.report`); stdout and
 stderr are only captured by the parent as tails, for diagnosis.
 """

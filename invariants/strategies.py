@@ -6,7 +6,9 @@ Two sources, mixed in one strategy per call:
   container shapes as the recorded ones, and variations of the recorded values
   themselves (empty, single, duplicated, sliced, repeated into large inputs,
   one element replaced, boundary integers around the recorded ones, edited
-  strings and swapped whitespace-separated fields);
+  strings, and strings with one space-separated field replaced, dropped,
+  repeated, trimmed at either end, swapped with the next, case-swapped or taken
+  from another recorded string);
 - the target's type annotations, for the parameters whose annotation resolves
   to a strategy (``Any`` and bare ``object`` do not: anything at all says nothing
   about the inputs). Builtin types and their generics are resolved here, other
@@ -48,6 +50,7 @@ MAX_DEPTH = 4
 # printable ASCII and whitespace, a few non-ASCII letters, a symbol outside the BMP,
 # NUL and a line separator.
 TEXT_ALPHABET = string.printable + "\x00éßЖ€\u2028\U0001f600"
+_TOKEN_EDITS = ("replace", "replace", "drop", "repeat", "chop_head", "chop_tail", "swap", "case")
 _RESHAPES = ("empty", "single", "slice", "dup", "double", "repeat", "reverse", "drop", "swap",
              "concat")
 
@@ -268,9 +271,12 @@ def _strings(pool: list[str]) -> SearchStrategy[str]:
     spliced = st.builds(_splice, recorded, st.integers(0, longest), st.integers(0, 8),
                         _text(alphabet, 4))
     retokened = st.builds(_retoken, recorded, st.integers(0, 24), fresh_token,
-                          st.sampled_from(("replace", "drop", "repeat")))
+                          st.sampled_from(_TOKEN_EDITS))
     crossed = st.builds(_cross, recorded, recorded, st.integers(0, 24))
-    return st.one_of(recorded, _text(alphabet, max(8, longest)), spliced, retokened, crossed)
+    # Field-level edits twice over: structured text (log lines, CSV rows, paths) is
+    # checked field by field, and a check dropped for one field shows only there.
+    return st.one_of(recorded, _text(alphabet, max(8, longest)), spliced, retokened,
+                     retokened, crossed)
 
 
 def _text(alphabet: str, max_size: int) -> SearchStrategy[str]:
@@ -283,12 +289,23 @@ def _splice(text: str, at: int, cut: int, insert: str) -> str:
 
 
 def _retoken(text: str, index: int, token: str, how: str) -> str:
+    """``text`` with its ``index``-th space-separated field edited as ``how`` says."""
     parts = text.split(" ")
     index %= len(parts)
+    field = parts[index]
     if how == "drop":
         del parts[index]
     elif how == "repeat":
-        parts.insert(index, parts[index])
+        parts.insert(index, field)
+    elif how == "chop_head":
+        parts[index] = field[1:]
+    elif how == "chop_tail":
+        parts[index] = field[:-1]
+    elif how == "swap":
+        other = (index + 1) % len(parts)
+        parts[index], parts[other] = parts[other], field
+    elif how == "case":
+        parts[index] = field.swapcase()
     else:
         parts[index] = token
     return " ".join(parts)

@@ -1,0 +1,244 @@
+"""``python -m bench.mutation``: the share of wrong versions of the demo targets the gate rejects.
+
+Every function of ``daemon/demo/logstats.py`` is mutated (see
+:mod:`bench._mutants`: swapped operators and comparisons, off-by-one and changed
+constants, dropped branches and statements, reordered statements), and each
+mutant goes through the real gate: the static gate, the jailed shadow on a corpus
+recorded from the running demo workload (differential replay, property checks,
+declared invariants, benchmark, second hash seed) and the acceptance decision,
+all under ``config/envelope.yaml``.
+
+- ``mutation_score``: rejected / tried (any stage). Target: at least 0.95.
+- ``behavioural_score``: rejected by the static gate or the shadow / tried, i.e.
+  not counting mutants turned away only for being no faster.
+
+Mutants the shadow could not tell from the original are listed with their diffs
+under ``survivors``, each then compared in this process on 1000 more generated
+inputs: a survivor in which that finds no difference is marked
+``likely_equivalent``, for a person to confirm from the diff.
+
+All mutants take about ten minutes on a 2-core machine, so by default a
+stratified sample (every target represented in proportion, seeded) is tried;
+``--all`` tries every one. The JSON says which. The score is also written as
+the gauge ``selfmod_mutation_score_ratio`` to ``bench/results/mutation.prom``
+(Prometheus text format, for node_exporter's textfile collector): the number
+belongs to the gate's code, not to a running daemon.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import random
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, write_to_textfile
+
+from bench._common import RESULTS, metric, progress, result, workdir, write_result
+from bench._gate import (
+    Gate,
+    Probe,
+    Verdict,
+    default_policy,
+    demo_targets,
+    probe_equivalence,
+    record_demo_corpora,
+)
+from bench._mutants import Mutant, mutants
+from daemon.metrics import mutation_score_gauge
+from daemon.targets import original_source
+
+NAME = "mutation"
+TARGET_SCORE = 0.95
+# A person's reading of survivors seen in earlier runs (the probe can only say that it
+# found no difference). Keyed by target function and mutant description.
+JUDGED: dict[tuple[str, str], str] = {
+    ("parse_line", "swapped with the next: if not (method.startswith('\"') and "
+                   "proto.endswith('\"') and …"):
+        "equivalent: two side-effect-free checks that both return None, in the other order",
+    ("parse_line", "swapped with the next: if not (status.isdecimal() and size.isdecimal() "
+                   "and latency…"):
+        "equivalent: two side-effect-free checks that both return None, in the other order",
+    ("process_batch", "swapped with the next: sessions = dedupe_sessions(records)"):
+        "equivalent: two independent pure calls in the other order",
+    ("top_k", "swapped with the next: items = list(counts.items())"):
+        "equivalent: two independent assignments in the other order",
+    ("top_k", "swapped with the next: top.append(best)"):
+        "equivalent: appending best to top and removing it from items commute",
+    ("dedupe_sessions", "swapped with the next: for rec in records:"):
+        "equivalent: result = [] moved above an independent loop",
+    ("latency_distribution", "swapped with the next: if not values:"):
+        "equivalent: curve = [] moved above the early return",
+    ("latency_percentiles", "swapped with the next: for name, per_mille in QUANTILES:"):
+        "equivalent: peak = values[0] moved above an independent loop",
+    ("latency_percentiles", "0 -> -1"):
+        "equivalent: the maximum is found from values[-1] instead of values[0]",
+    ("latency_percentiles", "> -> >="):
+        "equivalent: equal integers replace the running maximum by an equal value",
+    ("percentile", "swapped with the next: if not values:"):
+        "equivalent: sorted([]) succeeds before the same ValueError",
+    ("slowest_endpoints", "900 -> 899"):
+        "NOT equivalent: the p90 rank differs for an endpoint with n >= 109 requests and "
+        "n % 10 == 9; caught by replay when batches are 2500 lines (the demo's size), "
+        "survived with 500-line batches",
+}
+
+
+def _options(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.mutation")
+    parser.add_argument("--max-mutants", type=int, default=150,
+                        help="stratified sample size (default 150)")
+    parser.add_argument("--all", action="store_true", help="try every mutant")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2, help="shadows at once")
+    parser.add_argument("--batch-size", type=int, default=2500,
+                        help="log lines per demo batch while recording (default 2500, "
+                             "the demo's own)")
+    parser.add_argument("--pool-size", type=int, default=8)
+    parser.add_argument("--budget-seconds", type=float, default=280.0,
+                        help="stop starting mutants after this long")
+    return parser.parse_args(argv)
+
+
+def sample(by_target: dict[str, list[Mutant]], size: int, seed: int
+           ) -> dict[str, list[Mutant]]:
+    """About ``size`` mutants, each target in proportion to its count and at least one."""
+    total = sum(len(items) for items in by_target.values())
+    if size >= total:
+        return by_target
+    rng = random.Random(seed)
+    return {target: sorted(rng.sample(items, min(len(items), max(1, round(size * len(items)
+                                                                           / total)))),
+                           key=items.index)
+            for target, items in by_target.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = _options(argv)
+    started, load_before = time.monotonic(), os.getloadavg()
+    policy = default_policy()
+    work = Path(tempfile.mkdtemp(prefix="mutation-", dir=workdir()))
+    (work / "shadows").mkdir()
+    corpora = record_demo_corpora(NAME, work / "corpus", policy, batch_size=options.batch_size,
+                                  pool_size=options.pool_size)
+    originals = {target: original_source(fn) for target, fn in demo_targets().items()}
+    generated = {target: mutants(source) for target, source in originals.items()}
+    total = sum(len(items) for items in generated.values())
+    chosen = generated if options.all else sample(generated, options.max_mutants, options.seed)
+    jobs = [(target, mutant) for target, items in chosen.items() for mutant in items]
+    progress(NAME, f"{total} mutants of {len(generated)} targets; trying {len(jobs)}")
+    gate = Gate(policy, work / "corpus", work / "shadows")
+    deadline = started + options.budget_seconds
+    verdicts: dict[tuple[str, int], Verdict] = {}
+
+    def judge(index: int) -> None:
+        if time.monotonic() > deadline:
+            return
+        target, mutant = jobs[index]
+        verdict = gate.judge(target, mutant.source, originals[target])
+        verdicts[(target, index)] = verdict
+        progress(NAME, f"[{len(verdicts)}/{len(jobs)}] {target.partition(':')[2]} "
+                       f"{mutant.operator} line {mutant.line} ({mutant.description}): "
+                       f"{'rejected' if verdict.rejected else 'ACCEPTED'} "
+                       f"({verdict.stage}/{verdict.caught_by or verdict.reason})")
+
+    with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
+        list(pool.map(judge, range(len(jobs))))
+    probes: dict[tuple[str, int], Probe] = {}
+    for (target, index), verdict in sorted(verdicts.items()):
+        if verdict.stage in ("accept", "accepted"):
+            probes[(target, index)] = probe = probe_equivalence(
+                target, jobs[index][1].source, corpora[target])
+            progress(NAME, f"survivor {target.partition(':')[2]} {jobs[index][1].description}: "
+                           + (f"differs on {probe.difference[:100]}" if probe.difference else
+                              f"likely equivalent (no difference in {probe.inputs} inputs)"))
+    data = _result(options, jobs, verdicts, probes, originals, corpora, total, started,
+                   load_before)
+    path = write_result(data)
+    _write_gauge(data["metrics"][0]["value"])
+    progress(NAME, f"mutation score {data['metrics'][0]['value']} over {len(verdicts)} "
+                   f"mutants; wrote {path}")
+    return 0
+
+
+def _result(options: argparse.Namespace, jobs: list[tuple[str, Mutant]],
+            verdicts: dict[tuple[str, int], Verdict], probes: dict[tuple[str, int], Probe],
+            originals: dict[str, str],
+            corpora: dict[str, Any], total: int, started: float,
+            load_before: tuple[float, float, float]) -> dict[str, Any]:
+    tried = len(verdicts)
+    rejected = sum(v.rejected for v in verdicts.values())
+    behavioural = sum(v.stage in ("static", "shadow") for v in verdicts.values())
+    score = round(rejected / tried, 4) if tried else None
+    per_target: dict[str, dict[str, Any]] = {}
+    for index, (target, mutant) in enumerate(jobs):
+        entry = per_target.setdefault(target, {
+            "mutants": 0, "tried": 0, "rejected": 0, "caught_by": collections.Counter(),
+            "corpus_calls": len(corpora[target].records), "survivors": []})
+        entry["mutants"] += 1
+        verdict = verdicts.get((target, index))
+        if verdict is None:
+            continue
+        entry["tried"] += 1
+        entry["rejected"] += verdict.rejected
+        entry["caught_by"][verdict.caught_by or "nothing"] += 1
+        probe = probes.get((target, index))
+        if probe is not None:
+            entry["survivors"].append({
+                "operator": mutant.operator, "description": mutant.description,
+                "line": mutant.line, "gate": verdict.stage, "verdict": verdict.reason,
+                "likely_equivalent": not probe.difference, "probe_inputs": probe.inputs,
+                "judged": JUDGED.get((target.partition(":")[2], mutant.description),
+                                     "not judged yet"),
+                "difference_found_later": probe.difference,
+                "diff": mutant.diff(originals[target])})
+    for entry in per_target.values():
+        entry["caught_by"] = dict(entry["caught_by"])
+        entry["score"] = round(entry["rejected"] / entry["tried"], 4) if entry["tried"] else None
+    caught = collections.Counter(v.caught_by or "nothing" for v in verdicts.values())
+    equivalent = sum(not probe.difference for probe in probes.values())
+    distinguishable = tried - equivalent
+    metrics = [
+        metric("mutation_score", score, "ratio", target=f">= {TARGET_SCORE}",
+               met=score is not None and score >= TARGET_SCORE, rejected=rejected, tried=tried),
+        metric("behavioural_score", round(behavioural / tried, 4) if tried else None, "ratio",
+               note="rejected by the static gate or the shadow, not only for speed"),
+        metric("behavioural_score_without_likely_equivalent",
+               round(behavioural / distinguishable, 4) if distinguishable else None, "ratio",
+               likely_equivalent=equivalent,
+               note="as behavioural_score, leaving out the survivors in which a search of "
+                    "many more inputs found no difference"),
+    ]
+    sampled = not options.all and len(jobs) < total
+    parameters = {
+        "mutants_generated": total, "mutants_selected": len(jobs), "mutants_tried": tried,
+        "sampled": sampled,
+        "sampling": (f"stratified by target, {len(jobs)} of {total}, seed {options.seed}"
+                     if sampled else "every mutant"),
+        "stopped_early": tried < len(jobs), "budget_seconds": options.budget_seconds,
+        "workers": options.workers, "demo_batch_size": options.batch_size,
+        "demo_pool_size": options.pool_size, "policy": "config/envelope.yaml",
+    }
+    details = {"caught_by": dict(caught), "targets": per_target,
+               "survivors_note": "mutants the shadow found no difference in (turned away, if "
+                                 "at all, only for not being faster): judge each diff for "
+                                 "equivalence"}
+    return result(NAME, "Mutants of every demo target through the real gate", metrics,
+                  parameters, details, started=started, load_before=load_before)
+
+
+def _write_gauge(score: float | None, results: Path = RESULTS) -> None:
+    if score is None:
+        return
+    registry = CollectorRegistry()
+    mutation_score_gauge(registry).set(score)
+    write_to_textfile(str(results / f"{NAME}.prom"), registry)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
