@@ -226,7 +226,7 @@ class Canary(_Section):
     """Roll back when live latency exceeds the previous version's by this factor."""
     max_error_rate_increase: float = Field(default=0.01, ge=0.0, le=1.0)
     """Roll back when the share of calls raising grows by more than this."""
-    compare_sample: float = Field(default=0.1, ge=0.0, le=1.0)
+    compare_sample: float = Field(default=1.0, ge=0.0, le=1.0)
     """Share of live calls also run on the previous version and compared."""
 
 
