@@ -328,7 +328,9 @@ def test_the_jail_holds_the_candidate_without_the_gate(run: Run, case: Case) -> 
         outcome = run.outcomes[case.name]
         status, why = outcome.reason, outcome.detail
     assert status != "ok", why
-    assert status in case.jail | {"timeout"}, (status, why)
+    # On a loaded machine the wall-clock deadline or the CPU limit may end a run before
+    # the candidate reaches its own failure; both are the jail holding it.
+    assert status in case.jail | {"timeout", "limit"}, (status, why)
 
 
 def test_nothing_was_written_outside_the_jail(run: Run) -> None:
