@@ -73,18 +73,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     from daemon import logs
     from daemon.lifecycle import Daemon, RunOptions, install_signal_handlers
 
-    config = _config(args).with_overrides(
-        **{"workload.app": args.app, "proposer": args.proposer,
-           "metrics.port": args.metrics_port})
+    overrides = {"workload.app": args.app, "proposer": args.proposer,
+                 "metrics.port": args.metrics_port, "state_dir": args.state_dir}
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    config = _config(args).with_overrides(**overrides)
     # Like `python -m`, let --app name modules of the directory selfmod is started from.
     if config.workload.app and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     logs.configure(config.log.format, config.log.level)
     options = RunOptions(max_cycles=args.max_cycles, exit_when_idle=args.exit_when_idle,
                          report=Path(args.report) if args.report else None,
-                         scope=tuple(args.scope or ()))
+                         scope=tuple(args.scope or ()),
+                         config_path=Path(args.config) if args.config else None,
+                         overrides=overrides)
     daemon = Daemon(config, options)
-    install_signal_handlers(daemon, daemon.reload_policy)
+    install_signal_handlers(daemon, daemon.reload)
     code = daemon.run()
     if args.json and args.report is None:
         print(json.dumps(daemon.report(), indent=2, sort_keys=True))

@@ -25,12 +25,13 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from daemon import events as ev
+from daemon import logs
 from daemon.budget import CycleWindow, Halt, cooldown_until, cooling_down
 from daemon.canary import roll_back
-from daemon.config import DaemonConfig
+from daemon.config import DaemonConfig, load_config
 from daemon.control import ControlServer
 from daemon.cycle import Cycle, CycleReport
-from daemon.errors import SwapError
+from daemon.errors import ConfigError, SwapError
 from daemon.ledger import Ledger
 from daemon.logs import EventLogger, get_logger, log_context
 from daemon.metrics import Metrics, MetricsServer
@@ -65,6 +66,8 @@ class RunOptions:
     report: Path | None = None
     scope: tuple[str, ...] = ()  # overrides the policy's include globs when given
     idle_seconds: float = 5.0  # how long "nothing left to try" must hold before exiting
+    config_path: Path | None = None  # re-read on SIGHUP
+    overrides: dict[str, Any] = field(default_factory=dict)  # command-line settings, kept
 
 
 @dataclass
@@ -151,8 +154,37 @@ class Daemon:
         if self.profiler is not None:
             self.profiler.set_scope(self.in_scope)
 
+    def reload(self) -> None:
+        """SIGHUP: read the config file and the policy again."""
+        self._reload_config()
+        self.reload_policy()
+
+    def _reload_config(self) -> None:
+        """Apply what can change in a running daemon; name what needs a restart."""
+        path = self.options.config_path
+        if path is None:
+            return
+        try:
+            new = load_config(path).with_overrides(**self.options.overrides)
+        except ConfigError as exc:
+            self.log.error("config_rejected", error=str(exc))
+            return
+        changed = [f for f in DaemonConfig.model_fields
+                   if getattr(new, f) != getattr(self.config, f)]
+        restart = [f for f in changed if f not in _LIVE_CONFIG]
+        self.config = new.model_copy(update={f: getattr(self.config, f) for f in restart})
+        if "log" in changed:
+            logs.configure(new.log.format, new.log.level)
+        if "profiler" in changed and self.profiler is not None:
+            self.profiler.interval = 1.0 / new.profiler.hz
+        if {"llm", "proposer"} & set(changed):
+            self._llm = None  # rebuilt with the new settings on the next cycle
+        self.log.info("config_reloaded", path=str(path),
+                      applied=[f for f in changed if f in _LIVE_CONFIG],
+                      restart_required=restart)
+
     def reload_policy(self) -> None:
-        """SIGHUP: load the policy file again (the watcher also reloads on every change)."""
+        """Load the policy file again (the watcher also reloads on every change)."""
         self.notifier.reloading()
         if self.watcher is not None:
             self.watcher.reload()
@@ -705,8 +737,13 @@ def _digest(policy: Policy) -> str:
     return hashlib.sha256(policy.model_dump_json().encode()).hexdigest()
 
 
+# Config sections a running daemon applies on SIGHUP; the others (state_dir, policy
+# path, metrics and control endpoints, the workload) take effect at the next start.
+_LIVE_CONFIG = frozenset({"proposer", "log", "profiler", "cycle", "llm"})
+
+
 def install_signal_handlers(daemon: Daemon, reload: Callable[[], None]) -> None:
-    """SIGTERM/SIGINT stop the daemon gracefully; SIGHUP reloads the policy."""
+    """SIGTERM/SIGINT stop the daemon gracefully; SIGHUP reloads config and policy."""
 
     def stop(signum: int, _frame: Any) -> None:
         daemon.request_stop(signal.Signals(signum).name)
