@@ -82,6 +82,38 @@ JUDGED: dict[tuple[str, str], str] = {
         "equivalent: equal integers replace the running maximum by an equal value",
     ("percentile", "swapped with the next: if not values:"):
         "equivalent: sorted([]) succeeds before the same ValueError",
+    ("count_by_method_class", "swapped with the next: reads = 0"):
+        "equivalent: two independent assignments in the other order",
+    ("latency_distribution", "1 -> 0"):
+        "equivalent: every per_mille used is at least 10, so rank >= 1 for a non-empty list",
+    ("latency_percentiles", "1 -> 0"):
+        "equivalent: every per_mille used is at least 500, so rank >= 1 for a non-empty list",
+    ("latency_distribution", "999 -> 998"):
+        "NOT equivalent: differs at per_mille 999 for n % 1000 == 999 values; a list of 999 "
+        "values is among the systematic inputs since the code's constants size them",
+    ("latency_percentiles", "999 -> 998"):
+        "NOT equivalent: differs at per_mille 999 for n % 1000 == 999 values",
+    ("percentile", "999 -> 998"):
+        "NOT equivalent: differs when per_mille * n % 1000 == 1, e.g. per_mille 1 with 1001 "
+        "values",
+    ("latency_percentiles", "swapped with the next: if not values:"):
+        "equivalent: result = {} moved above the early return",
+    ("parse_batch", "swapped with the next: for line in lines:"):
+        "equivalent: records = [] moved above an independent loop",
+    ("parse_line", "swapped with the next: if not (stamp.startswith('[') and "
+                   "stamp.endswith(']')):"):
+        "equivalent: two side-effect-free checks that both return None, in the other order",
+    ("parse_line", "swapped with the next: if not session.startswith('sid='):"):
+        "equivalent: segments = [] moved below a check that returns None",
+    ("parse_line", "'sid=' -> 'sid'"):
+        "NOT equivalent: a session field like 'sidX1' is refused by the original and parsed "
+        "by the mutant; no recorded or generated line had one",
+    ("slowest_endpoints", "swapped with the next: for rec in records:"):
+        "equivalent: rows = [] moved above an independent loop",
+    ("total_bytes", "swapped with the next: for rec in records:"):
+        "equivalent: total = 0 moved above an independent loop",
+    ("unique_visitors", "swapped with the next: for rec in records:"):
+        "equivalent: visitors = [] moved above an independent loop",
     ("slowest_endpoints", "900 -> 899"):
         "NOT equivalent: the p90 rank differs for an endpoint with n >= 109 requests and "
         "n % 10 == 9; caught by replay when batches are 2500 lines (the demo's size), "
@@ -203,6 +235,10 @@ def _result(options: argparse.Namespace, jobs: list[tuple[str, Mutant]],
     caught = collections.Counter(v.caught_by or "nothing" for v in verdicts.values())
     equivalent = sum(not probe.difference for probe in probes.values())
     distinguishable = tried - equivalent
+    judged_equivalent = sum(
+        JUDGED.get((jobs[index][0].partition(":")[2], jobs[index][1].description),
+                   "").startswith("equivalent")
+        for (_, index), probe in probes.items() if not probe.difference)
     metrics = [
         metric("mutation_score", score, "ratio", target=f">= {TARGET_SCORE}",
                met=score is not None and score >= TARGET_SCORE, rejected=rejected, tried=tried),
@@ -213,6 +249,12 @@ def _result(options: argparse.Namespace, jobs: list[tuple[str, Mutant]],
                likely_equivalent=equivalent,
                note="as behavioural_score, leaving out the survivors in which a search of "
                     "many more inputs found no difference"),
+        metric("behavioural_score_without_judged_equivalent",
+               round(behavioural / (tried - judged_equivalent), 4)
+               if tried > judged_equivalent else None, "ratio",
+               judged_equivalent=judged_equivalent,
+               note="as behavioural_score, leaving out the survivors a person judged "
+                    "equivalent (see JUDGED in bench/mutation.py and each survivor's 'judged')"),
     ]
     sampled = not options.all and len(jobs) < total
     parameters = {

@@ -7,8 +7,8 @@ part of a property check's budget goes to inputs built the way a tester would:
 a recorded call with a single argument changed in a single way, in an order that
 covers every field with the cheapest edits first.
 
-- a string of space-separated fields: each field with its last character cut,
-  then its first, replaced by ``x``, case-swapped, dropped;
+- a string of space-separated fields: each field replaced by ``x``, then with its
+  last character cut, then its first, case-swapped, dropped;
 - a plain string: empty, without its first or last character, case-swapped, doubled,
   and each short string constant of the target's code;
 - an integer: first the boundaries of the integer constants in the target's own
@@ -16,8 +16,9 @@ covers every field with the cheapest edits first.
   less, one more, zero, minus one, negated; a float: negated, ``0.0``, ``-0.0``,
   NaN, infinity; a boolean: flipped;
 - a list: empty, its first element alone, with its first element repeated,
-  reversed, repeated into a large list, and with its first element replaced by
-  each variant of that element;
+  reversed, repeated into a large list, cycled to the lengths at the code's
+  integer constants (one less, equal, one more), and with its first element
+  replaced by each variant of that element;
 - a tuple: each position replaced by each of its variants;
 - a dict: empty, and without each of its first keys.
 """
@@ -37,7 +38,9 @@ Call = tuple[tuple[Any, ...], dict[str, Any]]
 
 MAX_SIZE = 1000
 MAX_DEPTH = 3
-_FIELD_EDITS = ("chop_tail", "chop_head", "replace", "case", "drop")
+# "x" in a field first (it fails every check on that field at once, so a dropped
+# check shows), then each end trimmed (startswith / endswith checks), then the rest.
+_FIELD_EDITS = ("replace", "chop_tail", "chop_head", "case", "drop")
 MAX_CONSTANTS = 16
 
 
@@ -161,6 +164,9 @@ def _list_variants(items: list[Any], constants: Constants, depth: int) -> list[A
         return []
     out: list[Any] = [[], items[:1], [items[0], *items], items[::-1],
                       (items * max(1, MAX_SIZE // len(items)))[:MAX_SIZE]]
+    sizes = [size for const in constants.ints[:3] for size in (const - 1, const, const + 1)
+             if 1 < size <= MAX_SIZE + 1]
+    out += [list(itertools.islice(itertools.cycle(items), size)) for size in sizes]
     out += [[element, *items[1:]] for element in variants(items[0], constants, depth + 1)]
     return out
 

@@ -9,13 +9,19 @@ from invariants.variants import code_constants, systematic_calls, variants
 LINE = '10.0.0.7 - alice [2024-03-01T12:00:05Z] "GET /api HTTP/1.1" 200 5123 18234 sid=9f3a'
 
 
-def test_each_field_of_a_structured_string_loses_its_last_then_first_character() -> None:
-    """The cheapest edits come first, one field at a time, covering every field."""
+def test_each_field_of_a_structured_string_is_replaced_then_trimmed() -> None:
+    """Every field is replaced by "x" first, then every field loses its last character,
+    then its first: one field at a time."""
     found = variants(LINE)
     fields = LINE.split(" ")
-    assert found[:len(fields)] == [" ".join([*fields[:i], field[:-1], *fields[i + 1:]])
-                                   for i, field in enumerate(fields)]
-    assert " ".join([*fields[:3], fields[3][1:], *fields[4:]]) in found
+    n = len(fields)
+
+    def edit(index: int, new: str) -> str:
+        return " ".join([*fields[:index], new, *fields[index + 1:]])
+
+    assert found[:n] == [edit(i, "x") for i in range(n)]
+    assert found[n:2 * n] == [edit(i, field[:-1]) for i, field in enumerate(fields)]
+    assert edit(3, fields[3][1:]) in found
     assert LINE not in found and len(found) == len(set(found))
 
 
@@ -65,6 +71,13 @@ def test_the_code_s_own_constants_give_the_edges() -> None:
     constants = code_constants(classify.__code__, classify.__doc__)
     assert constants.ints == (500,)
     assert set(constants.strs) == {"error", "read", "write", "GET", "HEAD"}
+
+
+def test_lists_are_cycled_to_the_lengths_at_the_code_s_constants() -> None:
+    """A constant 999 in the code gives lists of 998, 999 and 1000 elements."""
+    constants = code_constants(compile("x * 999", "<c>", "eval"))
+    lengths = [len(found) for found in variants([1, 2, 3], constants)]
+    assert {998, 999, 1000} <= set(lengths)
 
 
 def test_integer_variants_start_at_the_code_s_edges() -> None:
