@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -49,25 +50,33 @@ class LiveDaemon:
     def tail(self, lines: int = 40) -> str:
         return "".join(self.raw[-lines:])
 
-    def events(self, name: str) -> list[dict[str, Any]]:
-        return [line for line in list(self.lines) if line.get("event") == name]
+    def events(self, name: str, since: int = 0) -> list[dict[str, Any]]:
+        """Log events called ``name``, from log line ``since`` on."""
+        return [line for line in list(self.lines)[since:] if line.get("event") == name]
 
     def wait_for(self, name: str, timeout: float,
-                 where: Callable[[dict[str, Any]], bool] = lambda _: True) -> dict[str, Any]:
-        """The first log event called ``name`` (for which ``where`` holds), waiting for it."""
+                 where: Callable[[dict[str, Any]], bool] = lambda _: True,
+                 since: int = 0) -> dict[str, Any]:
+        """The first log event ``name`` after line ``since`` for which ``where`` holds."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            found = [e for e in self.events(name) if where(e)]
+            found = [e for e in self.events(name, since) if where(e)]
             if found:
                 return found[0]
             if self.proc.poll() is not None:
                 time.sleep(0.2)  # let the reader drain what the process wrote last
-                found = [e for e in self.events(name) if where(e)]
+                found = [e for e in self.events(name, since) if where(e)]
                 if found:
                     return found[0]
                 break
             time.sleep(0.1)
-        raise AssertionError(f"no {name!r} event; output:\n{self.tail()}")
+        raise AssertionError(f"no {name!r} event after line {since}; output:\n{self.tail()}")
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM, then wait for the exit code (killing what is left after ``timeout``)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.finish(timeout)
 
     def finish(self, timeout: float) -> int:
         """Wait for the process to exit; kill it (and any child left) if it does not."""

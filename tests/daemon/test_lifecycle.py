@@ -3,75 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import psutil
 import pytest
 
+from tests.daemon.live import LiveDaemon, cli
+
 pytestmark = pytest.mark.slow
 
-SELFMOD = [sys.executable, "-m", "daemon.cli"]
 SCOPE = ["daemon.demo.logstats:dedupe_sessions", "daemon.demo.logstats:unique_visitors"]
-
-
-class Daemon:
-    """A `selfmod run` subprocess whose JSON log lines are collected as they arrive."""
-
-    def __init__(self, args: list[str], cwd: Path) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(SELFMOD + ["run", *args], cwd=cwd, env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines: list[dict] = []
-        self.raw: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.raw.append(line)
-            try:
-                self.lines.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
-
-    def events(self, name: str) -> list[dict]:
-        return [line for line in list(self.lines) if line.get("event") == name]
-
-    def wait_for(self, name: str, timeout: float) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = self.events(name)
-            if found:
-                return found[0]
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise AssertionError(f"no {name!r} event; output:\n{''.join(self.raw[-40:])}")
-
-    def finish(self, timeout: float) -> int:
-        try:
-            code = self.proc.wait(timeout)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-        self._reader.join(5)
-        return code
-
-
-def _cli(*args: str, cwd: Path) -> dict | list:
-    out = subprocess.run(SELFMOD + list(args) + ["--json"], cwd=cwd, capture_output=True,
-                         text=True, timeout=60)
-    assert out.returncode == 0, out.stdout + out.stderr
-    return json.loads(out.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +23,7 @@ def batch_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("batch")
     state = root / "state"
     report = root / "report.json"
-    daemon = Daemon(["--state-dir", str(state), "--metrics-port", "0", "--exit-when-idle",
+    daemon = LiveDaemon(["--state-dir", str(state), "--metrics-port", "0", "--exit-when-idle",
                      "--max-cycles", "8", "--report", str(report), "--scope", *SCOPE], root)
     listening = daemon.wait_for("metrics_listening", 60)
     daemon.wait_for("swapped", 240)
@@ -113,7 +56,7 @@ def test_swaps_show_in_the_log_history_and_metrics(batch_run):
     """A swap is visible as a log event, in `selfmod history` and on /metrics."""
     swapped = batch_run["daemon"].events("swapped")
     assert swapped and all(e["target"] in SCOPE and e["version"] for e in swapped)
-    history = _cli("history", "--state-dir", str(batch_run["state"]), cwd=batch_run["root"])
+    history = cli("history", "--state-dir", str(batch_run["state"]), cwd=batch_run["root"])
     active = [v for v in history if v["status"] == "active"]
     assert {v["id"] for v in active} == {e["version"] for e in swapped} - {
         v["id"] for v in history if v["status"] != "active"}
@@ -137,11 +80,11 @@ def test_active_versions_keep_the_checks_that_ran_and_coverage_is_exposed(batch_
 
 def test_audit_log_verifies_and_diff_shows_the_change(batch_run):
     """The audit chain verifies after a run, and `selfmod diff` shows the rewrite."""
-    result = _cli("audit", "verify", "--state-dir", str(batch_run["state"]),
+    result = cli("audit", "verify", "--state-dir", str(batch_run["state"]),
                   cwd=batch_run["root"])
     assert result["ok"] and result["records"] > 0
     version = batch_run["daemon"].events("swapped")[0]["version"]
-    diff = _cli("diff", version[:12], "--state-dir", str(batch_run["state"]),
+    diff = cli("diff", version[:12], "--state-dir", str(batch_run["state"]),
                 cwd=batch_run["root"])
     assert diff["diff"].startswith("---") and "+" in diff["diff"]
 
@@ -150,7 +93,7 @@ def test_restart_reapplies_accepted_versions_without_synthesis(batch_run):
     """A second run on the same state re-applies the active versions and says so."""
     report = json.loads(batch_run["report"].read_text())
     active = report["active"]
-    daemon = Daemon(["--state-dir", str(batch_run["state"]), "--metrics-port", "0",
+    daemon = LiveDaemon(["--state-dir", str(batch_run["state"]), "--metrics-port", "0",
                      "--exit-when-idle", "--max-cycles", "4", "--scope", *SCOPE],
                     batch_run["root"])
     code = daemon.finish(300)
@@ -165,7 +108,7 @@ def test_restart_reapplies_accepted_versions_without_synthesis(batch_run):
 
 def test_sigterm_stops_workload_threads_and_children_promptly(tmp_path):
     """SIGTERM during a cycle ends the daemon, its threads and every child process."""
-    daemon = Daemon(["--state-dir", str(tmp_path / "s"), "--metrics-port", "0",
+    daemon = LiveDaemon(["--state-dir", str(tmp_path / "s"), "--metrics-port", "0",
                      "--scope", *SCOPE], tmp_path)
     daemon.wait_for("cycle_started", 120)
     parent = psutil.Process(daemon.proc.pid)
@@ -174,6 +117,6 @@ def test_sigterm_stops_workload_threads_and_children_promptly(tmp_path):
     daemon.proc.send_signal(signal.SIGTERM)
     code = daemon.finish(10)
     assert code == 0, "".join(daemon.raw[-40:])
-    gone, alive = psutil.wait_procs(children, timeout=5)
+    _, alive = psutil.wait_procs(children, timeout=5)
     assert alive == []
     assert daemon.events("daemon_stopped")[0]["reason"] == "SIGTERM"

@@ -5,12 +5,12 @@ import time
 
 import pytest
 
-from tests.daemon.test_lifecycle import Daemon
+from tests.daemon.live import LiveDaemon
 
 pytestmark = pytest.mark.slow
 
 
-def _wait_for_new(daemon: Daemon, name: str, seen: int, timeout: float = 30) -> dict:
+def _wait_for_new(daemon: LiveDaemon, name: str, seen: int, timeout: float = 30) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         events = daemon.events(name)
@@ -24,7 +24,7 @@ def test_sighup_reloads_the_config_file(tmp_path):
     """Live sections are applied, restart-only ones are named, a broken file changes nothing."""
     config = tmp_path / "selfmod.yaml"
     config.write_text("version: 1\ncycle: {interval_seconds: 0.5}\n")
-    daemon = Daemon(["--config", str(config), "--state-dir", str(tmp_path / "s"),
+    daemon = LiveDaemon(["--config", str(config), "--state-dir", str(tmp_path / "s"),
                      "--metrics-port", "0", "--scope", "daemon.demo.logstats:percentile"],
                     tmp_path)
     daemon.wait_for("metrics_listening", 60)

@@ -9,26 +9,22 @@ observe it: the JSON log, the audit log, /metrics and `selfmod status --json`.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import signal
 import subprocess
-import sys
-import threading
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
+
+from tests.daemon.live import SELFMOD, LiveDaemon
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-SELFMOD = [sys.executable, "-m", "daemon.cli"]
 CONFIG = """\
 version: 1
 policy: envelope.yaml
@@ -50,55 +46,6 @@ budgets:
 def second(excluded: str, version: int = 2) -> str:
     return (f"version: {version}\nscope:\n  include: [\"daemon.demo.logstats:*\"]\n"
             f"  exclude: [\"{excluded}\"]\nbudgets:\n  cycles_per_hour: 100\n")
-
-
-class Running:
-    """A `selfmod run` subprocess whose JSON log lines are collected as they arrive."""
-
-    def __init__(self, args: list[str], cwd: Path) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen([*SELFMOD, "run", *args], cwd=cwd, env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True)
-        self.lines: list[dict[str, Any]] = []
-        self.raw: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.raw.append(line)
-            with contextlib.suppress(json.JSONDecodeError):
-                self.lines.append(json.loads(line))
-
-    def events(self, name: str, since: int = 0) -> list[dict[str, Any]]:
-        return [line for line in list(self.lines)[since:] if line.get("event") == name]
-
-    def wait(self, name: str, timeout: float, since: int = 0,
-             where: Callable[[dict[str, Any]], bool] = lambda _: True) -> dict[str, Any]:
-        """The first event ``name`` after line ``since`` for which ``where`` holds."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            found = [e for e in self.events(name, since) if where(e)]
-            if found:
-                return found[0]
-            time.sleep(0.1)
-        raise AssertionError(f"no {name!r} event after line {since}; output:\n"
-                             + "".join(self.raw[-40:]))
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(30)
-        finally:
-            if self.proc.poll() is None:
-                for child in psutil.Process(self.proc.pid).children(recursive=True):
-                    child.kill()
-                self.proc.kill()
-                self.proc.wait()
-            self._reader.join(5)
 
 
 def write_policy(path: Path, text: str, mode: int = 0o644) -> str:
@@ -135,12 +82,12 @@ def audit_records(state: Path, kind: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[tuple[Running, Path, Path]]:
+def daemon(tmp_path: Path) -> Iterator[tuple[LiveDaemon, Path, Path]]:
     (tmp_path / "selfmod.yaml").write_text(CONFIG)
     policy = tmp_path / "envelope.yaml"
     write_policy(policy, FIRST)
     state = tmp_path / "state"
-    running = Running(["--config", str(tmp_path / "selfmod.yaml"), "--state-dir", str(state)],
+    running = LiveDaemon(["--config", str(tmp_path / "selfmod.yaml"), "--state-dir", str(state)],
                       tmp_path)
     try:
         yield running, policy, state
@@ -149,18 +96,18 @@ def daemon(tmp_path: Path) -> Iterator[tuple[Running, Path, Path]]:
 
 
 def test_budget_then_hot_reload_then_every_fault_keeps_the_last_good_policy(
-        daemon: tuple[Running, Path, Path], tmp_path: Path) -> None:
+        daemon: tuple[LiveDaemon, Path, Path], tmp_path: Path) -> None:
     """The daemon halts at its cycle budget, applies a valid edit to the next cycles, keeps the
     last good policy through every kind of bad edit, reloads on SIGHUP, and keeps running."""
     run, policy, state = daemon
-    url = run.wait("metrics_listening", 60)["url"]
-    loaded = run.wait("policy_loaded", 30)
+    url = run.wait_for("metrics_listening", 60)["url"]
+    loaded = run.wait_for("policy_loaded", 30)
     assert loaded["policy_version"] == 1 and loaded["path"] == str(policy)
 
     # budgets.cycles_per_hour: 1 -> one cycle, then synthesis halts and says why
-    first = run.wait("cycle_started", 180)
-    run.wait("cycle_finished", 300)
-    halted = run.wait("synthesis_halted", 60)
+    first = run.wait_for("cycle_started", 180)
+    run.wait_for("cycle_finished", 300)
+    halted = run.wait_for("synthesis_halted", 60)
     assert "cycles_per_hour (1)" in halted["reason"]
     assert scrape(url)["selfmod_synthesis_halted"] == 1
     shown = status(state, tmp_path)
@@ -182,12 +129,12 @@ def test_budget_then_hot_reload_then_every_fault_keeps_the_last_good_policy(
     excluded = first["target"]
     mark = len(run.lines)
     sha = write_policy(policy, second(excluded))
-    reloaded = run.wait("policy_loaded", 30, since=mark)
+    reloaded = run.wait_for("policy_loaded", 30, since=mark)
     assert (reloaded["policy_version"], reloaded["sha256"]) == (2, sha)
     assert any(r["body"]["policy_version"] == 2 and r["body"]["sha256"] == sha
                for r in audit_records(state, "policy_loaded"))
-    run.wait("synthesis_resumed", 30, since=mark)
-    after = run.wait("cycle_started", 180, since=mark)
+    run.wait_for("synthesis_resumed", 30, since=mark)
+    after = run.wait_for("cycle_started", 180, since=mark)
     assert after["target"] != excluded
     assert scrape(url)["selfmod_synthesis_halted"] == 0
     assert status(state, tmp_path)["policy"]["version"] == 2
@@ -215,7 +162,7 @@ def test_budget_then_hot_reload_then_every_fault_keeps_the_last_good_policy(
     for name, fault, message in faults:
         mark = len(run.lines)
         fault()
-        rejected = run.wait("policy_rejected", 30, since=mark)
+        rejected = run.wait_for("policy_rejected", 30, since=mark)
         assert rejected["error"].startswith(message), (name, rejected["error"])
         errors += 1
         assert scrape(url)['selfmod_policy_reloads_total{result="error"}'] == errors, name
@@ -228,13 +175,13 @@ def test_budget_then_hot_reload_then_every_fault_keeps_the_last_good_policy(
     # SIGHUP reloads at once: the file is still world-writable, so it is refused again
     mark = len(run.lines)
     run.proc.send_signal(signal.SIGHUP)
-    again = run.wait("policy_rejected", 30, since=mark)
+    again = run.wait_for("policy_rejected", 30, since=mark)
     assert again["error"].startswith(f"{policy}: is world-writable")
 
     # fixing the mode is a change like any other: the fixed file is loaded
     mark = len(run.lines)
     policy.chmod(0o644)
-    fixed = run.wait("policy_loaded", 30, since=mark)
+    fixed = run.wait_for("policy_loaded", 30, since=mark)
     assert fixed["policy_version"] == 4
     assert status(state, tmp_path)["policy"]["version"] == 4
 

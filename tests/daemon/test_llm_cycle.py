@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from tests.daemon.test_lifecycle import Daemon
+from tests.daemon.live import LiveDaemon
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
@@ -30,7 +30,7 @@ def test_model_cycles_reach_vllm_and_its_noise_is_rejected_with_reasons(vllm, tm
         f"llm: {{base_url: '{vllm.base_url}', model: '{vllm.model}', max_tokens: 200, "
         "samples: 2, timeout_seconds: 60}\n")
     state = tmp_path / "state"
-    daemon = Daemon(["--config", str(tmp_path / "selfmod.yaml"), "--state-dir", str(state),
+    daemon = LiveDaemon(["--config", str(tmp_path / "selfmod.yaml"), "--state-dir", str(state),
                      "--metrics-port", "0", "--scope", TARGET, "--report",
                      str(tmp_path / "report.json")], tmp_path)
     url = daemon.wait_for("metrics_listening", 60)["url"]
