@@ -47,49 +47,18 @@ from daemon.synthesis.base import Candidate
 from daemon.targets import sha256_text
 from envelope.policy import DEFAULT_POLICY
 from snapshots import Snapshots
+from tests.daemon.fixtures import canary_targets
+from tests.daemon.fixtures.canary_targets import THREE_TIMES_SLOWER, WRONG_ON_FIVE_PERCENT
 
 NAME = "swap"
 DEMO_TARGET = "daemon.demo.logstats:dedupe_sessions"
-CHECKSUM = "bench.swap:checksum"
-WEIGH = "bench.swap:weigh"
+# The canary tests' targets and planted faulty versions, measured here as they are tested.
+CHECKSUM = f"{canary_targets.__name__}:checksum"
+WEIGH = f"{canary_targets.__name__}:weigh"
 SWAP_PAIRS = 5000
 CALLS_PER_SECOND = 300.0  # the issue asks for at least 200
 TRIALS = {"wrong_5pct_default": 12, "wrong_5pct_compare_all": 8, "slower_3x": 8}
 OVERHEAD_CALLS = 100_000
-
-
-def checksum(values: list[int]) -> int:
-    total = 0
-    for value in values:
-        total = (total * 31 + value) % 1_000_003
-    return total
-
-
-def weigh(values: list[int]) -> int:
-    total = 0
-    for value in values:
-        total = (total * 31 + value) % 1_000_003
-    return total
-
-
-WRONG_ON_FIVE_PERCENT = '''\
-def checksum(values):
-    total = 0
-    for value in values:
-        total = (total * 31 + value) % 1_000_003
-    if values[0] % 20 == 0:
-        total += 1
-    return total
-'''
-
-THREE_TIMES_SLOWER = '''\
-def weigh(values):
-    for _ in range(3):
-        total = 0
-        for value in values:
-            total = (total * 31 + value) % 1_000_003
-    return total
-'''
 
 
 def _quantile(values: list[float], q: float) -> float:
