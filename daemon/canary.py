@@ -398,23 +398,26 @@ def roll_back(swapper: SwapManager, ledger: Ledger, bus: ev.EventBus, installed:
               clock: Callable[[], float] = time.monotonic) -> bool:
     """Take ``installed`` out of the live process; False when it was no longer in force.
 
-    The state is written first, then the code is restored, then the event is
-    published: a crash after the first step leaves the version marked rolled
-    back, so a restart does not re-apply it. ``since`` (a ``clock`` reading at
-    install time) gives the event its detect-to-rollback seconds.
+    The live code falls back to what ``installed`` replaced: the previous
+    version, which becomes active again, or the original code. The state is
+    written first, then the code is restored, then the event is published: a
+    crash after the first step leaves the version marked rolled back and the
+    previous one active, so a restart does not re-apply the refused version.
+    ``since`` (a ``clock`` reading at install time) gives the event its
+    detect-to-rollback seconds.
     """
     target = installed.target
     current = swapper.active().get(target)
     if current is None or current.version != installed.version:
         return False
-    ledger.deactivate(target, installed.version, "rolled_back", reason)
+    ledger.roll_back(target, installed.version, reason, reinstate=installed.previous_version)
     crash_point("rollback.after_state")
     try:
-        swapper.rollback(target)
+        swapper.rollback(target, installed.version)
     except SwapError:  # a concurrent rollback got there first and publishes its own event
         return False
     detect = clock() - since if since is not None else 0.0
     crash_point("rollback.after_uninstall")
-    bus.publish(ev.VersionRolledBack(target, installed.version, reason, detail, detect))
+    bus.publish(ev.VersionRolledBack(target, installed.version, reason, detail, detect,
+                                     restored=installed.previous_version))
     return True
-

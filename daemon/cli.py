@@ -155,6 +155,10 @@ def _control_command(route: str, body_key: str | None = None) -> Command:
     return command
 
 
+def _live_name(version: str) -> str:
+    return f"version {version[:12]}" if version else "the original code"
+
+
 def cmd_rollback(args: argparse.Namespace) -> int:
     client = _client(args)
     if client.available():
@@ -165,7 +169,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
         with Snapshots(_config(args).state_dir) as snapshots:
             answer = Ledger.writer(snapshots).rollback_offline(args.id)
-    _emit(args, answer, lambda d: f"rolled back {d['rolled_back'][:12]} on {d['target']}")
+    _emit(args, answer, lambda d: f"rolled back {d['rolled_back'][:12]} on {d['target']}; "
+                                  f"now live: {_live_name(d.get('restored', ''))}")
     return 0
 
 

@@ -147,6 +147,7 @@ class VersionRolledBack(Event):
     reason: str  # operator | canary_latency | canary_errors | canary_mismatch | ...
     detail: str = ""
     detect_seconds: float = 0.0
+    restored: str = ""  # the version live again; "" for the original code
 
 
 @dataclass(frozen=True)

@@ -116,12 +116,48 @@ class Ledger:
         self._mark(version_id, VersionStatus.PROPOSED, {**evidence, "awaiting_approval": True})
 
     def activate(self, target: str, version_id: str, evidence: Mapping[str, Any]) -> None:
+        """Make ``version_id`` the active version of ``target``.
+
+        The version it replaces (now superseded) is named in its evidence as
+        ``replaces``, so that a rollback, even one after a restart, knows what
+        to put back.
+        """
         def change(state: Any) -> Any:
+            replaced = state.active.get(target)
             state = activate(state, target, version_id)
-            return mark(state, version_id, VersionStatus.ACTIVE, **evidence,
+            if replaced != version_id:
+                evidence_now = {**evidence, "replaces": replaced or ""}
+            else:
+                evidence_now = dict(evidence)
+            return mark(state, version_id, VersionStatus.ACTIVE, **evidence_now,
                         awaiting_approval=False)
 
         self.state.update(change)
+
+    def roll_back(self, target: str, version_id: str, reason: str, reinstate: str) -> bool:
+        """Mark ``version_id`` rolled back and make ``reinstate`` active again ("" for none).
+
+        ``reinstate`` is the version the live code falls back to, as the swap
+        manager knows it. Nothing changes (False) when ``version_id`` is no
+        longer the active version, so repeating a rollback after a crash is harmless.
+        """
+        changed = False
+
+        def change(state: Any) -> Any:
+            nonlocal changed
+            if state.active.get(target) != version_id:
+                return state
+            changed = True
+            state = deactivate(state, target, VersionStatus.ROLLED_BACK)
+            state = mark(state, version_id, VersionStatus.ROLLED_BACK, reason=reason,
+                         reinstated=reinstate)
+            if not reinstate:
+                return state
+            state = activate(state, target, reinstate)
+            return mark(state, reinstate, VersionStatus.ACTIVE, reinstated_after=version_id)
+
+        self.state.update(change)
+        return changed
 
     def deactivate(self, target: str, version_id: str, status: str, reason: str) -> None:
         def change(state: Any) -> Any:
@@ -144,11 +180,18 @@ class Ledger:
             raise UnknownVersion(f"version {record.id[:12]} is {record.status}, not active")
         if self.audit is None:
             raise SnapshotError("internal: offline rollback needs the writer's ledger")
-        self.deactivate(record.target, record.id, VersionStatus.ROLLED_BACK, "operator")
+        # fall back to the version it replaced, as the live daemon would, if that one is
+        # still intact; the next start re-applies it after the usual base and hash checks
+        replaced = record.evidence.get("replaces") or ""
+        earlier = self.state.load().versions.get(replaced)
+        if earlier is None or earlier.status is not VersionStatus.SUPERSEDED:
+            replaced = ""
+        self.roll_back(record.target, record.id, "operator", reinstate=replaced)
         self.audit.append("rolled_back", {"target": record.target,
-                                                    "version": record.id, "reason": "operator",
-                                                    "detail": "offline: daemon not running"})
-        return {"rolled_back": record.id, "target": record.target}
+                                          "version": record.id, "reason": "operator",
+                                          "detail": "offline: daemon not running",
+                                          "restored": replaced})
+        return {"rolled_back": record.id, "target": record.target, "restored": replaced}
 
     def export(self, out: Path) -> list[Path]:
         """Write each active version as a unified diff against its base, to upstream by hand."""

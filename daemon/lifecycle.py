@@ -17,7 +17,8 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ from envelope.sandbox import Sandbox, SandboxLimits
 from envelope.watcher import PolicyWatcher
 from snapshots import Snapshots
 from snapshots.errors import UnknownVersion
-from snapshots.versions import VersionStatus
+from snapshots.versions import Version, VersionStatus
 
 # History of REPORT_FORMAT:
 #   1 — first format.
@@ -330,14 +331,31 @@ class Daemon:
                 continue
             try:
                 code = self.swapper.compile(target, decision.version.source, vid)
-                self.swapper.install(target, vid, code)
             except SwapError as exc:
                 self.ledger.deactivate(target, vid, "stale", f"not installable: {exc}")
                 self.bus.publish(ev.VersionStale(target, vid, decision.expected_base,
                                                  decision.actual_base or ""))
                 continue
+            # the versions it replaced go in beneath it, so a rollback falls back to them
+            for earlier, earlier_code in self._compiled_chain(target, decision.predecessors):
+                self.swapper.install(target, earlier.id, earlier_code)
+            self.swapper.install(target, vid, code)
             self.bus.publish(ev.VersionRestored(target, vid))
         self.metrics.active_patches.set(len(self.swapper.active()))
+
+    def _compiled_chain(self, target: str, chain: Sequence[Version],
+                        ) -> list[tuple[Version, types.CodeType]]:
+        """``chain`` (oldest first) compiled, cut below the newest version that does not compile."""
+        compiled: list[tuple[Version, types.CodeType]] = []
+        for version in reversed(chain):
+            try:
+                compiled.append((version, self.swapper.compile(target, version.source,
+                                                               version.id)))
+            except SwapError as exc:
+                self.log.warning("restore_chain_cut", target=target, version=version.id,
+                                 error=str(exc))
+                break
+        return compiled[::-1]
 
     def _current_base_sha(self, target: str) -> str | None:
         try:
@@ -620,9 +638,11 @@ class Daemon:
         if not roll_back(self.swapper, self.ledger, self.bus, installed, reason):
             return 409, {"error": f"version {installed.version[:12]} was rolled back meanwhile"}
         self.metrics.active_patches.set(len(self.swapper.active()))
-        # the operator said no to this version: don't propose it again at this base
-        self.progress.tried[(target, "original")] = "rolled_back"
-        return 200, {"rolled_back": installed.version, "target": target}
+        # the operator said no to this version: don't try again from the code now live
+        # (the version it replaced), which is what it was made from
+        self.progress.tried[(target, self._current_version(target))] = "rolled_back"
+        return 200, {"rolled_back": installed.version, "target": target,
+                     "restored": installed.previous_version}
 
     # -- shutdown ---------------------------------------------------------------------
 

@@ -4,8 +4,13 @@ The swap is one attribute assignment (``func.__code__ = code``) under a lock,
 which is atomic with respect to other Python threads: a call that starts after
 it runs the new code, a call already running finishes on the code object its
 frame holds. Every reference to the function sees the change, because the
-function object itself is never replaced. The original code object is kept for
-as long as the daemon runs, so a rollback is the same single assignment.
+function object itself is never replaced.
+
+Versions of one target stack up: a version built on the one in force replaces
+it, and each :class:`Installed` keeps the code it replaced. A rollback takes the
+top version out and puts back exactly the code that was live before it (the
+previous version, or the original once the stack is empty), by the same single
+assignment.
 """
 
 from __future__ import annotations
@@ -28,8 +33,8 @@ class Installed:
     target: str
     version: str
     code: types.CodeType
-    previous_version: str  # "" for the original
-    previous_code: types.CodeType
+    previous_version: str  # the version it replaced; "" for the original code
+    previous_code: types.CodeType  # what a rollback puts back
     pause_seconds: float
 
 
@@ -41,7 +46,7 @@ class SwapManager:
         self.lock = threading.Lock()  # shared with probes: one writer of __code__ at a time
         self._originals: dict[str, tuple[types.FunctionType, types.CodeType]] = {}
         self._sources: dict[str, str] = {}
-        self._active: dict[str, Installed] = {}
+        self._stacks: dict[str, list[Installed]] = {}  # per target, oldest first
 
     def function(self, target: str) -> types.FunctionType:
         """The live function for ``target``; its original code is remembered on first sight."""
@@ -72,30 +77,53 @@ class SwapManager:
             raise SwapError(f"{target}: version {version[:12]} cannot be installed: {exc}") from exc
 
     def install(self, target: str, version: str, code: types.CodeType) -> Installed:
+        """Put ``version`` in force on ``target``, over whatever version is in force now."""
         func = self.function(target)
-        previous = self._active.get(target)
         with self.lock:
+            stack = self._stacks.setdefault(target, [])
+            previous = stack[-1] if stack else None
+            # What the version replaces is the stack's top, not whatever __code__ holds:
+            # a probe's trampoline may be in place, and it must never become a rollback target.
+            previous_code = previous.code if previous else self._originals[target][1]
             before = self._clock()
-            previous_code = func.__code__
             func.__code__ = code
             pause = self._clock() - before
-        installed = Installed(target, version, code, previous.version if previous else "",
-                              previous_code, pause)
-        self._active[target] = installed
+            installed = Installed(target, version, code, previous.version if previous else "",
+                                  previous_code, pause)
+            stack.append(installed)
         return installed
 
-    def rollback(self, target: str) -> Installed:
-        """Restore the original code of ``target``; returns what was removed."""
-        installed = self._active.pop(target, None)
-        if installed is None:
-            raise SwapError(f"{target} has no active version to roll back")
-        func, original = self._originals[target]
+    def rollback(self, target: str, version: str | None = None) -> Installed:
+        """Take the version in force on ``target`` out and put back the code it replaced.
+
+        With ``version``, only that version is taken out: if another one is in force
+        (a concurrent rollback got there first), SwapError, and nothing changes.
+        Returns the Installed that was removed; its ``previous_version`` is now live.
+        """
         with self.lock:
-            func.__code__ = original
+            stack = self._stacks.get(target)
+            if not stack:
+                raise SwapError(f"{target} has no active version to roll back")
+            installed = stack[-1]
+            if version is not None and installed.version != version:
+                raise SwapError(f"{target}: version {version[:12]} is not the one in force "
+                                f"({installed.version[:12]} is)")
+            func = self._originals[target][0]
+            func.__code__ = installed.previous_code
+            stack.pop()
+            if not stack:
+                del self._stacks[target]
         return installed
 
     def active(self) -> dict[str, Installed]:
-        return dict(self._active)
+        """The version in force on each target that has one."""
+        with self.lock:
+            return {target: stack[-1] for target, stack in self._stacks.items()}
+
+    def stack(self, target: str) -> list[Installed]:
+        """The versions installed on ``target``, oldest first; the last is in force."""
+        with self.lock:
+            return list(self._stacks.get(target, ()))
 
     def original_code(self, target: str) -> types.CodeType:
         self.function(target)
@@ -106,4 +134,9 @@ class SwapManager:
         return Probe(self.function(target), handler, self.lock)
 
     def rollback_all(self) -> list[Installed]:
-        return [self.rollback(target) for target in list(self._active)]
+        """Put the original code back on every target; returns what was removed, newest first."""
+        removed = []
+        for target in list(self.active()):
+            while target in self.active():
+                removed.append(self.rollback(target))
+        return removed

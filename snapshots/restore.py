@@ -11,20 +11,23 @@ version was made against. A source that fails its hash check is ``tampered``
 (never applied, whatever the base); a changed or vanished target is ``stale``.
 
 What the daemon does with each: ``apply`` reinstalls ``decision.version`` and
-records ``restored``; ``stale`` saves ``deactivate(state, target, STALE)`` and
-records ``stale``; ``tampered`` saves ``deactivate(state, target, REJECTED)``
-with the reason as evidence and records an integrity violation.
+records ``restored``, after installing ``decision.predecessors`` beneath it (the
+versions it replaced, oldest first, so that a rollback falls back to the
+previous version rather than to the original); ``stale`` saves
+``deactivate(state, target, STALE)`` and records ``stale``; ``tampered`` saves
+``deactivate(state, target, REJECTED)`` with the reason as evidence and records
+an integrity violation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from .errors import IntegrityError, ObjectMissing
 from .state import State
-from .versions import Version, VersionRecord
+from .versions import Version, VersionRecord, VersionStatus
 
 RestoreAction = Literal["apply", "stale", "tampered"]
 
@@ -40,6 +43,10 @@ class RestoreDecision:
     actual_base: str | None
     reason: str
     version: Version | None = None
+    # The superseded versions under ``version``, oldest first: each was replaced by
+    # the next (the ``replaces`` evidence a version gets when it is activated), has
+    # the same base and a verified source. The chain stops at the first that does not.
+    predecessors: tuple[Version, ...] = ()
 
 
 def plan_restore(
@@ -53,8 +60,33 @@ def plan_restore(
     or ObjectMissing; ``current_base_sha(target)`` returns the sha256 of the
     target's source as loaded now, or None if the target no longer resolves.
     """
-    return [_decide(record, load_source, current_base_sha(record.target))
-            for record in state.active_records()]
+    decisions = []
+    for record in state.active_records():
+        decision = _decide(record, load_source, current_base_sha(record.target))
+        if decision.action == "apply":
+            decision = replace(decision, predecessors=_predecessors(state, record, load_source))
+        decisions.append(decision)
+    return decisions
+
+
+def _predecessors(state: State, record: VersionRecord,
+                  load_source: Callable[[str], str]) -> tuple[Version, ...]:
+    chain: list[Version] = []
+    seen = {record.id}
+    replaced = record.evidence.get("replaces")
+    while isinstance(replaced, str) and replaced and replaced not in seen:
+        earlier = state.versions.get(replaced)
+        if earlier is None or earlier.status is not VersionStatus.SUPERSEDED or \
+                (earlier.target, earlier.base_sha) != (record.target, record.base_sha):
+            break
+        try:
+            source = load_source(earlier.id)
+        except (IntegrityError, ObjectMissing):
+            break
+        chain.append(Version.from_record(earlier, source))
+        seen.add(earlier.id)
+        replaced = earlier.evidence.get("replaces")
+    return tuple(reversed(chain))
 
 
 def _decide(record: VersionRecord, load_source: Callable[[str], str],

@@ -349,3 +349,26 @@ def test_roll_back_of_a_version_no_longer_in_force_changes_nothing(setting):
     assert not roll_back(swapper, ledger, bus, installed, "operator")
     assert [type(e) for e in seen] == [ev.VersionRolledBack]
     assert ledger.state.load().versions[vid].status is VersionStatus.ROLLED_BACK
+
+
+def test_a_regression_over_an_earlier_version_falls_back_to_that_version(setting):
+    """Rolled back from over an accepted version, the live code and the state return to it."""
+    swapper, ledger, _, seen = setting
+    earlier = plant(swapper, ledger, CHECKSUM, canary_targets.EQUIVALENT)
+    earlier_code = swapper.compile(CHECKSUM, canary_targets.EQUIVALENT, earlier)
+    swapper.install(CHECKSUM, earlier, earlier_code)
+    limits = CanaryLimits(calls=5000, seconds=60.0, compare_sample=0.5, baseline_seconds=5.0)
+    result, vid, load = run_canary(setting, CHECKSUM, canary_targets.WRONG_ON_FIVE_PERCENT,
+                                   limits, pure=True)
+    assert isinstance(result, Regressed) and result.reason == MISMATCH, result
+    assert load.failures == []
+    assert swapper.function(CHECKSUM).__code__ is earlier_code
+    assert {t: i.version for t, i in swapper.active().items()} == {CHECKSUM: earlier}
+    state = ledger.state.load()
+    assert state.active == {CHECKSUM: earlier}
+    assert state.versions[earlier].status is VersionStatus.ACTIVE
+    assert state.versions[vid].status is VersionStatus.ROLLED_BACK
+    assert state.versions[vid].evidence["replaces"] == earlier
+    assert state.versions[vid].evidence["reinstated"] == earlier
+    rolled = [e for e in seen if isinstance(e, ev.VersionRolledBack)]
+    assert [(e.version, e.restored) for e in rolled] == [(vid, earlier)]

@@ -42,6 +42,7 @@ def quiet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A daemon that restored one version, holds one awaiting approval, and runs no cycles."""
     root = tmp_path_factory.mktemp("control")
     state = root / "state"
+    earlier = seed_version(state, ACTIVE, "accepted first, then replaced")
     active = seed_version(state, ACTIVE, "restored at start")
     waiting = seed_version(state, WAITING, "waits for approval", awaiting_approval=True)
     config = root / "selfmod.yaml"
@@ -51,7 +52,7 @@ def quiet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     try:
         _wait_until_serving(daemon, state, root)
         yield {"root": root, "state": state, "daemon": daemon, "active": active,
-               "waiting": waiting}
+               "earlier": earlier, "waiting": waiting}
     finally:
         daemon.proc.terminate()
         daemon.finish(60)
@@ -116,21 +117,39 @@ def test_approve_refuses_versions_that_do_not_wait(quiet: dict[str, Any]) -> Non
     assert "no version starts with '0000ffff'" in error["error"]
 
 
-def test_rollback_by_prefix_restores_the_original(quiet: dict[str, Any]) -> None:
-    """`selfmod rollback PREFIX` takes the version out of the live process, logged and audited."""
-    active, state, root = quiet["active"], quiet["state"], quiet["root"]
+def test_rollback_by_prefix_falls_back_to_the_replaced_version_then_the_original(
+        quiet: dict[str, Any]) -> None:
+    """`selfmod rollback PREFIX` puts back what the version replaced, logged and audited.
+
+    The version active at start had replaced an earlier one; the restart put that
+    one back beneath it, so the first rollback falls back to it, the second to
+    the original code.
+    """
+    active, earlier = quiet["active"], quiet["earlier"]
+    state, root = quiet["state"], quiet["root"]
     answer = cli("rollback", active[:8], "--state-dir", str(state), cwd=root)
-    assert answer == {"rolled_back": active, "target": ACTIVE}
+    assert answer == {"rolled_back": active, "target": ACTIVE, "restored": earlier}
     status = cli("status", "--state-dir", str(state), cwd=root)
-    assert ACTIVE not in status["active"]
+    assert status["active"][ACTIVE] == earlier
     event = quiet["daemon"].wait_for("rolled_back", 10)
-    assert (event["target"], event["version"], event["reason"]) == (ACTIVE, active, "operator")
+    assert (event["target"], event["version"], event["reason"], event["restored"]) == \
+        (ACTIVE, active, "operator", earlier)
     history = {v["id"]: v for v in cli("history", "--state-dir", str(state), cwd=root)}
-    assert history[active]["status"] == "rolled_back"
-    audit = [json.loads(line) for line in (state / "audit.log").read_text().splitlines()]
-    assert any(r["kind"] == "rolled_back" and r["body"]["version"] == active for r in audit)
+    assert (history[active]["status"], history[earlier]["status"]) == ("rolled_back", "active")
     error = cli("rollback", active[:8], "--state-dir", str(state), cwd=root, ok=False)
     assert "no active version starts with" in error["error"]
+
+    text = subprocess.run([*SELFMOD, "rollback", earlier[:12], "--state-dir", str(state)],
+                          cwd=root, capture_output=True, text=True, timeout=60)
+    assert text.returncode == 0, text.stderr
+    assert f"rolled back {earlier[:12]} on {ACTIVE}; now live: the original code" in text.stdout
+    status = cli("status", "--state-dir", str(state), cwd=root)
+    assert ACTIVE not in status["active"]
+    history = {v["id"]: v for v in cli("history", "--state-dir", str(state), cwd=root)}
+    assert history[earlier]["status"] == "rolled_back"
+    audit = [json.loads(line) for line in (state / "audit.log").read_text().splitlines()]
+    assert [(r["body"]["version"], r["body"]["restored"]) for r in audit
+            if r["kind"] == "rolled_back"] == [(active, earlier), (earlier, "")]
 
 
 @pytest.mark.parametrize(("route", "body", "status", "message"), [

@@ -43,6 +43,49 @@ def test_methods_and_static_methods_swap_in_place(swapper):
     assert sample.Shape.unit() == 2
 
 
+def _add_returning(value: int) -> str:
+    return f"def add(a, b=2, *, scale=1):\n    return {value}\n"
+
+
+def test_rollback_falls_back_to_the_version_it_replaced(swapper):
+    """Versions stack: each rollback puts back the code live before it, the original last."""
+    for value in (10, 20, 30):
+        swapper.install(ADD, f"v{value}", swapper.compile(ADD, _add_returning(value), "v"))
+    assert sample.add(1) == 30
+    assert [i.previous_version for i in swapper.stack(ADD)] == ["", "v10", "v20"]
+    removed = swapper.rollback(ADD, "v30")
+    assert (removed.version, removed.previous_version) == ("v30", "v20")
+    assert sample.add(1) == 20 and swapper.active()[ADD].version == "v20"
+    swapper.rollback(ADD)
+    assert sample.add(1) == 10 and swapper.active()[ADD].previous_version == ""
+    swapper.rollback(ADD)
+    assert sample.add(1) == 3 and swapper.active() == {}
+    assert sample.add.__code__ is swapper.original_code(ADD)
+
+
+def test_rollback_of_a_version_no_longer_in_force_changes_nothing(swapper):
+    """Asking to roll back a version that is not on top (a racing rollback won) is refused."""
+    swapper.install(ADD, "v1", swapper.compile(ADD, _add_returning(1), "v1"))
+    swapper.install(ADD, "v2", swapper.compile(ADD, _add_returning(2), "v2"))
+    with pytest.raises(SwapError, match="not the one in force"):
+        swapper.rollback(ADD, "v1")
+    assert sample.add(0) == 2 and [i.version for i in swapper.stack(ADD)] == ["v1", "v2"]
+
+
+def test_a_probe_in_place_at_install_time_is_never_a_rollback_target(swapper):
+    """A version installed over a probe's trampoline rolls back to the real previous code."""
+    swapper.install(ADD, "v1", swapper.compile(ADD, _add_returning(1), "v1"))
+    probe = swapper.probe(ADD, lambda inner, a, k: inner(*a, **k))
+    probe.install()
+    try:
+        swapper.install(ADD, "v2", swapper.compile(ADD, _add_returning(2), "v2"))
+    finally:
+        probe.remove()  # the trampoline is gone already: remove leaves v2 alone
+    assert sample.add(0) == 2
+    swapper.rollback(ADD)
+    assert sample.add.__code__ is swapper.stack(ADD)[0].code and sample.add(0) == 1
+
+
 def test_rollback_without_active_version_is_an_error(swapper):
     """Rolling back a target with nothing installed raises SwapError with a reason."""
     with pytest.raises(SwapError, match="no active version"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +13,9 @@ from snapshots import (
     ObjectMissing,
     State,
     Version,
+    VersionStatus,
     activate,
+    mark,
     plan_restore,
     source_sha,
     with_version,
@@ -87,3 +90,58 @@ def test_each_active_version_gets_one_decision_by_target() -> None:
 def test_empty_state_has_nothing_to_restore() -> None:
     """With nothing active there is nothing to decide."""
     assert plan_restore(State(), loader({}), lambda target: BASE) == []
+
+
+def _stacked(*sources_: str, base_sha: str = BASE) -> tuple[State, list[Version]]:
+    """A state where each version replaced the one before it; the last is active."""
+    state, versions, replaced = State(), [], ""
+    for n, source in enumerate(sources_):
+        version = make_version(source, base_sha=base_sha, created_at=10.0 + n,
+                               evidence={"replaces": replaced})
+        state = activate(with_version(state, version), TARGET, version.id)
+        versions.append(version)
+        replaced = version.id
+    return state, versions
+
+
+STACK = [f"def total(xs):\n    return sum(xs) + {n} - {n}\n" for n in range(3)]
+
+
+def test_the_versions_an_active_one_replaced_come_back_beneath_it() -> None:
+    """An applied version carries the superseded versions it replaced, oldest first."""
+    state, (a, b, c) = _stacked(*STACK)
+    [decision] = plan_restore(state, loader(sources(a, b, c)), lambda target: BASE)
+    assert (decision.action, decision.version_id) == ("apply", c.id)
+    assert [v.id for v in decision.predecessors] == [a.id, b.id]
+    assert [v.source for v in decision.predecessors] == STACK[:2]
+
+
+def test_the_chain_stops_at_a_tampered_predecessor() -> None:
+    """Below a predecessor whose source fails its check nothing is restored, not even older."""
+    state, (a, b, c) = _stacked(*STACK)
+    stored = {**sources(a, c), b.id: "import os\n"}
+    [decision] = plan_restore(state, loader(stored), lambda target: BASE)
+    assert decision.action == "apply" and decision.predecessors == ()
+
+
+def test_the_chain_stops_at_a_predecessor_no_longer_superseded() -> None:
+    """A predecessor rolled back meanwhile, or made for another base, ends the chain."""
+    state, (a, b, c) = _stacked(*STACK)
+    rolled = mark(state, b.id, VersionStatus.ROLLED_BACK)
+    [decision] = plan_restore(rolled, loader(sources(a, b, c)), lambda target: BASE)
+    assert decision.predecessors == ()
+    other_base = make_version(STACK[0], base_sha="d" * 64, evidence={"replaces": ""})
+    state = activate(with_version(State(), other_base), TARGET, other_base.id)
+    top = make_version(STACK[1], evidence={"replaces": other_base.id})
+    state = activate(with_version(state, top), TARGET, top.id)
+    [decision] = plan_restore(state, loader(sources(other_base, top)), lambda target: BASE)
+    assert decision.predecessors == ()
+
+
+def test_a_loop_of_replaces_links_ends() -> None:
+    """Hand-edited evidence naming each other in a loop cannot make the restore loop forever."""
+    state, (a, b, c) = _stacked(*STACK)
+    looped = State(versions={**state.versions, a.id: dataclasses.replace(
+        state.versions[a.id], evidence={"replaces": b.id})}, active=state.active)
+    [decision] = plan_restore(looped, loader(sources(a, b, c)), lambda target: BASE)
+    assert [v.id for v in decision.predecessors] == [a.id, b.id]
