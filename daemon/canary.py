@@ -36,7 +36,8 @@ import random
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterable
+import types
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -307,6 +308,19 @@ def _raised(exc: BaseException) -> Outcome:
 # -- running a canary ---------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Rollout:
+    """What :meth:`Canary.roll_out` did: installed and judged, or not installed and why."""
+
+    installed: Installed | None
+    verdict: Verdict | None
+    refused: str = ""
+
+
+def _name(version: str) -> str:
+    return f"version {version[:12]}" if version else "the original code"
+
+
 class Canary:
     """Takes the baseline before a swap, watches the new version after it, and enforces."""
 
@@ -324,6 +338,37 @@ class Canary:
         self._clock = clock
         self._timer = timer
         self._rng = rng or random.Random()
+
+    def roll_out(self, target: str, version: str, code: types.CodeType,
+                 evidence: Mapping[str, Any], *, expect_live: str | None = None) -> Rollout:
+        """Put ``version`` live on ``target`` and watch it: baseline, install, record, judge.
+
+        Holds the target's rollout lock throughout. ``expect_live`` is the
+        version ("" for the original code) the candidate was made from: if
+        something else is live by the time the baseline is taken (an operator
+        rolled back or approved meanwhile), the version is not installed.
+        Raises SwapError when the code cannot be installed.
+        """
+        with self._swapper.rollout_lock(target):
+            baseline = self.baseline(target)
+            if self._stop.is_set():  # no version goes live without its canary
+                return Rollout(None, None, "the daemon is stopping")
+            live = self._swapper.active().get(target)
+            live_version = live.version if live is not None else ""
+            if expect_live is not None and live_version != expect_live:
+                return Rollout(None, None, f"the live code of {target} changed while the "
+                                           f"version was judged: it was made from "
+                                           f"{_name(expect_live)}, {_name(live_version)} "
+                                           "is live now")
+            crash_point("swap.before_install")
+            installed = self._swapper.install(target, version, code)
+            installed_at = self._clock()
+            crash_point("swap.after_install_before_state")
+            self._ledger.activate(target, version, evidence)
+            crash_point("swap.after_state")
+            self._bus.publish(ev.VersionSwapped(target, version, installed.previous_version,
+                                                installed.pause_seconds))
+            return Rollout(installed, self.judge(installed, baseline, installed_at))
 
     def baseline(self, target: str) -> Window:
         """A short window on the code now live, which the next install will replace."""

@@ -139,6 +139,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             lines.append(f"awaiting approval: {len(d['awaiting_approval'])} "
                          "(selfmod approve ID)")
             lines += [f"  {t}  {v[:12]}" for v, t in sorted(d["awaiting_approval"].items())]
+        if d.get("approving"):
+            lines.append(f"approved, rolling out under the canary: {len(d['approving'])}")
+            lines += [f"  {t}  {v[:12]}" for v, t in sorted(d["approving"].items())]
         return "\n".join(lines)
 
     _emit(args, data, text)
@@ -153,6 +156,13 @@ def _control_command(route: str, body_key: str | None = None) -> Command:
         return 0
 
     return command
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    answer = _client(args).request("POST", "/approve", {"id": args.id})
+    _emit(args, answer, lambda d: f"approved {d['approved'][:12]} for {d['target']}: "
+                                  f"{d['next']}")
+    return 0
 
 
 def _live_name(version: str) -> str:
@@ -328,7 +338,7 @@ def _parser() -> argparse.ArgumentParser:
     approve = sub.add_parser("approve", parents=[common],
                              help="install a version waiting for approval")
     approve.add_argument("id")
-    approve.set_defaults(func=_control_command("/approve", "id"))
+    approve.set_defaults(func=cmd_approve)
     export = sub.add_parser("export", parents=[common],
                             help="active versions as patch files to upstream by hand")
     export.add_argument("--out", required=True, metavar="DIR")

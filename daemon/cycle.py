@@ -35,7 +35,6 @@ from envelope.static import check_candidate
 from invariants.accept import Accepted, decide
 from invariants.report import ShadowReport
 from snapshots.corpus import Corpus, CorpusError, corpus_path, read_corpus, write_corpus
-from snapshots.crash import crash_point
 
 
 @dataclass(frozen=True)
@@ -155,7 +154,8 @@ class Cycle:
             for candidate in candidates[: self._config.max_candidates]:
                 if self._stop.is_set():
                     break
-                outcome = self._judge(candidate, original, path, corpus, policy)
+                outcome = self._judge(candidate, original, path, corpus, policy,
+                                      live=current.id if current is not None else "")
                 shadow_total += outcome.shadow_seconds
                 judged.append((candidate, outcome))
                 if outcome.verdict in ("swapped", "pending_approval"):
@@ -267,7 +267,8 @@ class Cycle:
         return list(proposal.candidates)
 
     def _judge(self, candidate: Candidate, original: str, corpus_file: Path, corpus: Corpus,
-               policy: Policy) -> CandidateOutcome:
+               policy: Policy, live: str) -> CandidateOutcome:
+        """Gate, shadow, accept and roll out one candidate made from ``live`` ("": original)."""
         target = candidate.target
         version = self._ledger.propose(candidate, sha256_text(original))
         self._bus.publish(ev.CandidateProposed(target, version, candidate.origin,
@@ -317,32 +318,24 @@ class Cycle:
                           f"{policy.budgets.active_patches} patches already active")
         try:
             code = self._swapper.compile(target, candidate.source, version)
-            previous = self._ledger.active_version(target)
         except SwapError as exc:
             return reject("swap", "not_installable", str(exc))
         canary = Canary(self._swapper, self._ledger, self._bus,
                         CanaryLimits.from_policy(policy.canary),
                         pure=is_pure(target, policy.invariants.pure), stop=self._stop,
                         clock=self._clock)
-        baseline = canary.baseline(target)
-        if self._stop.is_set():  # no version goes live without its canary
-            return accepted
-        crash_point("swap.before_install")
         try:
-            installed = self._swapper.install(target, version, code)
+            rollout = canary.roll_out(target, version, code, evidence, expect_live=live)
         except SwapError as exc:
             return reject("swap", "not_installable", str(exc))
-        installed_at = self._clock()
-        crash_point("swap.after_install_before_state")
-        self._ledger.activate(target, version, evidence)
-        crash_point("swap.after_state")
-        self._bus.publish(ev.VersionSwapped(target, version,
-                                            previous.id if previous else "",
-                                            installed.pause_seconds))
-        judged = canary.judge(installed, baseline, installed_at)
-        if isinstance(judged, Regressed):
+        if rollout.installed is None:
+            if self._stop.is_set():
+                return accepted
+            return reject("swap", "live_code_changed", rollout.refused)
+        if isinstance(rollout.verdict, Regressed):
             return _replace(accepted, verdict="rolled_back", stage="canary",
-                            reason=judged.reason, detail=judged.detail[:2000])
+                            reason=rollout.verdict.reason,
+                            detail=rollout.verdict.detail[:2000])
         return _replace(accepted, verdict="swapped")
 
 

@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry
 from daemon import events as ev
 from daemon import logs
 from daemon.budget import CycleWindow, Halt, cooldown_until, cooling_down
-from daemon.canary import roll_back
+from daemon.canary import Canary, CanaryLimits, Regressed, is_pure, roll_back
 from daemon.config import DaemonConfig, load_config
 from daemon.control import ControlServer
 from daemon.cycle import Cycle, CycleReport
@@ -50,7 +50,7 @@ from envelope.policy import DEFAULT_POLICY, Policy, load_policy
 from envelope.sandbox import Sandbox, SandboxLimits
 from envelope.watcher import PolicyWatcher
 from snapshots import Snapshots
-from snapshots.errors import UnknownVersion
+from snapshots.errors import SnapshotError, UnknownVersion
 from snapshots.versions import Version, VersionStatus
 
 # History of REPORT_FORMAT:
@@ -100,6 +100,8 @@ class Daemon:
         self.log = get_logger()
         self.stop_event = threading.Event()
         self.paused = threading.Event()
+        # versions an operator approved that are being rolled out: id -> (target, thread)
+        self.approving: dict[str, tuple[str, threading.Thread]] = {}
         # systemd's view of us (inert outside a Type=notify unit); the watchdog exists
         # only when systemd asked for one, from READY on.
         self.notifier = notifier if notifier is not None else Notifier()
@@ -556,7 +558,9 @@ class Daemon:
             "active": {t: i.version for t, i in self.swapper.active().items()},
             "awaiting_approval": {v.id: v.target for v in self.ledger.history()
                                   if v.status is VersionStatus.PROPOSED
-                                  and v.evidence.get("awaiting_approval")},
+                                  and v.evidence.get("awaiting_approval")
+                                  and v.id not in self.approving},
+            "approving": {vid: target for vid, (target, _) in list(self.approving.items())},
             "cycles": len(self.progress.cycles),
             "last_cycle": self.progress.last_cycle,
             "workload": asdict(stats) if stats else None,
@@ -613,18 +617,42 @@ class Daemon:
         if len(active) >= budget and target not in active:
             return 409, {"error": f"{budget} patches are already active (budgets.active_patches"
                                   "); roll one back or raise the budget"}
+        if self.swapper.rollout_lock(target).locked() or vid in self.approving:
+            return 409, {"error": f"a version of {target} is being rolled out and watched "
+                                  "right now; try again once its canary is done"}
         try:
             code = self.swapper.compile(target, self.ledger.source(vid), vid)
-            installed = self.swapper.install(target, vid, code)
-        except SwapError as exc:
+        except (SwapError, SnapshotError) as exc:
             return 409, {"error": str(exc)}
-        self.ledger.activate(target, vid, {"approved": "operator"})
-        self.bus.publish(ev.VersionSwapped(target, vid, installed.previous_version,
-                                           installed.pause_seconds))
-        self.metrics.active_patches.set(len(self.swapper.active()))
-        if self.profiler is not None:
+        thread = threading.Thread(target=self._roll_out_approved, args=(target, vid, code),
+                                  name="selfmod-approve", daemon=True)
+        self.approving[vid] = (target, thread)
+        thread.start()
+        return 202, {"approved": vid, "target": target,
+                     "next": "a short baseline on the live code, then the swap, watched by "
+                             "the canary; `selfmod status` shows it active once swapped"}
+
+    def _roll_out_approved(self, target: str, vid: str, code: types.CodeType) -> None:
+        """An approved version goes live like a cycle's: baseline, swap, canary, rollback."""
+        policy = self.policy()
+        canary = Canary(self.swapper, self.ledger, self.bus,
+                        CanaryLimits.from_policy(policy.canary),
+                        pure=is_pure(target, policy.invariants.pure), stop=self.stop_event,
+                        clock=self.clock)
+        try:
+            rollout = canary.roll_out(target, vid, code, {"approved": "operator"})
+        except Exception as exc:  # a failed approval must not take the daemon down
+            self.log.error("approval_failed", target=target, version=vid,
+                           error=f"{type(exc).__name__}: {exc}")
+            return
+        finally:
+            self.approving.pop(vid, None)
+            self.metrics.active_patches.set(len(self.swapper.active()))
+        if isinstance(rollout.verdict, Regressed):
+            self.progress.cooldown[target] = cooldown_until(
+                self.clock(), policy.budgets.cooldown_seconds)
+        elif rollout.installed is not None and self.profiler is not None:
             self.profiler.reset()  # shares changed: rank again on the new code
-        return 200, {"approved": vid, "target": target}
 
     def rollback(self, version_prefix: str, reason: str) -> tuple[int, dict[str, Any]]:
         matches = [(t, i) for t, i in self.swapper.active().items()
@@ -660,6 +688,8 @@ class Daemon:
     def shutdown(self) -> None:
         self._notify_stopping()
         self.stop_event.set()
+        for _, approval in list(self.approving.values()):
+            approval.join(10.0)  # the stop ends its canary at the next poll
         if self.watchdog is not None:
             self.watchdog.stop_and_join()
         if self.watcher is not None:

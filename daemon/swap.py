@@ -47,6 +47,7 @@ class SwapManager:
         self._originals: dict[str, tuple[types.FunctionType, types.CodeType]] = {}
         self._sources: dict[str, str] = {}
         self._stacks: dict[str, list[Installed]] = {}  # per target, oldest first
+        self._rollout_locks: dict[str, threading.Lock] = {}
 
     def function(self, target: str) -> types.FunctionType:
         """The live function for ``target``; its original code is remembered on first sight."""
@@ -114,6 +115,16 @@ class SwapManager:
             if not stack:
                 del self._stacks[target]
         return installed
+
+    def rollout_lock(self, target: str) -> threading.Lock:
+        """Held while a version of ``target`` is put live and watched, so rollouts never overlap.
+
+        A cycle's rollout and an operator's approval on the same target would
+        otherwise interleave baseline, install and canary, each judging the
+        other's version against the wrong baseline.
+        """
+        with self.lock:
+            return self._rollout_locks.setdefault(target, threading.Lock())
 
     def active(self) -> dict[str, Installed]:
         """The version in force on each target that has one."""

@@ -109,12 +109,13 @@ def cli(*args: str, cwd: Path, ok: bool = True) -> Any:
     return json.loads(out.stdout)
 
 
-def seed_version(state_dir: Path, target: str, note: str, *, awaiting_approval: bool = False
-                 ) -> str:
-    """Store a harmless version of ``target`` (its original plus a comment) and return its id.
+def seed_version(state_dir: Path, target: str, note: str, *, awaiting_approval: bool = False,
+                 sleep_seconds: float = 0.0) -> str:
+    """Store a version of ``target`` (its original plus a comment) and return its id.
 
     The version is active, as if accepted in an earlier run, or, with
-    ``awaiting_approval``, proposed and waiting for ``selfmod approve``.
+    ``awaiting_approval``, proposed and waiting for ``selfmod approve``. With
+    ``sleep_seconds`` each call first sleeps that long: right, and slower.
     """
     from daemon.ledger import Ledger
     from daemon.swap import SwapManager
@@ -125,6 +126,13 @@ def seed_version(state_dir: Path, target: str, note: str, *, awaiting_approval: 
     original = SwapManager().original_source(target)
     base = sha256_text(original)
     source = original.rstrip("\n") + f"\n    # {note}\n"
+    if sleep_seconds:
+        import ast
+
+        tree = ast.parse(source)
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        body[:0] = ast.parse(f"__import__('time').sleep({sleep_seconds!r})").body
+        source = ast.unparse(tree) + "\n"
     evidence = {"speedup": 1.2, "ci_low": 1.1, "ci_high": 1.3, "calls": 5}
     with Snapshots(state_dir) as snapshots:
         ledger = Ledger.writer(snapshots)

@@ -372,3 +372,41 @@ def test_a_regression_over_an_earlier_version_falls_back_to_that_version(setting
     assert state.versions[vid].evidence["reinstated"] == earlier
     rolled = [e for e in seen if isinstance(e, ev.VersionRolledBack)]
     assert [(e.version, e.restored) for e in rolled] == [(vid, earlier)]
+
+
+def _proposed(ledger: Ledger, swapper: SwapManager, target: str, source: str) -> str:
+    base = sha256_text(swapper.original_source(target))
+    return ledger.propose(Candidate(target, source, "test:proposed", base), base)
+
+
+def test_roll_out_installs_records_and_judges_a_version(setting):
+    """roll_out takes a baseline, swaps, activates with the evidence, announces and judges."""
+    swapper, ledger, bus, seen = setting
+    vid = _proposed(ledger, swapper, CHECKSUM, canary_targets.EQUIVALENT)
+    code = swapper.compile(CHECKSUM, canary_targets.EQUIVALENT, vid)
+    canary = Canary(swapper, ledger, bus, CanaryLimits(calls=50, seconds=0.5,
+                                                       baseline_seconds=0.1),
+                    pure=True, stop=threading.Event())
+    rollout = canary.roll_out(CHECKSUM, vid, code, {"speedup": 1.5}, expect_live="")
+    assert rollout.installed is not None and isinstance(rollout.verdict, Passed)
+    assert swapper.function(CHECKSUM).__code__ is code
+    record = ledger.state.load().versions[vid]
+    assert record.status is VersionStatus.ACTIVE and record.evidence["speedup"] == 1.5
+    assert [type(e) for e in seen] == [ev.VersionSwapped, ev.CanaryPassed]
+
+
+def test_roll_out_refuses_a_version_made_from_code_no_longer_live(setting):
+    """A version made from the original is not installed over a version that went live since."""
+    swapper, ledger, bus, seen = setting
+    live = plant(swapper, ledger, CHECKSUM, canary_targets.EQUIVALENT)
+    swapper.install(CHECKSUM, live, swapper.compile(CHECKSUM, canary_targets.EQUIVALENT, live))
+    source = canary_targets.EQUIVALENT.replace("item", "entry")
+    vid = _proposed(ledger, swapper, CHECKSUM, source)
+    canary = Canary(swapper, ledger, bus, CanaryLimits(seconds=0.2, baseline_seconds=0.05),
+                    pure=False, stop=threading.Event())
+    rollout = canary.roll_out(CHECKSUM, vid, swapper.compile(CHECKSUM, source, vid), {},
+                              expect_live="")
+    assert rollout.installed is None and rollout.verdict is None
+    assert f"version {live[:12]} is live now" in rollout.refused
+    assert swapper.active()[CHECKSUM].version == live and seen == []
+    assert ledger.state.load().active == {CHECKSUM: live}

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.slow
 
 ACTIVE = "daemon.demo.logstats:top_k"  # restored at start, then rolled back
 WAITING = "daemon.demo.logstats:time_range"  # awaits approval, then approved
+SLOW = "daemon.demo.logstats:percentile"  # awaits approval; approved, the canary rolls it back
 NO_CYCLES = "version: 1\ncycle:\n  warmup_seconds: 86400\n"  # the loop runs, no cycle starts
 
 
@@ -45,14 +46,15 @@ def quiet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     earlier = seed_version(state, ACTIVE, "accepted first, then replaced")
     active = seed_version(state, ACTIVE, "restored at start")
     waiting = seed_version(state, WAITING, "waits for approval", awaiting_approval=True)
+    slow = seed_version(state, SLOW, "sleeps", awaiting_approval=True, sleep_seconds=0.005)
     config = root / "selfmod.yaml"
     config.write_text(NO_CYCLES)
     daemon = LiveDaemon(["--config", str(config), "--state-dir", str(state), "--metrics-port",
-                         "0", "--scope", ACTIVE, WAITING], root)
+                         "0", "--scope", ACTIVE, WAITING, SLOW], root)
     try:
         _wait_until_serving(daemon, state, root)
         yield {"root": root, "state": state, "daemon": daemon, "active": active,
-               "earlier": earlier, "waiting": waiting}
+               "earlier": earlier, "waiting": waiting, "slow": slow}
     finally:
         daemon.proc.terminate()
         daemon.finish(60)
@@ -83,29 +85,50 @@ def _post(sock_path: Path, route: str, body: bytes) -> tuple[int, dict[str, Any]
 
 
 def test_status_lists_the_restored_and_the_waiting_version(quiet: dict[str, Any]) -> None:
-    """`selfmod status` shows the restored version as active and the other as awaiting approval."""
+    """`selfmod status` shows the restored version as active and the others as awaiting approval."""
     status = cli("status", "--state-dir", str(quiet["state"]), cwd=quiet["root"])
     assert status["active"].get(ACTIVE) == quiet["active"]
-    assert status["awaiting_approval"] == {quiet["waiting"]: WAITING}
+    assert status["awaiting_approval"] == {quiet["waiting"]: WAITING, quiet["slow"]: SLOW}
     text = subprocess.run([*SELFMOD, "status", "--state-dir",
                            str(quiet["state"])], cwd=quiet["root"], capture_output=True,
                           text=True, timeout=60)
     assert text.returncode == 0 and "running: yes" in text.stdout, text.stderr
-    assert "awaiting approval: 1" in text.stdout and WAITING in text.stdout
+    assert "awaiting approval: 2" in text.stdout and WAITING in text.stdout
 
 
-def test_approve_installs_the_waiting_version(quiet: dict[str, Any]) -> None:
-    """`selfmod approve PREFIX` installs the version, marks it active and logs the swap."""
-    waiting = quiet["waiting"]
-    answer = cli("approve", waiting[:10], "--state-dir", str(quiet["state"]), cwd=quiet["root"])
-    assert answer == {"approved": waiting, "target": WAITING}
-    status = cli("status", "--state-dir", str(quiet["state"]), cwd=quiet["root"])
-    assert status["active"][WAITING] == waiting and status["awaiting_approval"] == {}
-    swapped = quiet["daemon"].wait_for("swapped", 10, lambda e: e["version"] == waiting)
+def test_approve_rolls_the_waiting_version_out_under_the_canary(quiet: dict[str, Any]) -> None:
+    """`selfmod approve PREFIX` swaps the version in after a baseline and watches it pass."""
+    waiting, state, root = quiet["waiting"], str(quiet["state"]), quiet["root"]
+    answer = cli("approve", waiting[:10], "--state-dir", state, cwd=root)
+    assert (answer["approved"], answer["target"]) == (waiting, WAITING)
+    # while it rolls out, it is neither awaiting approval nor approvable again
+    error = cli("approve", waiting[:10], "--state-dir", state, cwd=root, ok=False)
+    assert "being rolled out" in error["error"]
+    swapped = quiet["daemon"].wait_for("swapped", 60, lambda e: e["version"] == waiting)
     assert swapped["target"] == WAITING
-    history = {v["id"]: v for v in cli("history", "--state-dir", str(quiet["state"]),
-                                       cwd=quiet["root"])}
+    status = cli("status", "--state-dir", state, cwd=root)
+    assert status["active"][WAITING] == waiting
+    assert waiting not in status["awaiting_approval"]
+    passed = quiet["daemon"].wait_for("canary_passed", 60, lambda e: e["version"] == waiting)
+    assert passed["calls"] > 0
+    history = {v["id"]: v for v in cli("history", "--state-dir", state, cwd=root)}
     assert history[waiting]["status"] == "active"
+    assert cli("status", "--state-dir", state, cwd=root)["approving"] == {}
+
+
+def test_an_approved_version_that_regresses_is_rolled_back_by_the_canary(
+        quiet: dict[str, Any]) -> None:
+    """Approval does not skip the canary: a slower version is swapped in, then rolled back."""
+    slow, state, root = quiet["slow"], quiet["state"], quiet["root"]
+    cli("approve", slow[:10], "--state-dir", str(state), cwd=root)
+    quiet["daemon"].wait_for("swapped", 60, lambda e: e["version"] == slow)
+    rolled = quiet["daemon"].wait_for("rolled_back", 60, lambda e: e["version"] == slow)
+    assert (rolled["target"], rolled["reason"], rolled["restored"]) == \
+        (SLOW, "canary_latency", "")
+    status = cli("status", "--state-dir", str(state), cwd=root)
+    assert SLOW not in status["active"] and status["approving"] == {}
+    history = {v["id"]: v for v in cli("history", "--state-dir", str(state), cwd=root)}
+    assert history[slow]["status"] == "rolled_back"
 
 
 def test_approve_refuses_versions_that_do_not_wait(quiet: dict[str, Any]) -> None:
@@ -131,7 +154,7 @@ def test_rollback_by_prefix_falls_back_to_the_replaced_version_then_the_original
     assert answer == {"rolled_back": active, "target": ACTIVE, "restored": earlier}
     status = cli("status", "--state-dir", str(state), cwd=root)
     assert status["active"][ACTIVE] == earlier
-    event = quiet["daemon"].wait_for("rolled_back", 10)
+    event = quiet["daemon"].wait_for("rolled_back", 10, lambda e: e["version"] == active)
     assert (event["target"], event["version"], event["reason"], event["restored"]) == \
         (ACTIVE, active, "operator", earlier)
     history = {v["id"]: v for v in cli("history", "--state-dir", str(state), cwd=root)}
@@ -149,7 +172,8 @@ def test_rollback_by_prefix_falls_back_to_the_replaced_version_then_the_original
     assert history[earlier]["status"] == "rolled_back"
     audit = [json.loads(line) for line in (state / "audit.log").read_text().splitlines()]
     assert [(r["body"]["version"], r["body"]["restored"]) for r in audit
-            if r["kind"] == "rolled_back"] == [(active, earlier), (earlier, "")]
+            if r["kind"] == "rolled_back" and r["body"]["target"] == ACTIVE] == \
+        [(active, earlier), (earlier, "")]
 
 
 @pytest.mark.parametrize(("route", "body", "status", "message"), [
