@@ -40,7 +40,7 @@ from typing import Any
 
 from bench._common import metric, progress, result, write_result
 from daemon import events as ev
-from daemon.canary import Canary, CanaryLimits, Regressed, Watch
+from daemon.canary import Canary, CanaryLimits, Passed, Regressed, Watch
 from daemon.ledger import Ledger
 from daemon.swap import SwapManager
 from daemon.synthesis.base import Candidate
@@ -205,6 +205,9 @@ def detect_trial(state_dir: Path, target: str, source: str, limits: CanaryLimits
     rolled = [e for e in seen if isinstance(e, ev.VersionRolledBack)]
     return {"caught": isinstance(verdict, Regressed),
             "reason": verdict.reason if isinstance(verdict, Regressed) else "",
+            # a version that got through: how its median compared, and what was not judged
+            "passed_latency_ratio": verdict.latency_ratio if isinstance(verdict, Passed) else None,
+            "passed_note": verdict.note if isinstance(verdict, Passed) else "",
             "detect_seconds": rolled[0].detect_seconds if rolled else None,
             "baseline_calls": baseline.calls, "calls_per_second": rate,
             "failures": load.failures}
