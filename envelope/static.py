@@ -34,6 +34,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from envelope.scopes import plain_locals
+
 if TYPE_CHECKING:
     from envelope.policy import StaticPolicy
 
@@ -158,6 +160,7 @@ class _Gate:
         self.lines = candidate.splitlines()
         # filled in by _scan, read by the per-node checks
         self.params: set[str] = set()  # the function's own parameters (same as the original's)
+        self.plain_locals: frozenset[str] = frozenset()  # names that are local wherever used
         self.local: set[str] = set()  # names the candidate binds itself
         self.vetted: set[int] = set()  # ids of getattr & co. whose call was checked
         self.orig_declared: set[tuple[str, str]] = set()  # the original's global/nonlocal
@@ -242,6 +245,7 @@ class _Gate:
         skip = {id(n) for n in [*func.decorator_list, *func.args.defaults, *top_args,
                                 *(d for d in func.args.kw_defaults if d is not None)]}
         self.params = {a.arg for a in top_args}
+        self.plain_locals = plain_locals(self.candidate)
         self.local = _locally_bound(func)
         self.orig_declared = _declarations(orig)
         self.orig_stored = _stored_roots(orig, _locally_bound(orig))
@@ -340,8 +344,9 @@ class _Gate:
     def _name(self, name: str, node: ast.AST,
               params: set[str]) -> Iterator[tuple[str, ast.AST, str]]:
         # A parameter of the function shadows a global or builtin throughout its body, and
-        # rebinding it to something dangerous needs a route the other checks close.
-        if name in params and not is_dunder(name):
+        # rebinding it to something dangerous needs a route the other checks close. So does
+        # a local variable, provided every mention of the name is one (envelope.scopes).
+        if (name in params or name in self.plain_locals) and not is_dunder(name):
             return
         if name in FORBIDDEN_MODULES or name in FORBIDDEN_BUILTINS or name in self.extra_names:
             yield "forbidden-name", node, f"{name!r} is a forbidden name"

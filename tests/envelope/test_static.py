@@ -68,6 +68,16 @@ def pairs(items):
 """
 
 
+TOKENIZE = """\
+def tokenize(text):
+    words = []
+    for word in text.split(" "):
+        if word:
+            words.append(word)
+    return words
+"""
+
+
 def src(text: str) -> str:
     return textwrap.dedent(text).lstrip("\n")
 
@@ -170,6 +180,29 @@ ALLOWED = [
                 case _:
                     return sum(items) * scale
         """, id="match-statement"),
+    # local variables named like forbidden modules or builtins reach nothing
+    pytest.param(TOTAL, """
+        def total(items, scale=1):
+            code = 0
+            types = {type(item) for item in items}
+            for random in items:
+                code += random * scale
+            try:
+                return code + len(types)
+            except ValueError as io:
+                return 0
+        """, id="locals-named-like-modules"),
+    pytest.param(TOTAL, """
+        def total(items, scale=1):
+            step = lambda signal: signal * scale
+            def inner(glob):
+                return sum(step(ast) for ast in glob)
+            return inner(items)
+        """, id="nested-parameters-named-like-modules"),
+    pytest.param(TOKENIZE, """
+        def tokenize(text):
+            return text.split()
+        """, id="function-named-like-a-module"),
 ]
 
 
@@ -280,6 +313,23 @@ REJECTED = [
         def total(items, scale=1):
             return eval("sum(items)") * scale
         """, "forbidden-name", 2, id="eval"),
+    pytest.param(TOTAL, """
+        def total(items, scale=1):
+            def inner():
+                random = 1
+                return random
+            return random.random() * inner()
+        """, "forbidden-name", 3, id="module-name-local-elsewhere-global-here"),
+    pytest.param(TOTAL, """
+        def total(items, scale=1):
+            class Box:
+                types = types
+            return Box.types
+        """, "forbidden-name", 3, id="module-name-in-a-class-body"),
+    pytest.param(TOKENIZE, """
+        def tokenize(text):
+            return tokenize.generate_tokens(text)
+        """, "forbidden-name", 1, id="function-name-read-as-a-global"),
     pytest.param(TOTAL, """
         def total(items, scale=1):
             m = __import__('o' + 's')
