@@ -24,7 +24,7 @@ import psutil
 import pytest
 
 from snapshots.crash import CRASH_ENV, CRASH_EXIT_STATUS, DAEMON_POINTS
-from tests.daemon.live import SELFMOD, LiveDaemon, cli
+from tests.daemon.live import SELFMOD, LiveDaemon, cli, seed_version
 
 SCOPE = ["daemon.demo.logstats:dedupe_sessions", "daemon.demo.logstats:unique_visitors"]
 
@@ -148,6 +148,33 @@ def test_a_daemon_killed_at_a_swap_step_restarts_on_the_old_or_new_state(tmp_pat
         new = target not in on_disk["active"] and status == "rolled_back"
         old = on_disk["active"].get(target) == version and status == "active"
     assert (old, new) == (EXPECTED[point] == "old", EXPECTED[point] == "new"), on_disk
+    restart_and_check(state)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", [p for p in DAEMON_POINTS if p.startswith("rollback.")])
+def test_a_crashed_rollback_over_an_earlier_version_restarts_on_that_version(tmp_path, point):
+    """Killed while rolling back a version that replaced another, it restarts on the other."""
+    state, target = tmp_path / "state", SCOPE[0]
+    earlier = seed_version(state, target, "accepted first")
+    active = seed_version(state, target, "accepted second, replacing the first")
+    config = tmp_path / "selfmod.yaml"
+    config.write_text("version: 1\ncycle:\n  warmup_seconds: 86400\n")  # no cycle starts
+    daemon = LiveDaemon(["--config", str(config), "--state-dir", str(state), "--metrics-port",
+                         "0", "--scope", *SCOPE], tmp_path, env={CRASH_ENV: point})
+    try:
+        daemon.wait_for("metrics_listening", 120)
+        answer = subprocess.run([*SELFMOD, "rollback", active[:12], "--state-dir", str(state)],
+                                cwd=tmp_path, capture_output=True, timeout=60)
+        assert answer.returncode != 0  # the daemon died before it could answer
+        code = daemon.finish(60)
+    finally:
+        daemon.kill()
+    assert code == CRASH_EXIT_STATUS, daemon.tail()
+    on_disk = load_state(state)
+    assert on_disk["active"] == {target: earlier}
+    assert on_disk["versions"][active]["status"] == "rolled_back"
+    assert on_disk["versions"][earlier]["status"] == "active"
     restart_and_check(state)
 
 
