@@ -7,19 +7,21 @@ loop picks the hottest in-scope target that has not been tried at its current
 version, runs one cycle on it, and repeats. Shutdown (SIGTERM, ``--max-cycles``,
 ``--exit-when-idle``) stops the cycle in flight, the workload and every thread,
 writes the report and a final audit record.
+
+Around it: :mod:`daemon.restart` re-applies versions at start,
+:mod:`daemon.operator` answers the control socket, :mod:`daemon.report` writes
+the run report.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import signal
 import threading
 import time
-import types
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,6 @@ from prometheus_client import CollectorRegistry
 from daemon import events as ev
 from daemon import logs
 from daemon.budget import CycleWindow, Halt, cooldown_until, cooling_down
-from daemon.canary import Canary, CanaryLimits, Regressed, is_pure, roll_back
 from daemon.config import DaemonConfig, load_config
 from daemon.control import ControlServer
 from daemon.cycle import Cycle, CycleReport
@@ -37,7 +38,10 @@ from daemon.ledger import Ledger
 from daemon.logs import EventLogger, get_logger, log_context
 from daemon.metrics import Metrics, MetricsServer
 from daemon.notify import Notifier, ProgressWatchdog
+from daemon.operator import Operator
 from daemon.profiler import HotSpot, Profiler
+from daemon.report import compute_totals, run_report, write_report
+from daemon.restart import reapply
 from daemon.swap import SwapManager
 from daemon.synthesis.base import Proposer
 from daemon.targets import TargetError, sha256_text
@@ -50,12 +54,6 @@ from envelope.policy import DEFAULT_POLICY, Policy, load_policy
 from envelope.sandbox import Sandbox, SandboxLimits
 from envelope.watcher import PolicyWatcher
 from snapshots import Snapshots
-from snapshots.errors import SnapshotError, UnknownVersion
-from snapshots.versions import Version, VersionStatus
-
-# History of REPORT_FORMAT:
-#   1 — first format.
-REPORT_FORMAT = 1
 
 
 @dataclass
@@ -100,8 +98,6 @@ class Daemon:
         self.log = get_logger()
         self.stop_event = threading.Event()
         self.paused = threading.Event()
-        # versions an operator approved that are being rolled out: id -> (target, thread)
-        self.approving: dict[str, tuple[str, threading.Thread]] = {}
         # systemd's view of us (inert outside a Type=notify unit); the watchdog exists
         # only when systemd asked for one, from READY on.
         self.notifier = notifier if notifier is not None else Notifier()
@@ -136,6 +132,7 @@ class Daemon:
         self._servers: list[Any] = []
         self.started_wall = wall()
         self.exit_reason = ""
+        self.operator = Operator(self)
 
     # -- policy -----------------------------------------------------------------------
 
@@ -260,7 +257,7 @@ class Daemon:
             server.start()
             self._servers.append(server)
             self.log.info("metrics_listening", url=f"http://{server.host}:{server.port}/metrics")
-        control = ControlServer(self.config.control_socket, self._routes(),
+        control = ControlServer(self.config.control_socket, self.operator.routes(),
                                 self.config.control.group)
         control.start()
         self._servers.append(control)
@@ -320,46 +317,11 @@ class Daemon:
 
     def restore(self) -> None:
         """Re-apply accepted versions whose base hash matches the code now loaded."""
-        for decision in self.snapshots.restore_plan(self._current_base_sha):
-            target, vid = decision.target, decision.version_id
-            if decision.action == "tampered":
-                self.ledger.deactivate(target, vid, "rejected", decision.reason)
-                self.bus.publish(ev.IntegrityViolation(f"objects/{vid}", vid, decision.reason))
-                continue
-            if decision.action == "stale" or decision.version is None:
-                self.ledger.deactivate(target, vid, "stale", decision.reason)
-                self.bus.publish(ev.VersionStale(target, vid, decision.expected_base,
-                                                 decision.actual_base or ""))
-                continue
-            try:
-                code = self.swapper.compile(target, decision.version.source, vid)
-            except SwapError as exc:
-                self.ledger.deactivate(target, vid, "stale", f"not installable: {exc}")
-                self.bus.publish(ev.VersionStale(target, vid, decision.expected_base,
-                                                 decision.actual_base or ""))
-                continue
-            # the versions it replaced go in beneath it, so a rollback falls back to them
-            for earlier, earlier_code in self._compiled_chain(target, decision.predecessors):
-                self.swapper.install(target, earlier.id, earlier_code)
-            self.swapper.install(target, vid, code)
-            self.bus.publish(ev.VersionRestored(target, vid))
+        reapply(self.snapshots.restore_plan(self.current_base_sha), self.swapper, self.ledger,
+                self.bus, self.log)
         self.metrics.active_patches.set(len(self.swapper.active()))
 
-    def _compiled_chain(self, target: str, chain: Sequence[Version],
-                        ) -> list[tuple[Version, types.CodeType]]:
-        """``chain`` (oldest first) compiled, cut below the newest version that does not compile."""
-        compiled: list[tuple[Version, types.CodeType]] = []
-        for version in reversed(chain):
-            try:
-                compiled.append((version, self.swapper.compile(target, version.source,
-                                                               version.id)))
-            except SwapError as exc:
-                self.log.warning("restore_chain_cut", target=target, version=version.id,
-                                 error=str(exc))
-                break
-        return compiled[::-1]
-
-    def _current_base_sha(self, target: str) -> str | None:
+    def current_base_sha(self, target: str) -> str | None:
         try:
             return sha256_text(self.swapper.original_source(target))
         except (TargetError, SwapError):
@@ -425,12 +387,12 @@ class Daemon:
                 continue
             if cooling_down(self.progress.cooldown.get(spot.target), now):
                 continue
-            if (spot.target, self._current_version(spot.target)) in self.progress.tried:
+            if (spot.target, self.current_version(spot.target)) in self.progress.tried:
                 continue
             return spot
         return None
 
-    def _current_version(self, target: str) -> str:
+    def current_version(self, target: str) -> str:
         installed = self.swapper.active().get(target)
         return installed.version if installed else "original"
 
@@ -448,7 +410,7 @@ class Daemon:
 
     def run_cycle(self, spot: HotSpot) -> CycleReport:
         self.budget.record(self.clock())
-        key = (spot.target, self._current_version(spot.target))
+        key = (spot.target, self.current_version(spot.target))
         if self.progress.throughput_before is None and self.workload is not None:
             stats = self.workload.stats()
             self.progress.throughput_before = stats.throughput if stats else None
@@ -478,7 +440,7 @@ class Daemon:
         for kind, count in report.tokens.items():
             self.metrics.llm_cycle_tokens.labels(kind.removesuffix("_tokens")).inc(count)
         self.metrics.improvement_compute.set(
-            self._compute_totals()["improvements_per_compute_second"])
+            compute_totals(self.progress.cycles)["improvements_per_compute_second"])
         self.progress.last_cycle = {"target": report.target, "outcome": report.outcome,
                                     "reason": report.reason, "seconds": report.seconds,
                                     "finished_at": self.wall()}
@@ -542,136 +504,6 @@ class Daemon:
         if value > current:
             counter.inc(value - current)
 
-    def status(self) -> dict[str, Any]:
-        policy = self.policy()
-        stats = self.workload.stats() if self.workload is not None else None
-        return {
-            "running": True,
-            "pid": os.getpid(),
-            "state_dir": str(self.config.state_dir),
-            "paused": self.paused.is_set(),
-            "halted": self.halted,
-            "budget_halt": self.budget_halt.reason if self.budget_halt is not None else "",
-            "isolation": self.isolation.as_dict(),
-            "policy": {"version": policy.version, "sha256": policy.sha256,
-                       "path": str(self.config.policy or "<embedded>")},
-            "active": {t: i.version for t, i in self.swapper.active().items()},
-            "awaiting_approval": {v.id: v.target for v in self.ledger.history()
-                                  if v.status is VersionStatus.PROPOSED
-                                  and v.evidence.get("awaiting_approval")
-                                  and v.id not in self.approving},
-            "approving": {vid: target for vid, (target, _) in list(self.approving.items())},
-            "cycles": len(self.progress.cycles),
-            "last_cycle": self.progress.last_cycle,
-            "workload": asdict(stats) if stats else None,
-            "uptime_seconds": self.wall() - self.started_wall,
-        }
-
-    def _routes(self) -> dict[tuple[str, str], Any]:
-        def status(_: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-            return 200, self.status()
-
-        def pause(_: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-            self.paused.set()
-            return 200, {"paused": True}
-
-        def resume(_: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-            self.paused.clear()
-            return 200, {"paused": False}
-
-        def rollback(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-            version = body.get("id")
-            if not isinstance(version, str) or not version:
-                return 400, {"error": 'body must be {"id": "<version id or prefix>"}'}
-            return self.rollback(version, reason="operator")
-
-        def approve(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-            version = body.get("id")
-            if not isinstance(version, str) or not version:
-                return 400, {"error": 'body must be {"id": "<version id or prefix>"}'}
-            return self.approve(version)
-
-        return {("GET", "/status"): status, ("POST", "/pause"): pause,
-                ("POST", "/resume"): resume, ("POST", "/rollback"): rollback,
-                ("POST", "/approve"): approve}
-
-    def approve(self, version_prefix: str) -> tuple[int, dict[str, Any]]:
-        """Install a version that passed every check and waits for an operator's approval."""
-        try:
-            record = self.ledger.find(version_prefix)
-        except UnknownVersion as exc:
-            return 404, {"error": str(exc)}
-        vid, target = record.id, record.target
-        if record.status is not VersionStatus.PROPOSED or \
-                not record.evidence.get("awaiting_approval"):
-            return 409, {"error": f"version {vid[:12]} is {record.status}, not awaiting "
-                                  "approval; see `selfmod history`"}
-        if not self.in_scope(target):
-            return 409, {"error": f"{target} is no longer in the policy's scope; "
-                                  f"version {vid[:12]} was not installed"}
-        if self._current_base_sha(target) != record.base_sha:
-            return 409, {"error": f"the code of {target} changed since version {vid[:12]} was "
-                                  "judged; it was not installed"}
-        active = self.swapper.active()
-        budget = self.policy().budgets.active_patches
-        if len(active) >= budget and target not in active:
-            return 409, {"error": f"{budget} patches are already active (budgets.active_patches"
-                                  "); roll one back or raise the budget"}
-        if self.swapper.rollout_lock(target).locked() or vid in self.approving:
-            return 409, {"error": f"a version of {target} is being rolled out and watched "
-                                  "right now; try again once its canary is done"}
-        try:
-            code = self.swapper.compile(target, self.ledger.source(vid), vid)
-        except (SwapError, SnapshotError) as exc:
-            return 409, {"error": str(exc)}
-        thread = threading.Thread(target=self._roll_out_approved, args=(target, vid, code),
-                                  name="selfmod-approve", daemon=True)
-        self.approving[vid] = (target, thread)
-        thread.start()
-        return 202, {"approved": vid, "target": target,
-                     "next": "a short baseline on the live code, then the swap, watched by "
-                             "the canary; `selfmod status` shows it active once swapped"}
-
-    def _roll_out_approved(self, target: str, vid: str, code: types.CodeType) -> None:
-        """An approved version goes live like a cycle's: baseline, swap, canary, rollback."""
-        policy = self.policy()
-        canary = Canary(self.swapper, self.ledger, self.bus,
-                        CanaryLimits.from_policy(policy.canary),
-                        pure=is_pure(target, policy.invariants.pure), stop=self.stop_event,
-                        clock=self.clock)
-        try:
-            rollout = canary.roll_out(target, vid, code, {"approved": "operator"})
-        except Exception as exc:  # a failed approval must not take the daemon down
-            self.log.error("approval_failed", target=target, version=vid,
-                           error=f"{type(exc).__name__}: {exc}")
-            return
-        finally:
-            self.approving.pop(vid, None)
-            self.metrics.active_patches.set(len(self.swapper.active()))
-        if isinstance(rollout.verdict, Regressed):
-            self.progress.cooldown[target] = cooldown_until(
-                self.clock(), policy.budgets.cooldown_seconds)
-        elif rollout.installed is not None and self.profiler is not None:
-            self.profiler.reset()  # shares changed: rank again on the new code
-
-    def rollback(self, version_prefix: str, reason: str) -> tuple[int, dict[str, Any]]:
-        matches = [(t, i) for t, i in self.swapper.active().items()
-                   if version_prefix and i.version.startswith(version_prefix)]
-        if not matches:
-            return 404, {"error": f"no active version starts with {version_prefix!r}; "
-                                  "see `selfmod status`"}
-        if len(matches) > 1:
-            return 409, {"error": f"{version_prefix!r} is ambiguous; give more characters"}
-        target, installed = matches[0]
-        if not roll_back(self.swapper, self.ledger, self.bus, installed, reason):
-            return 409, {"error": f"version {installed.version[:12]} was rolled back meanwhile"}
-        self.metrics.active_patches.set(len(self.swapper.active()))
-        # the operator said no to this version: don't try again from the code now live
-        # (the version it replaced), which is what it was made from
-        self.progress.tried[(target, self._current_version(target))] = "rolled_back"
-        return 200, {"rolled_back": installed.version, "target": target,
-                     "restored": installed.previous_version}
-
     # -- shutdown ---------------------------------------------------------------------
 
     def request_stop(self, reason: str) -> None:
@@ -688,8 +520,7 @@ class Daemon:
     def shutdown(self) -> None:
         self._notify_stopping()
         self.stop_event.set()
-        for _, approval in list(self.approving.values()):
-            approval.join(10.0)  # the stop ends its canary at the next poll
+        self.operator.join(10.0)
         if self.watchdog is not None:
             self.watchdog.stop_and_join()
         if self.watcher is not None:
@@ -709,57 +540,18 @@ class Daemon:
         self.bus.publish(ev.DaemonStopped(self.exit_reason or "stopped"))
 
     def report(self) -> dict[str, Any]:
-        stats = self.workload.stats() if self.workload is not None else None
-        targets: dict[str, dict[str, Any]] = {}
-        for cycle in self.progress.cycles:
-            entry = targets.setdefault(cycle.target, {"target": cycle.target, "cycles": 0,
-                                                      "outcomes": [], "share": cycle.share})
-            entry["cycles"] += 1
-            entry["outcomes"].append(cycle.outcome)
-        return {
-            "format": REPORT_FORMAT,
-            "started_at": self.started_wall,
-            "finished_at": self.wall(),
-            "exit_reason": self.exit_reason,
-            "state_dir": str(self.config.state_dir),
-            "policy": {"version": self.policy().version, "sha256": self.policy().sha256},
-            "cycles": [
-                {"target": c.target, "share": round(c.share, 4), "outcome": c.outcome,
-                 "reason": c.reason, "parent": c.parent, "seconds": round(c.seconds, 3),
-                 "corpus_calls": c.corpus_calls, "swapped": c.swapped,
-                 "compute_seconds": {k: round(v, 3) for k, v in c.compute_seconds.items()},
-                 "tokens": c.tokens, "corrections": c.corrections}
-                for c in self.progress.cycles],
-            "compute": self._compute_totals(),
-            "targets": list(targets.values()),
-            "candidates": [
-                {"target": c.target, **asdict(o)} for c in self.progress.cycles
-                for o in c.candidates],
-            "active": {t: i.version for t, i in self.swapper.active().items()},
-            "workload": {
-                "throughput_before": self.progress.throughput_before,
-                "throughput_after": stats.throughput if stats else None,
-                "oracle_checks": stats.oracle_checks if stats else None,
-                "oracle_mismatches": stats.oracle_mismatches if stats else None,
-            },
-        }
-
-    def _compute_totals(self) -> dict[str, float]:
-        """Improvements per unit of compute: the seed's KPI, for the report and the gauge."""
-        cycles = self.progress.cycles
-        seconds = sum(sum(c.compute_seconds.values()) for c in cycles)
-        tokens = sum(sum(c.tokens.values()) for c in cycles)
-        improvements = sum(1 for c in cycles if c.swapped)
-        return {"seconds": round(seconds, 3), "tokens": tokens, "improvements": improvements,
-                "improvements_per_compute_second": improvements / seconds if seconds else 0.0,
-                "seconds_per_improvement": seconds / improvements if improvements else 0.0,
-                "tokens_per_improvement": tokens / improvements if improvements else 0.0}
+        """The run report (``--report``); see :mod:`daemon.report`."""
+        policy = self.policy()
+        return run_report(
+            self.progress.cycles, started_at=self.started_wall, finished_at=self.wall(),
+            exit_reason=self.exit_reason, state_dir=self.config.state_dir,
+            policy={"version": policy.version, "sha256": policy.sha256},
+            active={t: i.version for t, i in self.swapper.active().items()},
+            throughput_before=self.progress.throughput_before,
+            stats=self.workload.stats() if self.workload is not None else None)
 
     def write_report(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.report(), indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
+        write_report(path, self.report())
 
 
 def make_llm_client(config: DaemonConfig, metrics: Metrics | None = None) -> Any:
