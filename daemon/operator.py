@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import types
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -50,12 +51,12 @@ class Operator:
             daemon.paused.clear()
             return 200, {"paused": False}
 
-        def by_id(action: Any) -> Any:
+        def by_id(action: Callable[[str], Answer]) -> Callable[[dict[str, Any]], Answer]:
             def route(body: dict[str, Any]) -> Answer:
                 version = body.get("id")
                 if not isinstance(version, str) or not version:
                     return 400, {"error": _ID_BODY}
-                return action(version)  # type: ignore[no-any-return]
+                return action(version)
             return route
 
         return {("GET", "/status"): lambda _: (200, self.status()),
