@@ -9,14 +9,12 @@ import libcst.matchers as m
 
 from daemon.synthesis.rules import edit
 from daemon.synthesis.rules.analysis import Function
-from daemon.synthesis.rules.preconditions import confined, preceding_init, stored_within
+from daemon.synthesis.rules.preconditions import confined, local_init, stored_within
 from daemon.synthesis.rules.rule import ForLoopRule
 from daemon.synthesis.rules.shapes import (
-    assigned_name,
     movable,
     parenthesized,
     plain_for,
-    single_small,
     single_statement,
     target_names,
 )
@@ -71,13 +69,10 @@ class AppendToComprehension(ForLoopRule):
             return None
         clauses, element, receiver = chain
         name = receiver.value
-        init_at = preceding_init(fn, block, index, name)
-        if init_at is None or not fn.is_local(name) or fn.guarded(loop):
+        found_init = local_init(fn, block, index, name, m.List(elements=[]))
+        if found_init is None or fn.guarded(loop):
             return None
-        init = single_small(block.body[init_at])
-        bound = assigned_name(init)
-        if bound is None or not m.matches(bound[1], m.List(elements=[])):
-            return None
+        init_at, init = found_init
         reads = [r for r in fn.reads(name) if fn.within(r, loop)]
         if len(reads) != 1 or reads[0] is not receiver or stored_within(fn, name, loop):
             return None
@@ -101,14 +96,7 @@ class AppendToComprehension(ForLoopRule):
             else:
                 text += f" if {parenthesized(fn, clause.test)}"
         text += "]"
-        if isinstance(init, cst.AnnAssign):
-            new = edit.statement(fn, f"{name}: {fn.code(init.annotation.annotation)} = {text}")
-        else:
-            new = edit.statement(fn, f"{name} = {text}")
-        body = list(block.body)
-        edit.replace_at(body, index, new)
-        edit.remove_at(body, init_at)
-        return edit.replace_block(fn, block, body)
+        return edit.bind_instead(fn, block, index, init_at, init, name, text)
 
 
 def _chain(loop: cst.For) -> tuple[list[cst.For | cst.If], cst.BaseExpression, cst.Name] | None:

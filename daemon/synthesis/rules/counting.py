@@ -9,7 +9,7 @@ import libcst.matchers as m
 
 from daemon.synthesis.rules import edit
 from daemon.synthesis.rules.analysis import Function
-from daemon.synthesis.rules.preconditions import confined, preceding_init, stored_within
+from daemon.synthesis.rules.preconditions import confined, local_init, stored_within
 from daemon.synthesis.rules.rule import Rule
 from daemon.synthesis.rules.shapes import (
     assigned_name,
@@ -110,13 +110,10 @@ class DictGetCounting(Rule):
         if found is None:
             return None
         name, key = found
-        init_at = preceding_init(fn, block, index, name)
-        if init_at is None or not fn.is_local(name):
+        found_init = local_init(fn, block, index, name, m.Dict(elements=[]))
+        if found_init is None:
             return None
-        init = single_small(block.body[init_at])
-        bound = assigned_name(init)
-        if bound is None or not m.matches(bound[1], m.Dict(elements=[])):
-            return None
+        init_at, init = found_init
         if any(not fn.within(r, counting) for r in fn.reads(name) if fn.within(r, loop)) \
                 or stored_within(fn, name, loop):
             return None
@@ -144,14 +141,7 @@ class DictGetCounting(Rule):
             counted = (f"{parenthesized(fn, source, element=True)} for {fn.code(loop.target)}"
                        f" in {parenthesized(fn, loop.iter)}")
         value = f"dict(Counter({counted}))"
-        if isinstance(init, cst.AnnAssign):
-            new = edit.statement(fn, f"{name}: {fn.code(init.annotation.annotation)} = {value}")
-        else:
-            new = edit.statement(fn, f"{name} = {value}")
-        new_body = list(block.body)
-        edit.replace_at(new_body, index, new)
-        edit.remove_at(new_body, init_at)
-        return edit.replace_block(fn, block, new_body)
+        return edit.bind_instead(fn, block, index, init_at, init, name, value)
 
 
 def _counting(statement: cst.BaseStatement) -> tuple[str, cst.BaseExpression] | None:

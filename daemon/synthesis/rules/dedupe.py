@@ -9,13 +9,11 @@ import libcst.matchers as m
 
 from daemon.synthesis.rules import edit
 from daemon.synthesis.rules.analysis import Function
-from daemon.synthesis.rules.preconditions import preceding_init, stored_within
+from daemon.synthesis.rules.preconditions import local_init, stored_within
 from daemon.synthesis.rules.rule import ForLoopRule
 from daemon.synthesis.rules.shapes import (
-    assigned_name,
     is_pure,
     plain_for,
-    single_small,
     single_statement,
 )
 
@@ -79,11 +77,8 @@ class QuadraticDedupe(ForLoopRule):
         if not (m.matches(receiver, m.Name(name))
                 and fn.code(call.args[0].value) == fn.code(probe)):
             return None
-        init_at = preceding_init(fn, block, index, name)
-        if init_at is None or not fn.is_local(name) or not fn.is_builtin("set"):
-            return None
-        bound = assigned_name(single_small(block.body[init_at]))
-        if bound is None or not m.matches(bound[1], m.List(elements=[])):
+        if local_init(fn, block, index, name, m.List(elements=[])) is None or \
+                not fn.is_builtin("set"):
             return None
         reads = [r for r in fn.reads(name) if fn.within(r, loop)]
         if {id(r) for r in reads} != {id(listed), id(receiver)} or len(reads) != 2 \

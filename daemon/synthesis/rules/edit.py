@@ -81,6 +81,20 @@ def insert_before(body: list[cst.BaseStatement], at: int, new: cst.BaseStatement
     body.insert(at, with_leading(new, leading_lines(old)))
 
 
+def bind_instead(fn: Function, block: cst.IndentedBlock, index: int, init_at: int,
+                 init: cst.BaseSmallStatement, name: str, value: str) -> cst.Module:
+    """``block.body[index]`` becomes ``name = value`` and the initialisation at ``init_at``
+    goes; an annotation on the initialisation is kept on the new binding."""
+    if isinstance(init, cst.AnnAssign):
+        new = statement(fn, f"{name}: {fn.code(init.annotation.annotation)} = {value}")
+    else:
+        new = statement(fn, f"{name} = {value}")
+    body = list(block.body)
+    replace_at(body, index, new)
+    remove_at(body, init_at)
+    return replace_block(fn, block, body)
+
+
 def replace_block(fn: Function, block: cst.IndentedBlock,
                   body: Sequence[cst.BaseStatement]) -> cst.Module:
     replaced = fn.module.deep_replace(block, block.with_changes(body=list(body)))

@@ -9,14 +9,12 @@ import libcst.matchers as m
 
 from daemon.synthesis.rules import edit
 from daemon.synthesis.rules.analysis import Function
-from daemon.synthesis.rules.preconditions import confined, preceding_init
+from daemon.synthesis.rules.preconditions import confined, local_init
 from daemon.synthesis.rules.rule import ForLoopRule
 from daemon.synthesis.rules.shapes import (
-    assigned_name,
     movable,
     parenthesized,
     plain_for,
-    single_small,
     single_statement,
     target_names,
 )
@@ -79,13 +77,10 @@ class ManualSum(ForLoopRule):
         if found is None:
             return None
         name, item = found
-        init_at = preceding_init(fn, block, index, name)
-        if init_at is None or not fn.is_local(name):
+        found_init = local_init(fn, block, index, name, m.Integer("0"))
+        if found_init is None:
             return None
-        init = single_small(block.body[init_at])
-        bound = assigned_name(init)
-        if bound is None or not m.matches(bound[1], m.Integer("0")):
-            return None
+        init_at, init = found_init
         assert only is not None
         allowed_reads = {id(r) for r in fn.reads(name) if fn.within(r, only)}
         if any(fn.within(r, loop) and (id(r) not in allowed_reads or fn.within(r, item))
@@ -107,14 +102,7 @@ class ManualSum(ForLoopRule):
             guard = f" if {parenthesized(fn, condition)}" if condition is not None else ""
             value = (f"sum({parenthesized(fn, item, element=True)} for {fn.code(loop.target)}"
                      f" in {parenthesized(fn, loop.iter)}{guard})")
-        if isinstance(init, cst.AnnAssign):
-            new = edit.statement(fn, f"{name}: {fn.code(init.annotation.annotation)} = {value}")
-        else:
-            new = edit.statement(fn, f"{name} = {value}")
-        body = list(block.body)
-        edit.replace_at(body, index, new)
-        edit.remove_at(body, init_at)
-        return edit.replace_block(fn, block, body)
+        return edit.bind_instead(fn, block, index, init_at, init, name, value)
 
 
 def _accumulation(small: object) -> tuple[str, cst.BaseExpression] | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import libcst as cst
+import libcst.matchers as m
 
 from daemon.synthesis.rules.analysis import Function
 from daemon.synthesis.rules.shapes import assigned_name, escaping_jump, single_small, target_names
@@ -139,6 +140,24 @@ def preceding_init(fn: Function, block: cst.IndentedBlock, index: int,
         if fn.mentions(statement, name) or escaping_jump(statement):
             return None
     return None
+
+
+def local_init(fn: Function, block: cst.IndentedBlock, index: int, name: str,
+               value: m.BaseMatcherNode) -> tuple[int, cst.BaseSmallStatement] | None:
+    """The statement before ``block.body[index]`` that binds the local ``name`` to ``value``.
+
+    Returns its index in ``block.body`` and the assignment itself, or None when
+    ``name`` is not a local of the function, its last binding is not found by
+    :func:`preceding_init`, or the value bound there does not match ``value``.
+    """
+    at = preceding_init(fn, block, index, name)
+    if at is None or not fn.is_local(name):
+        return None
+    init = single_small(block.body[at])
+    bound = assigned_name(init)
+    if init is None or bound is None or not m.matches(bound[1], value):
+        return None
+    return at, init
 
 
 def last_binding(fn: Function, block: cst.IndentedBlock, index: int,
