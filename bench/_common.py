@@ -100,6 +100,26 @@ def write_result(data: dict[str, Any], results: Path = RESULTS) -> Path:
 
 # -- statistics -------------------------------------------------------------------------
 
+def pyplot() -> Any | None:
+    """matplotlib's pyplot on the file-only Agg backend, or None without the `bench` extra."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+def save_figure(plt: Any, fig: Any, path: os.PathLike[str]) -> bool:
+    """Lay out ``fig``, write it to ``path`` and free it; True, for the plot's caller."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
 def bootstrap_ci(values: Sequence[float], confidence: float = 0.95, resamples: int = 10_000,
                  seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean (few pairs: a t-interval would assume more)."""

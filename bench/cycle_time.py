@@ -20,7 +20,16 @@ import sys
 import time
 from typing import Any
 
-from bench._common import RESULTS, demo_converged, metric, progress, result, write_result
+from bench._common import (
+    RESULTS,
+    demo_converged,
+    metric,
+    progress,
+    pyplot,
+    result,
+    save_figure,
+    write_result,
+)
 
 NAME = "cycle_time"
 TARGET_SECONDS = 20.0
@@ -32,12 +41,8 @@ def _median(values: list[float]) -> float | None:
 
 
 def _plot(cycles: list[dict[str, Any]], median: float | None, path: os.PathLike[str]) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     fig, ax = plt.subplots(figsize=(8, 4))
     xs = range(len(cycles))
@@ -59,10 +64,7 @@ def _plot(cycles: list[dict[str, Any]], median: float | None, path: os.PathLike[
     title = f"Synthesis cycles on the demo (median of judged cycles {median} s)"
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
+    return save_figure(plt, fig, path)
 
 
 def main() -> int:

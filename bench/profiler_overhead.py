@@ -34,7 +34,9 @@ from bench._common import (
     metric,
     paired_ratios,
     progress,
+    pyplot,
     result,
+    save_figure,
     write_result,
 )
 from daemon.config import load_config
@@ -78,12 +80,8 @@ def sample_cost(profiler: Profiler, n: int) -> float:
 
 
 def _plot(blocks: list[dict[str, Any]], loss: float, path: os.PathLike[str]) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for on, colour, label in ((False, "tab:blue", "profiler off"),
@@ -95,10 +93,7 @@ def _plot(blocks: list[dict[str, Any]], loss: float, path: os.PathLike[str]) -> 
     ax.set_ylabel("demo throughput (lines/s)")
     ax.set_title(f"Profiler overhead: mean paired loss {loss:+.2%} (target <= {TARGET:.0%})")
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
+    return save_figure(plt, fig, path)
 
 
 def main() -> int:

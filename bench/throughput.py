@@ -39,7 +39,9 @@ from bench._common import (
     metric,
     paired_ratios,
     progress,
+    pyplot,
     result,
+    save_figure,
     write_result,
 )
 from daemon.config import load_config
@@ -130,12 +132,8 @@ def recheck(converged: Converged, seeds: list[int]) -> dict[str, Any]:
 
 
 def _plot(runs: dict[str, dict[str, Any]], path: os.PathLike[str]) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 3.5), squeeze=False)
     for ax, (label, run) in zip(axes[0], runs.items(), strict=True):
@@ -149,10 +147,7 @@ def _plot(runs: dict[str, dict[str, Any]], path: os.PathLike[str]) -> bool:
         ax.set_xlabel("block (in run order)")
         ax.set_ylabel("lines/s")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
+    return save_figure(plt, fig, path)
 
 
 def main() -> int:

@@ -33,8 +33,10 @@ from bench._common import (
     Converged,
     metric,
     progress,
+    pyplot,
     result,
     run_daemon,
+    save_figure,
     workdir,
     write_result,
 )
@@ -116,12 +118,8 @@ def check(converged: Converged, cases: dict[str, list[tuple[Any, ...]]]) -> dict
 
 
 def _plot(functions: dict[str, dict[str, Any]], path: os.PathLike[str]) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     names = list(functions)
     speedups = [functions[n].get("speedup") or 1.0 for n in names]
@@ -139,10 +137,7 @@ def _plot(functions: dict[str, dict[str, Any]], path: os.PathLike[str]) -> bool:
     ax.set_xlim(0, max(speedups) * 1.8)
     ax.set_xlabel("speedup on unseen inputs (grey: left unchanged, with the daemon's reason)")
     ax.set_title("Unseen slow functions after one daemon run", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
+    return save_figure(plt, fig, path)
 
 
 def main() -> int:
