@@ -19,11 +19,14 @@ from pathlib import Path
 import psutil
 import pytest
 
-from envelope.isolation import Isolation, probe_isolation
+from envelope.isolation import Isolation
 from envelope.sandbox import LimitsError, Sandbox, SandboxLimits, ShadowJob
 from invariants.accept import Accepted, decide
 from invariants.report import ShadowReport
 from snapshots.corpus import CallRecord, Corpus, write_corpus
+from tests.invariants.shadowkit import check_clean
+
+pytestmark = pytest.mark.usefixtures("no_leaked_children")
 
 TARGET_MODULE = '''
 def total(xs):
@@ -39,11 +42,6 @@ def unique_words(words):
 
 FAST = "def total(xs):\n    return sum(xs)\n"
 QUICK = SandboxLimits(cpu_seconds=10, memory_mb=512, wall_seconds=20)
-
-
-@pytest.fixture(scope="module")
-def isolation() -> Isolation:
-    return probe_isolation()
 
 
 @pytest.fixture
@@ -65,18 +63,7 @@ def workspace(tmp_path: Path) -> Iterator[Path]:
         sys.modules.pop("sbx_target", None)
     (tmp_path / "shadows").mkdir()
     yield tmp_path
-    assert list((tmp_path / "shadows").iterdir()) == [], "a shadow's tmp dir was left behind"
-    leftovers = [p.pid for p in psutil.process_iter(["cmdline"])
-                 if str(tmp_path) in " ".join(p.info["cmdline"] or ())]
-    assert leftovers == [], "a shadow process outlived its run"
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_children() -> Iterator[None]:
-    before = {child.pid for child in psutil.Process().children(recursive=True)}
-    yield
-    after = {child.pid for child in psutil.Process().children(recursive=True)}
-    assert after <= before, "the sandbox left a child process (or zombie) behind"
+    check_clean(tmp_path)
 
 
 def write(path: Path, target: str, fn: object, calls: list[object]) -> None:

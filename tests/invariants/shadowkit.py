@@ -92,8 +92,3 @@ def check_clean(root: Path) -> None:
     leftovers = [p.pid for p in psutil.process_iter(["cmdline"])
                  if str(root) in " ".join(p.info["cmdline"] or ())]
     assert leftovers == [], "a shadow process outlived its run"
-
-
-def child_pids() -> set[int]:
-    """This process's children (zombies included), to compare before and after a test."""
-    return {child.pid for child in psutil.Process().children(recursive=True)}

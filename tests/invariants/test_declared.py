@@ -6,8 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from envelope.isolation import Isolation, probe_isolation
-from tests.invariants.shadowkit import Workspace, check_clean, child_pids, make_workspace
+from envelope.isolation import Isolation
+from tests.invariants.shadowkit import Workspace, check_clean, make_workspace
+
+pytestmark = pytest.mark.usefixtures("no_leaked_children")
 
 TARGETS = '''
 DEFAULTS = {"unit": "ms"}
@@ -50,11 +52,6 @@ SUM = "def total(xs):\n    return sum(xs)\n"
 
 
 @pytest.fixture(scope="module")
-def isolation() -> Isolation:
-    return probe_isolation()
-
-
-@pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     root = tmp_path_factory.mktemp("declared")
     space = make_workspace(root, "declared_targets", TARGETS, {"declared_checks.py": CHECKS})
@@ -62,13 +59,6 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     space.record("total", [([1, 2, 3],), ([4, 5],), ([],)])
     yield space
     check_clean(root)
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_children() -> Iterator[None]:
-    before = child_pids()
-    yield
-    assert child_pids() <= before, "the sandbox left a child process (or zombie) behind"
 
 
 def test_a_predicate_sees_what_the_comparison_cannot(workspace: Workspace,

@@ -6,10 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from envelope.isolation import Isolation, probe_isolation
+from envelope.isolation import Isolation
 from invariants.accept import Rejected, decide
 from invariants.properties import IMPURE_NOTE
-from tests.invariants.shadowkit import Workspace, check_clean, child_pids, make_workspace
+from tests.invariants.shadowkit import Workspace, check_clean, make_workspace
+
+pytestmark = pytest.mark.usefixtures("no_leaked_children")
 
 TARGETS = '''
 def dedupe(items):
@@ -51,11 +53,6 @@ SLOW_WHEN_LONG = ("def total(xs):\n"
 
 
 @pytest.fixture(scope="module")
-def isolation() -> Isolation:
-    return probe_isolation()
-
-
-@pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     root = tmp_path_factory.mktemp("properties")
     space = make_workspace(root, "property_targets", TARGETS)
@@ -64,13 +61,6 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     yield space
     check_clean(root)
     assert not (root / ".hypothesis").exists()
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_children() -> Iterator[None]:
-    before = child_pids()
-    yield
-    assert child_pids() <= before, "the sandbox left a child process (or zombie) behind"
 
 
 def test_a_candidate_wrong_only_off_the_corpus_is_a_property_mismatch(

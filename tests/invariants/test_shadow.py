@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 
-from envelope.isolation import Isolation, probe_isolation
+from envelope.isolation import Isolation
 from invariants.accept import Rejected, decide
-from tests.invariants.shadowkit import Workspace, check_clean, child_pids, make_workspace
+from tests.invariants.shadowkit import Workspace, check_clean, make_workspace
+
+pytestmark = pytest.mark.usefixtures("no_leaked_children")
 
 TARGETS = '''
 def total(xs):
@@ -109,11 +111,6 @@ PITFALLS = [
 
 
 @pytest.fixture(scope="module")
-def isolation() -> Isolation:
-    return probe_isolation()
-
-
-@pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     root = tmp_path_factory.mktemp("pitfalls")
     space = make_workspace(root, "pitfall_targets", TARGETS)
@@ -121,13 +118,6 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
         space.record(name, calls)
     yield space
     check_clean(root)
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_children() -> Iterator[None]:
-    before = child_pids()
-    yield
-    assert child_pids() <= before, "the sandbox left a child process (or zombie) behind"
 
 
 @pytest.mark.parametrize(("target", "source", "kind"),
