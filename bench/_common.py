@@ -283,7 +283,7 @@ class Converged:
     def __init__(self, state_dir: Path) -> None:
         from daemon.ledger import Ledger
         from daemon.swap import SwapManager
-        from daemon.targets import sha256_text
+        from invariants.targets import sha256_text
 
         ledger = Ledger.reader(state_dir)
         self.swapper = SwapManager()

@@ -1,6 +1,6 @@
 """The real gate for benchmarks: corpora recorded from the demo, then static gate, shadow, decide.
 
-:func:`record_demo_corpora` runs :class:`daemon.demo.workload.DemoWorkload` and
+:func:`record_demo_corpora` runs :class:`demo.workload.DemoWorkload` and
 records each target with :class:`daemon.recorder.Recorder`, the way
 ``daemon.cycle.Cycle._corpus`` does, into a corpus directory. :class:`Gate` puts
 one candidate through what ``Cycle._judge`` does before storing a version:
@@ -18,11 +18,10 @@ from typing import Any
 
 from bench._common import ROOT, progress
 from daemon.config import CycleConfig
-from daemon.demo import logstats
-from daemon.demo.workload import DemoWorkload
 from daemon.recorder import Recorder, RecordingLimits
-from daemon.targets import original_source, sha256_text
 from daemon.verification import job_checks
+from demo import logstats
+from demo.workload import DemoWorkload
 from envelope.isolation import Isolation, probe_isolation
 from envelope.policy import Policy, load_policy
 from envelope.sandbox import Sandbox, SandboxLimits, ShadowJob
@@ -30,6 +29,7 @@ from envelope.static import Rejected as StaticRejected
 from envelope.static import check_candidate
 from invariants.accept import Accepted, decide
 from invariants.report import ShadowReport
+from invariants.targets import original_source, sha256_text
 from snapshots.corpus import Corpus, corpus_path, write_corpus
 
 POLICY_FILE = ROOT / "config" / "envelope.yaml"
@@ -165,11 +165,11 @@ def probe_equivalence(target: str, source: str, corpus: Corpus, *, examples: int
     import pickle
     import time
 
-    from daemon.targets import Target, compile_function, make_function, resolve
     from invariants.compare import compare_outcomes
     from invariants.render import call_repr
     from invariants.replay import call
     from invariants.strategies import call_strategy, generate_inputs
+    from invariants.targets import Target, compile_function, make_function, resolve
 
     original = resolve(Target.parse(target))
     mutant = make_function(compile_function(source, original, filename="<mutant>"), original)

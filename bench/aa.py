@@ -30,8 +30,8 @@ from typing import Any
 
 from bench._common import metric, progress, result, workdir, write_result
 from bench._gate import Gate, default_policy, demo_targets, record_demo_corpora
-from daemon.demo.workload import DemoWorkload
-from daemon.targets import original_source
+from demo.workload import DemoWorkload
+from invariants.targets import original_source
 
 NAME = "aa"
 BOUND = 0.05

@@ -1,6 +1,6 @@
 """``python -m bench.mutation``: the share of wrong versions of the demo targets the gate rejects.
 
-Every function of ``daemon/demo/logstats.py`` is mutated (see
+Every function of ``demo/logstats.py`` is mutated (see
 :mod:`bench._mutants`: swapped operators and comparisons, off-by-one and changed
 constants, dropped branches and statements, reordered statements), and each
 mutant goes through the real gate: the static gate, the jailed shadow on a corpus
@@ -51,7 +51,7 @@ from bench._gate import (
 )
 from bench._mutants import Mutant, mutants
 from daemon.metrics import mutation_score_gauge
-from daemon.targets import original_source
+from invariants.targets import original_source
 
 NAME = "mutation"
 TARGET_SCORE = 0.95

@@ -40,8 +40,8 @@ from bench._common import (
     write_result,
 )
 from daemon.config import load_config
-from daemon.demo.workload import DemoWorkload
 from daemon.profiler import Profiler
+from demo.workload import DemoWorkload
 from envelope.policy import DEFAULT_POLICY, load_policy
 
 NAME = "profiler_overhead"

@@ -111,7 +111,7 @@ def _window(items: Any, workers_prefix: str) -> dict[str, Any]:
 def child_demo(out: Path) -> None:
     """The demo alone, as the daemon would host it."""
     from daemon.config import load_config
-    from daemon.demo.workload import DemoWorkload
+    from demo.workload import DemoWorkload
 
     cfg = load_config(CONFIG).workload
     workload = DemoWorkload(seed=cfg.seed, workers=cfg.threads, oracle_every=cfg.oracle_every)

@@ -44,14 +44,14 @@ from daemon.canary import Canary, CanaryLimits, Passed, Regressed, Watch
 from daemon.ledger import Ledger
 from daemon.swap import SwapManager
 from daemon.synthesis.base import Candidate
-from daemon.targets import sha256_text
 from envelope.policy import DEFAULT_POLICY
+from invariants.targets import sha256_text
 from snapshots import Snapshots
 from tests.daemon.fixtures import canary_targets
 from tests.daemon.fixtures.canary_targets import THREE_TIMES_SLOWER, WRONG_ON_FIVE_PERCENT
 
 NAME = "swap"
-DEMO_TARGET = "daemon.demo.logstats:dedupe_sessions"
+DEMO_TARGET = "demo.logstats:dedupe_sessions"
 # The canary tests' targets and planted faulty versions, measured here as they are tested.
 CHECKSUM = f"{canary_targets.__name__}:checksum"
 WEIGH = f"{canary_targets.__name__}:weigh"
@@ -71,7 +71,7 @@ def _quantile(values: list[float], q: float) -> float:
 
 def swap_pause() -> dict[str, Any]:
     """Install and roll back the demo's hot target under its own two-thread workload."""
-    from daemon.demo.workload import DemoWorkload
+    from demo.workload import DemoWorkload
 
     swapper = SwapManager()
     workload = DemoWorkload(seed=1, workers=2, oracle_every=5, on_mismatch=lambda *_: None)

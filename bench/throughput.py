@@ -45,8 +45,8 @@ from bench._common import (
     write_result,
 )
 from daemon.config import load_config
-from daemon.demo import logstats, oracle
-from daemon.demo.workload import (
+from demo import logstats, oracle
+from demo.workload import (
     DEFAULT_ORACLE_EVERY,
     DEFAULT_POOL_SIZE,
     DEFAULT_WORKERS,

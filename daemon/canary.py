@@ -45,11 +45,11 @@ from daemon import events as ev
 from daemon.errors import SwapError
 from daemon.ledger import Ledger
 from daemon.swap import Installed, SwapManager
-from daemon.targets import make_function
 from envelope.policy import Canary as CanaryPolicy
 from invariants.compare import RAISE, RETURN, Outcome, compare_outcomes, exception_message
 from invariants.compare import exception_name as _exception_name
 from invariants.render import safe_repr
+from invariants.targets import make_function
 from snapshots.crash import crash_point
 
 LATENCY = "canary_latency"

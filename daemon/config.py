@@ -3,7 +3,8 @@
 What candidates may do, and what counts as better, is the *policy*
 (``envelope.yaml``, :mod:`envelope.policy`); this file is about the process:
 state directory, ports, sampling rate, the hosted workload. Every field has an
-embedded default, so ``selfmod run`` with no file runs the demo.
+embedded default except the workload: ``workload.app`` (or ``--app``) names
+it, and the shipped ``config/selfmod.yaml`` names the bundled demo.
 
 Relative paths in the file are resolved against the file's directory, except
 ``state_dir``, which is resolved against the working directory (so that a
@@ -61,10 +62,8 @@ class CycleConfig(_Section):
 
 
 class WorkloadConfig(_Section):
-    app: str | None = None  # MOD:CALLABLE; None runs the bundled demo
-    threads: int = Field(2, ge=1, le=64)
-    seed: int = 1234
-    oracle_every: int = Field(5, ge=1)
+    app: str | None = None  # MOD:CALLABLE; config/selfmod.yaml names the bundled demo
+    options: dict[str, Any] = Field(default_factory=dict)  # keyword arguments for the app
 
 
 class LLMConfig(_Section):

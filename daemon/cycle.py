@@ -26,7 +26,6 @@ from daemon.profiler import HotSpot
 from daemon.recorder import Recorder, RecordingLimits
 from daemon.swap import SwapManager
 from daemon.synthesis.base import Candidate, Feedback, ProposalRequest, Proposer
-from daemon.targets import TargetError, sha256_text
 from daemon.verification import evidence_checks, job_checks
 from envelope.policy import Policy
 from envelope.sandbox import Sandbox, ShadowJob
@@ -34,6 +33,7 @@ from envelope.static import Rejected as StaticRejected
 from envelope.static import check_candidate
 from invariants.accept import Accepted, decide
 from invariants.report import ShadowReport
+from invariants.targets import TargetError, sha256_text
 from snapshots.corpus import Corpus, CorpusError, corpus_path, read_corpus, write_corpus
 
 

@@ -194,6 +194,7 @@ class OracleMismatch(Event):
     kind = "oracle_mismatch"
     function: str
     detail: str
+    count: int = 1  # mismatches since the last event (the app is polled)
 
 
 Handler = Callable[[Event], None]

@@ -44,15 +44,15 @@ from daemon.report import compute_totals, run_report, write_report
 from daemon.restart import reapply
 from daemon.swap import SwapManager
 from daemon.synthesis.base import Proposer
-from daemon.targets import TargetError, sha256_text
 from daemon.verification import coverage
-from daemon.workload import AppHost, DemoHost, Workload
+from daemon.workload import AppHost, MismatchWatcher, Workload
 from envelope.errors import PolicyError
 from envelope.integrity import IntegrityMonitor, Violation
 from envelope.isolation import probe_isolation
 from envelope.policy import DEFAULT_POLICY, Policy, load_policy
 from envelope.sandbox import Sandbox, SandboxLimits
 from envelope.watcher import PolicyWatcher
+from invariants.targets import TargetError, sha256_text
 from snapshots import Snapshots
 
 
@@ -126,6 +126,7 @@ class Daemon:
         self._rules: Proposer = RulesProposer()
         self._llm: Proposer | None = None
         self.workload: Workload | None = None
+        self._workload_watch: MismatchWatcher | None = None
         self.profiler: Profiler | None = None
         self.integrity: IntegrityMonitor | None = None
         self.watcher: PolicyWatcher | None = None
@@ -202,10 +203,10 @@ class Daemon:
 
     def in_scope(self, target: str) -> bool:
         if self.options.scope:
-            from daemon.targets import in_scope
+            from invariants.targets import in_scope
 
             return in_scope(target, self.options.scope, self.policy().scope.exclude)
-        return self.policy().in_scope(target)
+        return self.policy().in_scope(target, app_scope(self.config.workload.app))
 
     def _policy_hashes(self) -> tuple[str, str]:
         with self._policy_lock:
@@ -239,6 +240,9 @@ class Daemon:
         self.restore()
         self.workload = self._make_workload()
         self.workload.start()
+        self._workload_watch = MismatchWatcher(self.workload, self._oracle_mismatch,
+                                               on_error=self._thread_error)
+        self._workload_watch.start()
         self.profiler = Profiler(self.in_scope, hz=self.config.profiler.hz,
                                  window_seconds=self.config.profiler.window_seconds,
                                  clock=self.clock, on_error=self._thread_error)
@@ -303,14 +307,14 @@ class Daemon:
         return max(bounds) + 10.0  # margin for the work around the stage itself
 
     def _make_workload(self) -> Workload:
-        if self.config.workload.app:
-            return AppHost(self.config.workload.app)
-        return DemoHost(seed=self.config.workload.seed, threads=self.config.workload.threads,
-                        oracle_every=self.config.workload.oracle_every,
-                        on_mismatch=self._oracle_mismatch, clock=self.clock)
+        if not self.config.workload.app:
+            raise ConfigError("no workload to host: pass --app MODULE:CALLABLE or set "
+                              "workload.app in the config (config/selfmod.yaml hosts the "
+                              "bundled demo)")
+        return AppHost(self.config.workload.app, self.config.workload.options)
 
-    def _oracle_mismatch(self, function: str, detail: str) -> None:
-        self.bus.publish(ev.OracleMismatch(function, detail))
+    def _oracle_mismatch(self, count: int, function: str, detail: str) -> None:
+        self.bus.publish(ev.OracleMismatch(function, detail, count))
 
     def _thread_error(self, exc: BaseException) -> None:
         self.log.error("thread_error", error=f"{type(exc).__name__}: {exc}")
@@ -525,7 +529,7 @@ class Daemon:
             self.watchdog.stop_and_join()
         if self.watcher is not None:
             self.watcher.stop()
-        for thread in (self.profiler, self.integrity):
+        for thread in (self.profiler, self.integrity, self._workload_watch):
             if thread is not None:
                 thread.stop_and_join()
         if self.workload is not None:
@@ -552,6 +556,14 @@ class Daemon:
 
     def write_report(self, path: Path) -> None:
         write_report(path, self.report())
+
+
+def app_scope(app: str | None) -> tuple[str, ...]:
+    """The default scope for a hosted app: its own top-level package, nothing else."""
+    if not app:
+        return ()
+    package = app.partition(":")[0].split(".")[0]
+    return (f"{package}:*", f"{package}.*:*")
 
 
 def make_llm_client(config: DaemonConfig, metrics: Metrics | None = None) -> Any:

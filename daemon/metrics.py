@@ -172,8 +172,8 @@ class Metrics:
                 self.policy_reloads.labels("error").inc()
             case ev.IntegrityViolation():
                 self.integrity_violations.inc()
-            case ev.OracleMismatch():
-                self.oracle_mismatches.inc()
+            case ev.OracleMismatch(count=count):
+                self.oracle_mismatches.inc(count)
             case ev.CorpusRecorded(calls=calls, skipped=skipped):
                 self.recorded_calls.inc(calls)
                 for reason, count in skipped.items():

@@ -33,7 +33,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 
-from daemon.threads import StoppableThread
+from envelope.threads import StoppableThread
 
 
 class NotifyError(ValueError):

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from daemon.errors import SwapError
-from daemon.targets import make_function
+from invariants.targets import make_function
 
 Handler = Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Any]
 

@@ -20,7 +20,7 @@ import types
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from daemon.threads import StoppableThread
+from envelope.threads import StoppableThread
 
 _MAX_DEPTH = 64
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from daemon.errors import SwapError
 from daemon.probe import Handler, Probe
-from daemon.targets import Target, compile_function, original_source, resolve
+from invariants.targets import Target, compile_function, original_source, resolve
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,21 @@
-"""The hosted workload: the bundled demo, or the user's own ``MOD:CALLABLE``.
+"""The hosted workload: the user's own ``MOD:CALLABLE`` (the bundled demo is one such app).
 
-A user's callable runs in a daemon-owned thread. If it accepts one argument it
-is given a :class:`threading.Event` that is set on shutdown, and it should return
-soon after; otherwise it runs until the process exits (the thread is a daemon
-thread, so it never holds the process up).
+The contract an app follows (the README's "Hosting your own app" says the same):
+
+- ``workload.app`` names a callable; ``workload.options`` (a mapping in
+  ``selfmod.yaml``) is passed to it as keyword arguments.
+- If it takes one positional argument it is given a :class:`threading.Event`
+  that is set on shutdown, and it should return soon after; otherwise it runs
+  until the process exits (the thread is a daemon thread, so it never holds
+  the process up).
+- If the callable has a ``stats()`` method (or attribute) returning a mapping,
+  the daemon polls it for the counters it exports: ``items``, ``throughput``
+  (items per second), ``errors``, ``batches``, ``oracle_checks``,
+  ``oracle_mismatches`` and ``last_mismatch`` (``{"function", "detail"}``);
+  every key is optional. Apps without it export no workload metrics.
+
+The daemon never imports an app's package by name: the bundled demo is found
+through ``config/selfmod.yaml`` like any user's app.
 """
 
 from __future__ import annotations
@@ -11,12 +23,12 @@ from __future__ import annotations
 import importlib
 import inspect
 import threading
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from daemon.errors import ConfigError
+from envelope.threads import StoppableThread
 
 
 @dataclass(frozen=True)
@@ -27,6 +39,20 @@ class WorkloadStats:
     oracle_checks: int = 0
     oracle_mismatches: int = 0
     batches: int = 0  # units of work attempted; errors counts those that raised
+    last_mismatch: tuple[str, str] | None = None  # (function, detail) of the latest
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> WorkloadStats:
+        """Read an app's ``stats()`` mapping; unknown keys are ignored, missing ones are 0."""
+        last = data.get("last_mismatch")
+        mismatch = None
+        if isinstance(last, Mapping):
+            mismatch = (str(last.get("function", "")), str(last.get("detail", "")))
+        return cls(items=int(data.get("items", 0)), throughput=float(data.get("throughput", 0.0)),
+                   errors=int(data.get("errors", 0)),
+                   oracle_checks=int(data.get("oracle_checks", 0)),
+                   oracle_mismatches=int(data.get("oracle_mismatches", 0)),
+                   batches=int(data.get("batches", 0)), last_mismatch=mismatch)
 
 
 class Workload(Protocol):
@@ -41,54 +67,36 @@ class Workload(Protocol):
     def stats(self) -> WorkloadStats | None: ...
 
 
-class DemoHost:
-    """The bundled access-log analytics service, with its live oracle."""
-
-    name = "demo"
-
-    def __init__(self, *, seed: int, threads: int, oracle_every: int,
-                 on_mismatch: Callable[[str, str], None],
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        from daemon.demo.workload import DemoWorkload
-
-        self._demo = DemoWorkload(seed=seed, workers=threads, oracle_every=oracle_every,
-                                  clock=clock, on_mismatch=on_mismatch)
-
-    def start(self) -> None:
-        self._demo.start()
-
-    def stop(self) -> None:
-        self._demo.stop()
-
-    def join(self, timeout: float) -> bool:
-        return self._demo.join(timeout)
-
-    def stats(self) -> WorkloadStats:
-        s = self._demo.snapshot()
-        return WorkloadStats(s.items, s.throughput, s.errors, s.oracle_checks, s.mismatches,
-                             s.batches)
+def load_app(spec: str) -> Callable[..., Any]:
+    """The callable named by ``MODULE:CALLABLE``; a :class:`ConfigError` says what is wrong."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(f"--app {spec!r}: expected MODULE:CALLABLE, e.g. shop.app:main")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ConfigError(f"--app {spec!r}: cannot import {module_name!r}: {exc}") from exc
+    target: Any = module
+    for part in attr.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            raise ConfigError(f"--app {spec!r}: {module_name} has no attribute {attr!r}")
+    if not callable(target):
+        raise ConfigError(f"--app {spec!r}: {attr} is not callable")
+    return target  # type: ignore[no-any-return]
 
 
 class AppHost:
-    """A user's ``MOD:CALLABLE`` run in a thread."""
+    """An app's ``MOD:CALLABLE`` run in a thread, with its options and its counters."""
 
-    def __init__(self, spec: str) -> None:
-        module_name, sep, attr = spec.partition(":")
-        if not sep or not module_name or not attr:
-            raise ConfigError(f"--app {spec!r}: expected MODULE:CALLABLE, e.g. shop.app:main")
-        try:
-            module = importlib.import_module(module_name)
-        except Exception as exc:
-            raise ConfigError(f"--app {spec!r}: cannot import {module_name!r}: {exc}") from exc
-        target: Any = module
-        for part in attr.split("."):
-            target = getattr(target, part, None)
-            if target is None:
-                raise ConfigError(f"--app {spec!r}: {module_name} has no attribute {attr!r}")
-        if not callable(target):
-            raise ConfigError(f"--app {spec!r}: {attr} is not callable")
+    def __init__(self, spec: str, options: Mapping[str, Any] | None = None) -> None:
         self.name = spec
-        self._callable: Callable[..., Any] = target
+        self._callable = load_app(spec)
+        self._options = dict(options or {})
+        self._stats: Callable[[], Any] | None = None
+        stats = getattr(self._callable, "stats", None)
+        if callable(stats):
+            self._stats = stats
         self._stop = threading.Event()
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="selfmod-app", daemon=True)
@@ -105,9 +113,9 @@ class AppHost:
     def _run(self) -> None:
         try:
             if self._wants_stop_event():
-                self._callable(self._stop)
+                self._callable(self._stop, **self._options)
             else:
-                self._callable()
+                self._callable(**self._options)
         except BaseException as exc:  # the app's failure is reported, not re-raised here
             self.error = exc
 
@@ -122,4 +130,40 @@ class AppHost:
         return not self._thread.is_alive()
 
     def stats(self) -> WorkloadStats | None:
-        return None
+        """The app's counters, or None when it exports none (or they cannot be read)."""
+        if self._stats is None:
+            return None
+        try:
+            data = self._stats()
+        except Exception:  # an app's broken counter must not break the daemon's gauges
+            return None
+        if not isinstance(data, Mapping):
+            return None
+        try:
+            return WorkloadStats.from_mapping(data)
+        except (TypeError, ValueError):
+            return None
+
+
+class MismatchWatcher(StoppableThread):
+    """Turns a rise in the app's ``oracle_mismatches`` into events, as it happens.
+
+    Polled in its own thread because the main loop is busy for a whole cycle,
+    and a mismatch during a canary window is exactly what an operator must see.
+    """
+
+    def __init__(self, workload: Workload, publish: Callable[[int, str, str], None], *,
+                 interval: float = 0.5,
+                 on_error: Callable[[BaseException], None] | None = None) -> None:
+        super().__init__(name="selfmod-workload-watch", interval=interval, on_error=on_error)
+        self._workload = workload
+        self._publish = publish
+        self._seen = 0
+
+    def step(self) -> None:
+        stats = self._workload.stats()
+        if stats is None or stats.oracle_mismatches <= self._seen:
+            return
+        new, self._seen = stats.oracle_mismatches - self._seen, stats.oracle_mismatches
+        function, detail = stats.last_mismatch or ("", "results differ")
+        self._publish(new, function or "unknown", detail)

@@ -1,8 +1,8 @@
 """Integrity: checksums of selfmod's own code and of the policy in force.
 
-At start the monitor hashes every ``.py`` file of the daemon's packages (the
-demo's oracle reads ``daemon/demo/logstats.py``, so it is covered too) and
-remembers the policy's hash. It checks again every ``interval`` seconds; a
+At start the monitor hashes every ``.py`` file of selfmod's packages (a hosted
+app's files are the app's own business: the demo's oracle checks its copy's
+hash itself) and remembers the policy's hash. It checks again every ``interval`` seconds; a
 mismatch is reported once per file through ``on_violation`` — the daemon writes
 an audit record, raises a metric and halts synthesis while the workload keeps
 running. A file that changes is a violation even if it changes back: the
@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from daemon.threads import StoppableThread
+from envelope.threads import StoppableThread
 
 PACKAGES = ("daemon", "envelope", "invariants", "snapshots")
 

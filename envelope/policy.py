@@ -41,9 +41,9 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
-from daemon import targets
+from envelope.denylist import FORBIDDEN_MODULES, MODULES_STRIPPED
 from envelope.errors import PolicyError, PolicyIssue
-from envelope.static import FORBIDDEN_MODULES
+from invariants import targets
 
 MAX_POLICY_BYTES: Final = 1 << 20  # a policy is a page of YAML; more is a mistake
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -70,7 +70,7 @@ def _allowed_module(value: str) -> str:
     if not _DOTTED.match(value):
         raise ValueError(f"{value!r} is not a module name; write a dotted name such as 'math'")
     top = value.partition(".")[0]
-    if top in FORBIDDEN_MODULES or top.lstrip("_") in {m.lstrip("_") for m in FORBIDDEN_MODULES}:
+    if top in FORBIDDEN_MODULES or top.lstrip("_") in MODULES_STRIPPED:
         raise ValueError(f"module {top!r} is forbidden by the static gate and can never be "
                          "allowed; remove it")
     return value
@@ -118,8 +118,9 @@ def _is_section(model: type[BaseModel], key: object) -> bool:
 
 
 class Scope(_Section):
-    include: Globs = ("daemon.demo.logstats:*",)
-    """Target globs (module:qualname) the daemon may change."""
+    include: Globs = ()
+    """Target globs (module:qualname) the daemon may change; empty means the hosted
+    app's own top-level package (``shop.app:main`` gives ``shop:*`` and ``shop.*:*``)."""
     exclude: Globs = ()
     """Target globs never changed, even when included."""
 
@@ -292,9 +293,13 @@ class PolicyDocument(_Section):
     properties: Properties = Properties()
     invariants: Invariants = Invariants()
 
-    def in_scope(self, target: str) -> bool:
-        """Whether the policy lets the daemon change ``target`` (never a protected module)."""
-        return targets.in_scope(target, self.scope.include, self.scope.exclude)
+    def in_scope(self, target: str, default_include: tuple[str, ...] = ()) -> bool:
+        """Whether the policy lets the daemon change ``target`` (never a protected module).
+
+        ``default_include`` stands in for an empty ``scope.include``.
+        """
+        include = self.scope.include or default_include
+        return targets.in_scope(target, include, self.scope.exclude)
 
     def needs_approval(self, target: str) -> bool:
         """Whether an accepted version of ``target`` waits for an operator's approval."""

@@ -30,9 +30,9 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
-from daemon.threads import StoppableThread
 from envelope.errors import PolicyError
 from envelope.policy import Policy, load_policy
+from envelope.threads import StoppableThread
 
 # Opening and closing without writing are what our own reads produce; reacting to
 # them would reload forever.

@@ -30,7 +30,7 @@ HARNESS_MODULES: tuple[str, ...] = (
     "operator", "os", "os.path", "pathlib", "pickle", "posixpath", "re", "time", "types",
     "uuid", "_thread", "_io", "_json", "_pickle", "_collections", "_functools", "posix",
 )
-HARNESS_PREFIXES: tuple[str, ...] = ("invariants", "daemon.targets", "snapshots")
+HARNESS_PREFIXES: tuple[str, ...] = ("invariants", "invariants.targets", "snapshots")
 
 
 def harness_modules(extra: Iterable[str] = ()) -> list[types.ModuleType]:

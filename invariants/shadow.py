@@ -36,7 +36,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from daemon.targets import Target, TargetError, compile_function, make_function, resolve
 from invariants.bench import Batch, paired_benchmark
 from invariants.declared import InvariantLoadError, invariant_observer, load_predicates
 from invariants.finish import make_finisher
@@ -50,6 +49,7 @@ from invariants.replay import (
     ReplayResult,
     replay,
 )
+from invariants.targets import Target, TargetError, compile_function, make_function, resolve
 from invariants.tripwire import Tripwire
 from snapshots.corpus import CorpusError, read_corpus
 

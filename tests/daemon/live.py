@@ -27,11 +27,26 @@ import psutil
 SELFMOD = [sys.executable, "-m", "daemon.cli"]
 
 
+DEMO_APP = "demo.workload:main"
+DEMO_SCOPE = "demo.logstats:*"
+
+
+def with_demo(args: list[str]) -> list[str]:
+    """``args`` hosting the bundled demo (and its target module) unless they name an app."""
+    if "--app" in args:
+        return args
+    extra = ["--app", DEMO_APP]
+    if "--scope" not in args and "--config" not in args:
+        extra += ["--scope", DEMO_SCOPE]
+    return [*args, *extra]
+
+
 class LiveDaemon:
     """A ``selfmod run`` subprocess whose JSON log lines are collected as they arrive."""
 
     def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
         environ = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        args = with_demo(args)
         self.proc = subprocess.Popen([*SELFMOD, "run", *args], cwd=cwd, env=environ,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True)
@@ -120,7 +135,7 @@ def seed_version(state_dir: Path, target: str, note: str, *, awaiting_approval: 
     from daemon.ledger import Ledger
     from daemon.swap import SwapManager
     from daemon.synthesis.base import Candidate
-    from daemon.targets import sha256_text
+    from invariants.targets import sha256_text
     from snapshots import Snapshots
 
     original = SwapManager().original_source(target)

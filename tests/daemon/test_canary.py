@@ -31,8 +31,8 @@ from daemon.canary import (
 from daemon.ledger import Ledger
 from daemon.swap import SwapManager
 from daemon.synthesis.base import Candidate
-from daemon.targets import sha256_text
 from envelope.policy import DEFAULT_POLICY
+from invariants.targets import sha256_text
 from snapshots import Snapshots
 from snapshots.versions import VersionStatus
 from tests.daemon.fixtures import canary_targets

@@ -4,17 +4,19 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import DaemonConfig, load_config
+from daemon.config import DaemonConfig, WorkloadConfig, load_config
 from daemon.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_shipped_config_equals_embedded_defaults_but_for_the_policy_path():
-    """config/selfmod.yaml documents the defaults; it only adds the watched policy file."""
+    """config/selfmod.yaml documents the defaults; it only adds the policy file and the demo."""
     shipped = load_config(ROOT / "config" / "selfmod.yaml")
     assert shipped.policy == ROOT / "config" / "envelope.yaml"
-    assert shipped.model_copy(update={"policy": None}) == DaemonConfig()
+    assert shipped.workload.app == "demo.workload:main"
+    assert shipped.model_copy(update={"policy": None, "workload": WorkloadConfig()}) == \
+        DaemonConfig()
 
 
 def test_errors_name_file_line_and_column(tmp_path):

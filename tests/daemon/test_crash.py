@@ -26,7 +26,7 @@ import pytest
 from snapshots.crash import CRASH_ENV, CRASH_EXIT_STATUS, DAEMON_POINTS
 from tests.daemon.live import SELFMOD, LiveDaemon, cli, seed_version
 
-SCOPE = ["daemon.demo.logstats:dedupe_sessions", "daemon.demo.logstats:unique_visitors"]
+SCOPE = ["demo.logstats:dedupe_sessions", "demo.logstats:unique_visitors"]
 
 # The state a crash at each point must leave, relative to the version being swapped in
 # (swap.*) or rolled back (rollback.*): writing state.json is the commit point.

@@ -22,10 +22,10 @@ from daemon.ledger import Ledger
 from daemon.profiler import HotSpot
 from daemon.swap import SwapManager
 from daemon.synthesis.base import Candidate, ProposalRequest
-from daemon.targets import sha256_text
 from envelope.isolation import Isolation, probe_isolation
 from envelope.policy import Policy, parse_policy
 from envelope.sandbox import Sandbox, SandboxLimits
+from invariants.targets import sha256_text
 from snapshots import Snapshots
 from snapshots.corpus import CallRecord, Corpus, corpus_path, write_corpus
 from tests.daemon.fixtures import sample

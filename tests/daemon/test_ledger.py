@@ -11,7 +11,7 @@ import pytest
 
 from daemon.ledger import Ledger
 from daemon.synthesis.base import Candidate
-from daemon.targets import sha256_text
+from invariants.targets import sha256_text
 from snapshots import Snapshots, mark, verify_file
 from snapshots.versions import VersionStatus
 from tests.daemon.live import SELFMOD

@@ -14,7 +14,7 @@ from tests.daemon.live import LiveDaemon, cli
 
 pytestmark = pytest.mark.slow
 
-SCOPE = ["daemon.demo.logstats:dedupe_sessions", "daemon.demo.logstats:unique_visitors"]
+SCOPE = ["demo.logstats:dedupe_sessions", "demo.logstats:unique_visitors"]
 
 
 @pytest.fixture(scope="module")

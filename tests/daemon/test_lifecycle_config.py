@@ -25,7 +25,7 @@ def test_sighup_reloads_the_config_file(tmp_path):
     config = tmp_path / "selfmod.yaml"
     config.write_text("version: 1\ncycle: {interval_seconds: 0.5}\n")
     daemon = LiveDaemon(["--config", str(config), "--state-dir", str(tmp_path / "s"),
-                     "--metrics-port", "0", "--scope", "daemon.demo.logstats:percentile"],
+                     "--metrics-port", "0", "--scope", "demo.logstats:percentile"],
                     tmp_path)
     daemon.wait_for("metrics_listening", 60)
     config.write_text("version: 1\ncycle: {interval_seconds: 2.0}\nworkload: {seed: 99}\n")

@@ -21,9 +21,9 @@ from tests.daemon.live import SELFMOD, LiveDaemon, NotifyListener, cli, seed_ver
 
 pytestmark = pytest.mark.slow
 
-ACTIVE = "daemon.demo.logstats:top_k"  # restored at start, then rolled back
-WAITING = "daemon.demo.logstats:time_range"  # awaits approval, then approved
-SLOW = "daemon.demo.logstats:percentile"  # awaits approval; approved, the canary rolls it back
+ACTIVE = "demo.logstats:top_k"  # restored at start, then rolled back
+WAITING = "demo.logstats:time_range"  # awaits approval, then approved
+SLOW = "demo.logstats:percentile"  # awaits approval; approved, the canary rolls it back
 NO_CYCLES = "version: 1\ncycle:\n  warmup_seconds: 86400\n"  # the loop runs, no cycle starts
 
 
@@ -236,7 +236,7 @@ def test_pause_stops_cycles_and_resume_restarts_them(tmp_path: Path) -> None:
     state = tmp_path / "state"
     listener = NotifyListener()
     daemon = LiveDaemon(["--state-dir", str(state), "--metrics-port", "0", "--scope",
-                         "daemon.demo.logstats:*"], tmp_path,
+                         "demo.logstats:*"], tmp_path,
                         env={"NOTIFY_SOCKET": listener.path, "WATCHDOG_USEC": "1000000"})
     try:
         daemon.wait_for("cycle_started", 180)

@@ -13,8 +13,8 @@ from tests.daemon.live import LiveDaemon, NotifyListener, cli, fields, seed_vers
 
 pytestmark = pytest.mark.slow
 
-TARGET = "daemon.demo.logstats:top_k"
-SCOPE = ["daemon.demo.logstats:dedupe_sessions", "daemon.demo.logstats:unique_visitors"]
+TARGET = "demo.logstats:top_k"
+SCOPE = ["demo.logstats:dedupe_sessions", "demo.logstats:unique_visitors"]
 
 
 def test_ready_after_restore_status_per_cycle_watchdog_reload_and_stopping(

@@ -37,14 +37,14 @@ cycle: {warmup_seconds: 1.0, interval_seconds: 0.2, min_samples: 20}
 FIRST = """\
 version: 1
 scope:
-  include: ["daemon.demo.logstats:*"]
+  include: ["demo.logstats:*"]
 budgets:
   cycles_per_hour: 1
 """
 
 
 def second(excluded: str, version: int = 2) -> str:
-    return (f"version: {version}\nscope:\n  include: [\"daemon.demo.logstats:*\"]\n"
+    return (f"version: {version}\nscope:\n  include: [\"demo.logstats:*\"]\n"
             f"  exclude: [\"{excluded}\"]\nbudgets:\n  cycles_per_hour: 100\n")
 
 

@@ -11,7 +11,7 @@ from tests.daemon.live import LiveDaemon
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
-TARGET = "daemon.demo.logstats:dedupe_sessions"
+TARGET = "demo.logstats:dedupe_sessions"
 
 
 def _metric(text: str, name: str, labels: str = "") -> float:

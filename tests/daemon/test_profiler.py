@@ -4,20 +4,13 @@ import sys
 import threading
 
 from daemon.profiler import Profiler
-from daemon.targets import in_scope
+from invariants.targets import in_scope
+from tests.clock import FakeClock
 from tests.daemon.fixtures import hot
 
 
 def _scope(target: str) -> bool:
     return in_scope(target, ["tests.daemon.fixtures.hot:*"])
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_ranks_the_innermost_in_scope_function_of_a_busy_thread():
@@ -41,7 +34,7 @@ def test_ranks_the_innermost_in_scope_function_of_a_busy_thread():
 
 def test_samples_leave_the_window_and_reset_forgets():
     """Samples older than the window no longer count, and reset() empties the window."""
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     stop = threading.Event()
     ready = threading.Event()
     thread = threading.Thread(target=hot.outer, args=(stop, ready))

@@ -22,7 +22,7 @@ from tests.tooling import ensure_tool
 pytestmark = pytest.mark.slow
 
 ALERTS = Path(__file__).resolve().parents[2] / "config" / "prometheus" / "alerts.yml"
-SCOPE = ["daemon.demo.logstats:dedupe_sessions", "daemon.demo.logstats:unique_visitors"]
+SCOPE = ["demo.logstats:dedupe_sessions", "demo.logstats:unique_visitors"]
 
 
 def _free_port() -> int:

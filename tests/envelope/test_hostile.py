@@ -36,12 +36,12 @@ from daemon.ledger import Ledger
 from daemon.profiler import HotSpot
 from daemon.swap import SwapManager
 from daemon.synthesis.base import Candidate, ProposalRequest
-from daemon.targets import sha256_text
-from daemon.threads import StoppableThread
 from envelope.isolation import Isolation, probe_isolation
 from envelope.policy import Policy, parse_policy
 from envelope.sandbox import Sandbox, SandboxLimits, ShadowJob
+from envelope.threads import StoppableThread
 from invariants.report import ShadowReport
+from invariants.targets import sha256_text
 from snapshots import Snapshots
 from tests.envelope.hostile import target
 from tests.envelope.hostile.cases import CASES, SHADOW, STATIC, Case

@@ -54,9 +54,12 @@ def fault(tmp_path: Path, text: str | bytes) -> PolicyError:
 
 
 def test_shipped_policy_loads_and_equals_the_defaults() -> None:
-    """config/envelope.yaml validates and says exactly what DEFAULT_POLICY embeds."""
+    """config/envelope.yaml validates and equals DEFAULT_POLICY but for the demo's scope."""
     policy = load_policy(SHIPPED)
-    assert policy.document() == DEFAULT_POLICY.document()
+    assert policy.scope.include == ("demo.logstats:*",)
+    demo_defaults = DEFAULT_POLICY.model_copy(
+        update={"scope": DEFAULT_POLICY.scope.model_copy(update={"include": ("demo.logstats:*",)})})
+    assert policy.document() == demo_defaults.document()
     assert policy.sha256 == hashlib.sha256(SHIPPED.read_bytes()).hexdigest()
     assert policy.source == str(SHIPPED)
     assert policy.version == 1
@@ -318,13 +321,14 @@ def test_protected_targets_are_never_in_scope(target: str) -> None:
 
 
 def test_scope_includes_and_excludes() -> None:
-    """Include globs admit targets and exclude globs win over them; the demo is a target."""
+    """Include globs admit targets, exclude globs win; an empty include is the app's."""
     policy = parse_policy("version: 1\nscope: {include: ['*'], exclude: ['shop.admin:*']}\n",
                           "<test>")
     assert policy.in_scope("shop.pricing:Cart.total")
     assert not policy.in_scope("shop.admin:reset")
-    assert DEFAULT_POLICY.in_scope("daemon.demo.logstats:percentile")
     assert not DEFAULT_POLICY.in_scope("shop.pricing:Cart.total")
+    assert DEFAULT_POLICY.in_scope("shop.pricing:Cart.total", ("shop.*:*",))
+    assert not policy.in_scope("shop.admin:reset", ("shop.*:*",))
 
 
 def test_approval_globs() -> None:

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from daemon.targets import Target, compile_function, resolve
 from invariants.replay import UNREPRODUCIBLE, CodeSwitch, replay
+from invariants.targets import Target, compile_function, resolve
 from invariants.tripwire import Tripwire
 from snapshots.corpus import CallRecord
 

@@ -14,19 +14,9 @@ from hypothesis import strategies as st
 
 from snapshots import AuditError, AuditLog, AuditTampered, verify_chain, verify_file
 from snapshots.audit import GENESIS, REPAIRED_KIND, canonical_json, make_record, record_hash
+from tests.clock import FakeClock
 
 from .factories import chain_lines
-
-
-class FakeClock:
-    """A clock that advances one second per reading."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        self.now += 1.0
-        return self.now
 
 
 def edited(line: str, **changes: object) -> str:
@@ -43,7 +33,7 @@ def forged(seq: int, prev: str) -> str:
 
 def test_appended_records_form_a_verifiable_chain(tmp_path: Path) -> None:
     """Appended records count from 1, link each to the previous hash and verify."""
-    with AuditLog(tmp_path / "audit.log", clock=FakeClock()) as log:
+    with AuditLog(tmp_path / "audit.log", clock=FakeClock(tick=1.0)) as log:
         records = [log.append("note", {"n": n}) for n in range(5)]
         assert log.verify().ok
         assert log.verify().records == 5
@@ -204,7 +194,7 @@ def test_torn_tail_is_repaired_on_open(tmp_path: Path) -> None:
     fragment = '{"v":1,"seq":4,"ts":99.5,"prev":"12'
     path.write_text("".join(lines) + fragment, encoding="utf-8")
     assert verify_file(path).torn_tail
-    with AuditLog(path, clock=FakeClock()) as log:
+    with AuditLog(path, clock=FakeClock(tick=1.0)) as log:
         repaired = log.repaired
         assert repaired is not None
         assert (repaired.seq, repaired.kind) == (4, REPAIRED_KIND)

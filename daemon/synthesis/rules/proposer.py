@@ -13,7 +13,7 @@ from daemon.synthesis.base import Candidate, ProposalRequest
 from daemon.synthesis.rules.analysis import CONSUMERS, analyse_source
 from daemon.synthesis.rules.catalogue import CATALOGUE
 from daemon.synthesis.rules.rule import Rule
-from daemon.targets import sha256_text
+from invariants.targets import sha256_text
 
 ErrorHook = Callable[[str, BaseException], None]
 

@@ -25,25 +25,13 @@ from daemon.synthesis.llm import (
     LLMTimeout,
     LLMUnavailable,
 )
+from tests.clock import FakeClock
 from tests.daemon.llm.standin import MODELS, Reply, StandIn, chat_body
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 CONFIG = ClientConfig(base_url="http://127.0.0.1:9", model="stand-in", connect_timeout=1.0,
                       read_timeout=5.0, max_retries=2, backoff_base=0.5, backoff_max=8.0,
                       breaker_threshold=3, breaker_cooldown=30.0)
-
-
-class FakeClock:
-    """A monotonic clock that moves only when told to (or by a fake sleep)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Env:

@@ -236,17 +236,14 @@ def test_response_format_asks_for_the_schema() -> None:
     assert "maxLength" not in response_format()["json_schema"]["schema"]["properties"]["code"]
 
 
-LOGSTATS = Path(__file__).resolve().parents[3] / "daemon" / "demo" / "logstats.py"
+LOGSTATS = Path(__file__).resolve().parents[3] / "demo" / "logstats.py"
 
 
 def _demo_functions() -> list[str]:
-    if not LOGSTATS.exists():
-        return []
     tree = ast.parse(LOGSTATS.read_text())
     return [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
 
 
-@pytest.mark.skipif(not LOGSTATS.exists(), reason="the demo module is not in this checkout")
 @pytest.mark.parametrize("name", _demo_functions())
 def test_prompt_on_the_demo_targets(name: str) -> None:
     """Every demo function gets a prompt with its source, its helpers, and a stable prefix."""
@@ -254,7 +251,7 @@ def test_prompt_on_the_demo_targets(name: str) -> None:
     tree = ast.parse(module_source)
     node = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
     source = ast.get_source_segment(module_source, node) or ""
-    request = ProposalRequest(f"daemon.demo.logstats:{name}", source, module_source,
+    request = ProposalRequest(f"demo.logstats:{name}", source, module_source,
                               profile_share=0.2, allowed_imports=["collections", "heapq"])
     messages = build_messages(request)
     assert messages[0]["content"] == SYSTEM_PROMPT

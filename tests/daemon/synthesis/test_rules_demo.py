@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from daemon.demo import logstats
 from daemon.synthesis.base import ProposalRequest
 from daemon.synthesis.rules import RulesProposer
-from daemon.targets import compile_function, make_function, original_source
+from demo import logstats
+from invariants.targets import compile_function, make_function, original_source
 from tests.daemon.synthesis.outcomes import outcome
 
 # demo function -> the rules that must find something in it
@@ -89,7 +89,7 @@ BATCHES = [demo_arguments(log_lines(seed, size)) for seed, size in ((1, 300), (2
 def test_demo_function_gets_correct_candidates(name: str) -> None:
     """The expected rules fire on the demo function and each candidate matches the original."""
     function: types.FunctionType = getattr(logstats, name)
-    request = ProposalRequest(target=f"daemon.demo.logstats:{name}",
+    request = ProposalRequest(target=f"demo.logstats:{name}",
                               source=original_source(function),
                               module_source=inspect.getsource(logstats),
                               allowed_imports=("collections",))
@@ -106,7 +106,7 @@ def test_demo_function_gets_correct_candidates(name: str) -> None:
 
 def test_demo_process_batch_has_nothing_to_rewrite() -> None:
     """process_batch only calls the others; the rules leave it alone."""
-    request = ProposalRequest(target="daemon.demo.logstats:process_batch",
+    request = ProposalRequest(target="demo.logstats:process_batch",
                               source=inspect.getsource(logstats.process_batch),
                               allowed_imports=("collections",))
     assert RulesProposer().propose(request) == []

@@ -14,7 +14,7 @@ from daemon.synthesis.base import Candidate, ProposalRequest, Proposer
 from daemon.synthesis.rules import CATALOGUE, Rule, RulesProposer, rule_by_id
 from daemon.synthesis.rules.analysis import Function
 from daemon.synthesis.rules.manual_sum import ManualSum
-from daemon.targets import compile_function, make_function, original_source, sha256_text
+from invariants.targets import compile_function, make_function, original_source, sha256_text
 
 TARGET = "tests.daemon.synthesis.test_rules_proposer:summarise"
 FIXTURES = Path(__file__).parent / "fixtures"

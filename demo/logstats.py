@@ -8,7 +8,7 @@ The code is correct but written with the slow idioms real code has (quadratic
 deduplication, sorting repeated inside loops, string ``+=``, ``dict.get``
 counting, append loops, ``range(len(...))`` indexing), each in its plain
 textbook form so that the rule-based rewriter recognises it. Keep it that way:
-this file is the baseline the daemon improves on, and :mod:`daemon.demo.oracle`
+this file is the baseline the daemon improves on, and :mod:`demo.oracle`
 loads a frozen copy of it from disk.
 
 Everything is pure and exact: no state is changed, no I/O, no float is

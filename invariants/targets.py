@@ -1,8 +1,9 @@
 """Targets: naming, resolving and recompiling the functions selfmod may change.
 
-A target is ``module:qualname`` (``daemon.demo.logstats:percentile``,
-``shop.pricing:Cart.total``). This module is imported both by the daemon and by
-the shadow worker, so it depends on nothing but the standard library.
+A target is ``module:qualname`` (``demo.logstats:percentile``,
+``shop.pricing:Cart.total``). This module is imported by the daemon, the
+envelope's policy and the shadow worker, so it lives in the lowest layer that
+runs code and depends on nothing but the standard library.
 
 The unit of change is a function's code object. Installing a version means
 assigning a new ``__code__`` to the *existing* function object, which is what
@@ -24,9 +25,8 @@ import types
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-# The daemon's own code is never a target, whatever a policy says. The demo
-# workload lives inside the daemon package, so its one target module is the
-# single exception; its oracle is loaded under a name these patterns deny.
+# selfmod's own code is never a target, whatever a policy says; nor is anything
+# loaded under a ``selfmod_`` name (the demo's frozen oracle is).
 PROTECTED_MODULE_PATTERNS: tuple[str, ...] = (
     "daemon",
     "daemon.*",
@@ -38,7 +38,6 @@ PROTECTED_MODULE_PATTERNS: tuple[str, ...] = (
     "snapshots.*",
     "selfmod_*",
 )
-WORKLOAD_EXCEPTIONS: tuple[str, ...] = ("daemon.demo.logstats",)
 
 
 class TargetError(Exception):
@@ -71,9 +70,7 @@ class Target:
 
 
 def is_protected(module: str) -> bool:
-    """True when ``module`` belongs to selfmod itself (and is not the demo workload)."""
-    if module in WORKLOAD_EXCEPTIONS:
-        return False
+    """True when ``module`` belongs to selfmod itself."""
     return any(fnmatch.fnmatchcase(module, pattern) for pattern in PROTECTED_MODULE_PATTERNS)
 
 

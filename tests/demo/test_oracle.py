@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon import targets
-from daemon.demo import logstats, oracle
-from daemon.demo.workload import make_pool
+from demo import logstats, oracle
+from demo.workload import make_pool
+from invariants import targets
 
 PUBLIC = [name for name, obj in vars(logstats).items()
           if inspect.isfunction(obj) and obj.__module__ == logstats.__name__]

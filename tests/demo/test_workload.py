@@ -8,9 +8,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from daemon import targets
-from daemon.demo import logstats, oracle
-from daemon.demo.workload import DemoWorkload, generate_batch, make_pool
+from demo import logstats, oracle
+from demo.workload import DemoWorkload, generate_batch, make_pool
+from invariants import targets
+from tests.clock import FakeClock
 
 SMALL = {"batch_size": 200, "pool_size": 2}
 
@@ -40,14 +41,6 @@ def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached before the deadline")
         time.sleep(0.01)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_same_seed_same_batches() -> None:
@@ -97,7 +90,7 @@ def test_workload_runs_counts_and_stops(make_workload: MakeWorkload) -> None:
 
 def test_throughput_is_over_a_sliding_window(make_workload: MakeWorkload) -> None:
     """Throughput divides the items finished within the window by the window's length."""
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     workload = make_workload(seed=1, workers=1, clock=clock, window_seconds=10.0, **SMALL)
     assert workload.throughput() == 0.0
     workload.start()
@@ -115,7 +108,7 @@ def test_throughput_is_over_a_sliding_window(make_workload: MakeWorkload) -> Non
 
 def test_swapped_wrong_code_is_caught_by_the_oracle(make_workload: MakeWorkload) -> None:
     """A wrong __code__ swapped into a live function is counted, reported and named."""
-    live = targets.resolve(targets.Target.parse("daemon.demo.logstats:count_by_status"))
+    live = targets.resolve(targets.Target.parse("demo.logstats:count_by_status"))
     original_code = live.__code__
     batch = list(make_pool(seed=2, batches=1, size=200)[0])
     expected = oracle.oracle_process_batch(batch)
@@ -154,7 +147,7 @@ def test_swapped_wrong_code_is_caught_by_the_oracle(make_workload: MakeWorkload)
 
 def test_a_raising_swap_counts_as_error_and_mismatch(make_workload: MakeWorkload) -> None:
     """When live code raises, the batch is an error, and on a checked batch a mismatch."""
-    live = targets.resolve(targets.Target.parse("daemon.demo.logstats:time_range"))
+    live = targets.resolve(targets.Target.parse("demo.logstats:time_range"))
     original_code = live.__code__
     wrong = targets.compile_function("def time_range(records):\n    raise RuntimeError('x')\n",
                                      live, filename="<raising time_range>")

@@ -1,8 +1,8 @@
-"""Tests for daemon.targets: parsing, scope, resolution and in-place recompilation."""
+"""Tests for invariants.targets: parsing, scope, resolution and in-place recompilation."""
 
 import pytest
 
-from daemon.targets import (
+from invariants.targets import (
     Target,
     TargetError,
     compile_function,
@@ -27,10 +27,10 @@ def test_daemon_packages_are_never_in_scope():
     assert is_protected("daemon.cycle")
     assert is_protected("envelope.static")
     assert is_protected("selfmod_demo_oracle")
-    assert not is_protected("daemon.demo.logstats")
+    assert not is_protected("demo.logstats")
     assert not in_scope("daemon.cycle:Cycle.run", ["*"])
-    assert in_scope("daemon.demo.logstats:percentile", ["*"])
-    assert not in_scope("daemon.demo.logstats:percentile", ["*"], ["*:percentile"])
+    assert in_scope("demo.logstats:percentile", ["*"])
+    assert not in_scope("demo.logstats:percentile", ["*"], ["*:percentile"])
 
 
 def test_resolve_finds_methods_static_class_and_wrapped_functions():

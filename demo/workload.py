@@ -1,10 +1,10 @@
 """The bundled demo workload: access-log analytics running in worker threads.
 
 :class:`DemoWorkload` generates its input from a seed, keeps a few worker
-threads calling :func:`daemon.demo.logstats.process_batch` in a loop, counts
+threads calling :func:`demo.logstats.process_batch` in a loop, counts
 what they do, and every ``oracle_every``-th batch recomputes the result with
-the frozen oracle (:mod:`daemon.demo.oracle`) and compares the two. The daemon
-optimises ``daemon.demo.logstats`` underneath it; the counters show whether
+the frozen oracle (:mod:`demo.oracle`) and compares the two. The daemon
+optimises ``demo.logstats`` underneath it; the counters show whether
 that made the service faster, and the oracle whether it stayed correct.
 
 Input batches are generated once, up front, into a pool the workers cycle
@@ -22,8 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from daemon.demo import logstats, oracle
-from daemon.threads import StoppableThread
+from demo import logstats, oracle
 
 Clock = Callable[[], float]
 MismatchCallback = Callable[[str, str], None]
@@ -166,7 +165,7 @@ class DemoWorkload:
     ``clock`` is a monotonic clock in seconds, used for throughput only (joins
     wait in real time); ``on_mismatch(function_name, detail)`` is called from a
     worker thread for every oracle mismatch, naming the first ``logstats``
-    function found to differ (see :func:`daemon.demo.oracle.locate_mismatch`);
+    function found to differ (see :func:`demo.oracle.locate_mismatch`);
     ``on_error`` is called for every exception a live batch raises, and for any
     other exception in a worker step.
     """
@@ -308,13 +307,74 @@ class DemoWorkload:
             self._on_mismatch(function or "process_batch", detail or "results differ")
 
 
-class _Worker(StoppableThread):
-    """One workload thread: batch after batch until stopped."""
+class _Worker(threading.Thread):
+    """One workload thread: batch after batch until stopped.
+
+    An exception outside a live batch (a bug in the counters, say) is reported
+    through ``on_error`` and the worker goes on; the demo must keep serving.
+    """
 
     def __init__(self, workload: DemoWorkload, index: int) -> None:
-        super().__init__(name=f"demo-worker-{index}", interval=0.0,
-                         on_error=workload._on_error)
+        super().__init__(name=f"demo-worker-{index}", daemon=True)
         self._workload = workload
+        self.stopped = threading.Event()
 
-    def step(self) -> None:
-        self._workload._run_one()
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                self._workload._run_one()
+            except Exception as exc:
+                if self._workload._on_error is not None:
+                    self._workload._on_error(exc)
+
+
+class DemoApp:
+    """The demo as a hosted app: ``selfmod run --app demo.workload:main``.
+
+    It follows the contract any app can (see the README, "Hosting your own app"):
+    called with a stop event and the ``workload.options`` from ``selfmod.yaml``
+    as keyword arguments, it serves until the event is set; its ``stats()``
+    gives the counters the daemon exports as metrics, with the last oracle
+    mismatch so the daemon can say which function differed.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._workload: DemoWorkload | None = None
+        self._last_mismatch: tuple[str, str] | None = None
+
+    def __call__(self, stop: threading.Event, *, seed: int = 0,
+                 workers: int = DEFAULT_WORKERS,
+                 oracle_every: int = DEFAULT_ORACLE_EVERY) -> None:
+        workload = DemoWorkload(seed=seed, workers=workers, oracle_every=oracle_every,
+                                on_mismatch=self._mismatch)
+        with self._lock:
+            self._workload = workload
+        workload.start()
+        try:
+            stop.wait()
+        finally:
+            workload.stop()
+            workload.join(5.0)
+
+    def _mismatch(self, function: str, detail: str) -> None:
+        with self._lock:
+            self._last_mismatch = (function, detail)
+
+    def stats(self) -> dict[str, object] | None:
+        """The counters now, or None before the workload has started."""
+        with self._lock:
+            workload, last = self._workload, self._last_mismatch
+        if workload is None:
+            return None
+        s = workload.snapshot()
+        return {"items": s.items, "throughput": s.throughput, "errors": s.errors,
+                "batches": s.batches, "oracle_checks": s.oracle_checks,
+                "oracle_mismatches": s.mismatches,
+                "last_mismatch": {"function": last[0], "detail": last[1]} if last else None}
+
+
+main = DemoApp()

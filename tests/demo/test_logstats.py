@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.demo import logstats
-from daemon.demo.logstats import Record
+from demo import logstats
+from demo.logstats import Record
 
 LINE = ('203.0.113.7 - alice [2024-03-01T12:00:05Z] "GET /api/users/42/orders HTTP/1.1" '
         "200 5123 18234 sid=9f3a")

@@ -4,12 +4,12 @@ The daemon changes functions only in memory (it assigns new code objects to
 live function objects) and never writes source files, so the pristine
 implementation is always on disk. This module executes that file a second
 time into a separate module object named ``selfmod_demo_oracle``; the name
-matches a protected pattern in :mod:`daemon.targets`, so the oracle's
+matches a protected pattern in :mod:`invariants.targets`, so the oracle's
 functions can never become targets, and swapping code into
-``daemon.demo.logstats`` leaves them untouched.
+``demo.logstats`` leaves them untouched.
 
 :data:`ORACLE_SHA256` is the sha256 of the exact bytes that were executed (the
-same value :func:`daemon.targets.sha256_text` gives for the file's text), for
+same value :func:`invariants.targets.sha256_text` gives for the file's text), for
 the integrity checker to compare with the file as it is now.
 """
 
