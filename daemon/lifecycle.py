@@ -472,13 +472,7 @@ class Daemon:
 
     def _sandbox(self, policy: Policy) -> Sandbox:
         s = policy.sandbox
-        limits = SandboxLimits(cpu_seconds=s.cpu_seconds, memory_mb=s.memory_mb,
-                               file_size_mb=s.file_size_mb, open_files=s.open_files,
-                               processes=s.processes, wall_seconds=s.wall_seconds,
-                               output_bytes=s.output_bytes, result_bytes=s.result_bytes,
-                               require_network_namespace=s.require.network_namespace,
-                               require_mount_namespace=s.require.mount_namespace)
-        return Sandbox(limits, self.isolation, cancel=self.stop_event)
+        return Sandbox(SandboxLimits.from_policy(s), self.isolation, cancel=self.stop_event)
 
     # -- gauges and status ------------------------------------------------------------
 

@@ -1,8 +1,10 @@
 """Errors of the safety envelope, rooted in one class.
 
     EnvelopeError
-     └── PolicyError        a policy file cannot be used; names file, line, column
-                            and what to change
+     ├── PolicyError        a policy file cannot be used; names file, line, column
+     │                      and what to change
+     └── SandboxError       the sandbox is configured in a way it cannot run
+          └── LimitsError   a SandboxLimits value is out of range (also a ValueError)
 
 Stages of the envelope that judge candidates (the static gate, the shadow run)
 do not raise: they return ``Allowed | Rejected`` values. Exceptions are kept for
@@ -83,3 +85,11 @@ class PolicyError(EnvelopeError):
     def single(cls, source: str, problem: str, hint: str = "", *, line: int | None = None,
                column: int | None = None, location: str = "") -> PolicyError:
         return cls([PolicyIssue(source, problem, hint, line, column, location)])
+
+
+class SandboxError(EnvelopeError):
+    """Base of the sandbox's configuration errors (a run itself never raises)."""
+
+
+class LimitsError(SandboxError, ValueError):
+    """A :class:`~envelope.sandbox.SandboxLimits` value is out of range; names the field."""

@@ -44,6 +44,7 @@ from pydantic_core import ErrorDetails
 from envelope.denylist import FORBIDDEN_MODULES, MODULES_STRIPPED
 from envelope.errors import PolicyError, PolicyIssue
 from invariants import targets
+from invariants.job import LIMIT_BOUNDS
 
 MAX_POLICY_BYTES: Final = 1 << 20  # a policy is a page of YAML; more is a mistake
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -168,22 +169,28 @@ class IsolationRequirements(_Section):
     """Refuse to validate unless the shadow sees the code read-only."""
 
 
+def _limit(name: str) -> Any:
+    """A sandbox limit's field: default and range are the shadow's own (invariants.job)."""
+    default, low, high = LIMIT_BOUNDS[name]
+    return Field(default=default, ge=low, le=high)
+
+
 class SandboxPolicy(_Section):
-    cpu_seconds: int = Field(default=30, ge=1, le=3600)
+    cpu_seconds: int = _limit("cpu_seconds")
     """CPU time limit of a shadow process (RLIMIT_CPU)."""
-    memory_mb: int = Field(default=1024, ge=64, le=65536)
+    memory_mb: int = _limit("memory_mb")
     """Address-space limit of a shadow process in MiB (RLIMIT_AS)."""
-    file_size_mb: int = Field(default=8, ge=0, le=4096)
+    file_size_mb: int = _limit("file_size_mb")
     """Largest file a shadow process may write, MiB (RLIMIT_FSIZE)."""
-    open_files: int = Field(default=64, ge=16, le=65536)
+    open_files: int = _limit("open_files")
     """Open file descriptors of a shadow process (RLIMIT_NOFILE)."""
-    processes: int = Field(default=1, ge=1, le=1024)
+    processes: int = _limit("processes")
     """Processes a shadow may have (RLIMIT_NPROC); 1 means it cannot fork."""
     wall_seconds: float = Field(default=60.0, gt=0, le=3600)
     """Wall-clock deadline; the shadow's whole process group is killed after it."""
     output_bytes: int = Field(default=65536, ge=1024)
     """Cap on the shadow's captured stdout and stderr together."""
-    result_bytes: int = Field(default=4194304, ge=1024)
+    result_bytes: int = _limit("result_bytes")
     """Cap on the JSON report the shadow sends back."""
     require: IsolationRequirements = IsolationRequirements()
 

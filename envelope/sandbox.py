@@ -20,16 +20,12 @@ an ``impure`` target) and benchmarks, each further child replays only, and a
 candidate whose outcomes change with the seed is a mismatch ("depends on hash
 seed"). Declared invariants (``job.invariants``) are checked in every child.
 
-Errors (only raised for a bad configuration, never for a run)::
-
-    SandboxError
-     └── LimitsError   a SandboxLimits value is out of range
+Only a bad configuration raises (:class:`envelope.errors.LimitsError`), never a run.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import selectors
@@ -43,75 +39,69 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from envelope.errors import LimitsError, SandboxError
 from envelope.isolation import JAIL_FAILED, Isolation, jail_command
+from envelope.policy import SandboxPolicy
+from invariants.errors import ProtocolError
+from invariants.job import ShadowJob, ShadowLimits
 from invariants.report import Mismatch, ShadowReport, error_report, parse_child_report, tail
 
 CHILD_PATH = "/usr/local/bin:/usr/bin:/bin"
 REAP_SECONDS = 2.0  # how long to wait for a killed process group to disappear
 EXIT_GRACE = 1.0  # after the child exits, how long its pipes may stay open
+_POLICY = SandboxPolicy()  # the one set of defaults, the policy's
 
-
-class SandboxError(Exception):
-    """Base of the sandbox's configuration errors."""
-
-
-class LimitsError(SandboxError, ValueError):
-    """A :class:`SandboxLimits` value is out of range; the message names the field."""
+__all__ = ["LimitsError", "Sandbox", "SandboxError", "SandboxLimits", "ShadowJob"]
 
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    """Resource limits of one shadow process; the daemon fills them from the policy.
+    """Resource limits of one shadow process; :meth:`from_policy` fills them from the policy.
 
+    The first six are the child's own (:class:`invariants.job.ShadowLimits`, whose
+    defaults and bounds the policy shares); the rest bind the parent's side.
     ``processes`` becomes RLIMIT_NPROC, which the kernel does not enforce for
     root; when the daemon runs as root the PID namespace and the tripwire hold
     process creation instead. ``wall_seconds`` is the deadline of each child.
     """
 
-    cpu_seconds: int = 30
-    memory_mb: int = 1024
-    file_size_mb: int = 8
-    open_files: int = 64
-    processes: int = 1
-    wall_seconds: float = 60
-    output_bytes: int = 65536
-    result_bytes: int = 4 << 20
+    cpu_seconds: int = ShadowLimits.cpu_seconds
+    memory_mb: int = ShadowLimits.memory_mb
+    file_size_mb: int = ShadowLimits.file_size_mb
+    open_files: int = ShadowLimits.open_files
+    processes: int = ShadowLimits.processes
+    result_bytes: int = ShadowLimits.result_bytes
+    wall_seconds: float = _POLICY.wall_seconds
+    output_bytes: int = _POLICY.output_bytes
     require_network_namespace: bool = False
     require_mount_namespace: bool = False  # the code must be read-only in the jail
 
     def __post_init__(self) -> None:
-        for name in ("cpu_seconds", "memory_mb", "file_size_mb", "open_files", "processes",
-                     "output_bytes", "result_bytes"):
-            value = getattr(self, name)
-            if type(value) is not int or value < 1:
-                raise LimitsError(f"sandbox.{name} must be a positive integer, not {value!r}")
+        try:
+            self.shadow()
+        except ProtocolError as exc:
+            raise LimitsError(str(exc)) from exc
         if not self.wall_seconds > 0:
             raise LimitsError(f"sandbox.wall_seconds must be positive, not {self.wall_seconds!r}")
-        if self.open_files < 16:
-            raise LimitsError("sandbox.open_files below 16 leaves Python unable to start")
+        if type(self.output_bytes) is not int or self.output_bytes < 1:
+            raise LimitsError(f"sandbox.output_bytes must be a positive integer, "
+                              f"not {self.output_bytes!r}")
 
+    def shadow(self) -> ShadowLimits:
+        """The limits the child applies to itself."""
+        return ShadowLimits(cpu_seconds=self.cpu_seconds, memory_mb=self.memory_mb,
+                            file_size_mb=self.file_size_mb, open_files=self.open_files,
+                            processes=self.processes, result_bytes=self.result_bytes)
 
-@dataclass(frozen=True)
-class ShadowJob:
-    """One candidate to try against one recorded corpus."""
-
-    target: str
-    candidate_source: str
-    corpus_path: str
-    sys_path: tuple[str, ...]
-    repeats: int = 15
-    min_sample_seconds: float = 0.02
-    hash_seeds: tuple[int, int] = (0, 1)
-    bench_calls: int = 0  # time only the first N recorded calls (0: all); all are replayed
-    # Property checks (policy.properties, which the cycle passes on): generated inputs,
-    # drawn with a fixed seed, each allowed deadline_ms; none for impure targets
-    # (policy.invariants.impure). Off unless asked for: drawing them costs the child
-    # about a second of its CPU limit.
-    examples: int = 0
-    deadline_ms: int = 200
-    property_seed: int = 0
-    impure: bool = False
-    invariants: tuple[str, ...] = ()  # declared predicates (module:function) for this target
+    @classmethod
+    def from_policy(cls, policy: SandboxPolicy) -> SandboxLimits:
+        """The limits a policy's ``sandbox`` section sets (the only way the daemon builds them)."""
+        return cls(cpu_seconds=policy.cpu_seconds, memory_mb=policy.memory_mb,
+                   file_size_mb=policy.file_size_mb, open_files=policy.open_files,
+                   processes=policy.processes, wall_seconds=policy.wall_seconds,
+                   output_bytes=policy.output_bytes, result_bytes=policy.result_bytes,
+                   require_network_namespace=policy.require.network_namespace,
+                   require_mount_namespace=policy.require.mount_namespace)
 
 
 @dataclass
@@ -201,23 +191,11 @@ class Sandbox:
         return [*jail_command(self.isolation, str(tmpdir), self.python),
                 self.python, "-s", "-P", "-m", "invariants.shadow",
                 "--result-fd", str(result_fd), "--tmpdir", str(tmpdir), "--mode", mode,
-                "--cpu", str(limits.cpu_seconds), "--memory-mb", str(limits.memory_mb),
-                "--file-size-mb", str(limits.file_size_mb),
-                "--open-files", str(limits.open_files), "--processes", str(limits.processes),
-                "--result-bytes", str(limits.result_bytes)]
+                *limits.shadow().to_argv()]
 
     def _spawn_and_collect(self, job: ShadowJob, seed: int, mode: str, nonce: str,
                            tmpdir: Path) -> _Captured:
-        payload = json.dumps({
-            "nonce": nonce, "target": job.target, "candidate_source": job.candidate_source,
-            # The child runs in its own tmp dir: relative paths would point there.
-            "corpus_path": os.path.abspath(job.corpus_path),
-            "sys_path": [os.path.abspath(entry) for entry in job.sys_path],
-            "repeats": job.repeats, "min_sample_seconds": job.min_sample_seconds,
-            "bench_calls": job.bench_calls, "examples": job.examples,
-            "deadline_ms": job.deadline_ms, "property_seed": job.property_seed,
-            "impure": job.impure, "invariants": list(job.invariants),
-        }).encode("utf-8")
+        payload = job.to_json(nonce)
         env = {"PATH": CHILD_PATH, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
                "PYTHONHASHSEED": str(seed), "PYTHONDONTWRITEBYTECODE": "1"}
         read_fd, write_fd = os.pipe()

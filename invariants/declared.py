@@ -22,15 +22,12 @@ from collections.abc import Callable
 from typing import Any
 
 from invariants.compare import RAISE, Difference, Outcome, exception_message, exception_name
+from invariants.errors import InvariantLoadError
 from invariants.render import safe_repr
 from invariants.replay import Observer
 from invariants.tripwire import Tripwire
 
 Predicate = tuple[str, Callable[..., Any]]
-
-
-class InvariantLoadError(Exception):
-    """A declared predicate cannot be imported or is not callable; the message says which."""
 
 
 def load_predicates(names: list[str]) -> list[Predicate]:

@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from invariants.job import HASH_SEED_MAX
 from invariants.report import MAX_MISMATCHES, MAX_TEXT, REPORT_FORMAT
 
 Finisher = Callable[[str, Any, list[str]], NoReturn]
@@ -36,7 +37,7 @@ def make_finisher(fd: int, limit: int, sightings: list[Any]) -> Finisher:
     _fields, _format, _max_text, _max_mismatches = _FIELDS, REPORT_FORMAT, MAX_TEXT, MAX_MISMATCHES
     _memoryview, enumerate_ = memoryview, enumerate
     seed_text = os.environ.get("PYTHONHASHSEED", "")
-    seed = int(seed_text) if seed_text.isdigit() else 2**32 - 1
+    seed = int(seed_text) if seed_text.isdigit() else HASH_SEED_MAX
 
     def encode(value: Any, out: list[str], depth: int) -> bool:
         kind = _type(value)

@@ -25,6 +25,7 @@ from typing import Any
 
 from invariants.canonical import Uncomparable
 from invariants.compare import Difference, compare_outcomes
+from invariants.job import ShadowJob
 from invariants.render import call_repr
 from invariants.replay import (
     MAX_EVIDENCE,
@@ -133,7 +134,7 @@ IMPURE_NOTE = ("property checks skipped: the policy marks the target impure "
 SOURCE_CALLS = 200  # recorded calls the strategies are derived from
 
 
-def generated_inputs(job: dict[str, Any], func: Callable[..., Any],
+def generated_inputs(job: ShadowJob, func: Callable[..., Any],
                      records: Sequence[Any]) -> tuple[list[bytes], list[str]]:
     """The pickled inputs for ``job``'s property check, and notes on what was skipped.
 
@@ -141,12 +142,12 @@ def generated_inputs(job: dict[str, Any], func: Callable[..., Any],
     that runs no property check does not pay for it; a strategy built from the
     annotations that cannot draw falls back to the corpus alone.
     """
-    examples = int(job.get("examples", 0))
-    if job.get("impure"):
+    examples = job.examples
+    if job.impure:
         return [], [IMPURE_NOTE]
     if examples <= 0:
         return [], ["property checks skipped: the policy sets properties.examples to 0"]
-    seed = int(job.get("property_seed", 0))
+    seed = job.property_seed
     try:
         from invariants.strategies import call_strategy, generate_inputs
 

@@ -13,6 +13,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from invariants.job import HASH_SEED_MAX
+
 # History of REPORT_FORMAT (the child's JSON on the result pipe):
 #   1 — first format.
 #   2 — adds checks (which checks ran), examples (generated inputs compared) and notes
@@ -157,7 +159,7 @@ def _parse(data: bytes, nonce: str, max_bytes: int) -> ShadowReport:
         original_times=original,
         candidate_times=candidate,
         loops=_int(payload, "loops", 10**9),
-        hash_seeds_checked=(_int(payload, "hash_seed", 2**32 - 1),),
+        hash_seeds_checked=(_int(payload, "hash_seed", HASH_SEED_MAX),),
         audit_events=tuple(_event(item) for item in
                            _list(payload, "audit_events", MAX_EVENTS)),
         fingerprints=fingerprints,

@@ -2,8 +2,12 @@
 
 Started by :class:`envelope.sandbox.Sandbox` as::
 
-    python -s -P -m invariants.shadow --result-fd N --tmpdir DIR --cpu S --memory-mb M
-           --file-size-mb F --open-files N --processes N --result-bytes B --mode full|replay
+    python -s -P -m invariants.shadow --result-fd N --tmpdir DIR --mode full|replay
+           --cpu-seconds S --memory-mb M --file-size-mb F --open-files N --processes N
+           --result-bytes B
+
+(the limits options are :meth:`invariants.job.ShadowLimits.to_argv`; the job on
+stdin is :meth:`invariants.job.ShadowJob.to_json`)
 
 with an environment built from scratch by the parent (``PATH``, ``LANG``,
 ``PYTHONHASHSEED``, ``PYTHONDONTWRITEBYTECODE``). ``-s -P`` is ``-I`` without
@@ -27,7 +31,6 @@ import collections
 import contextlib
 import io
 import itertools
-import json
 import os
 import resource
 import sys
@@ -40,6 +43,7 @@ from invariants.bench import Batch, paired_benchmark
 from invariants.declared import InvariantLoadError, invariant_observer, load_predicates
 from invariants.finish import make_finisher
 from invariants.guard import harness_modules, make_guard
+from invariants.job import HASH_SEED_MAX, MAX_JOB_BYTES, ShadowJob, ShadowLimits
 from invariants.properties import check_generated, generated_inputs
 from invariants.replay import (
     CallBounds,
@@ -53,7 +57,6 @@ from invariants.targets import Target, TargetError, compile_function, make_funct
 from invariants.tripwire import Tripwire
 from snapshots.corpus import CorpusError, read_corpus
 
-MAX_JOB_BYTES = 16 << 20
 # Imported before the candidate exists, so that using them later triggers no import.
 PRELOAD = ("bisect", "copy", "dataclasses", "datetime", "decimal", "enum", "fractions",
            "functools", "hashlib", "heapq", "math", "operator", "random", "re", "statistics",
@@ -65,19 +68,14 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--result-fd", type=int, required=True)
     parser.add_argument("--tmpdir", required=True)
     parser.add_argument("--mode", choices=("full", "replay"), default="full")
-    parser.add_argument("--cpu", type=int, default=30)
-    parser.add_argument("--memory-mb", type=int, default=1024)
-    parser.add_argument("--file-size-mb", type=int, default=8)
-    parser.add_argument("--open-files", type=int, default=64)
-    parser.add_argument("--processes", type=int, default=1)
-    parser.add_argument("--result-bytes", type=int, default=4 << 20)
+    ShadowLimits.add_arguments(parser)
     return parser.parse_args(argv)
 
 
-def apply_limits(options: argparse.Namespace) -> None:
+def apply_limits(options: ShadowLimits) -> None:
     """Resource limits on this process. RLIMIT_NPROC binds only a non-root user."""
     limits = {
-        resource.RLIMIT_CPU: (options.cpu, options.cpu + 1),
+        resource.RLIMIT_CPU: (options.cpu_seconds, options.cpu_seconds + 1),
         resource.RLIMIT_AS: (options.memory_mb << 20,) * 2,
         resource.RLIMIT_FSIZE: (options.file_size_mb << 20,) * 2,
         resource.RLIMIT_NOFILE: (options.open_files,) * 2,
@@ -93,7 +91,8 @@ def apply_limits(options: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     options = _options(argv)
-    apply_limits(options)
+    limits = ShadowLimits.from_args(options)
+    apply_limits(limits)
     os.chdir(options.tmpdir)
     os.umask(0o077)
     sys.dont_write_bytecode = True
@@ -103,18 +102,17 @@ def main(argv: list[str] | None = None) -> int:
     tripwire.install()
     # Made before any candidate exists, and held only here: the report is written by
     # code that no rebinding of module attributes can reach (see invariants.guard).
-    finish = make_finisher(options.result_fd, options.result_bytes, tripwire.sightings)
+    finish = make_finisher(options.result_fd, limits.result_bytes, tripwire.sightings)
     guards: list[Callable[[], list[str]]] = []
     nonce = ""
     fields: dict[str, Any]
     try:
-        job = json.loads(sys.stdin.buffer.read(MAX_JOB_BYTES))
-        nonce = str(job.pop("nonce"))
+        job, nonce = ShadowJob.from_json(sys.stdin.buffer.read(MAX_JOB_BYTES))
         sys.stdin = io.StringIO()
         fields = run_job(job, tripwire, options.mode, guards)
     except (LimitReached, MemoryError) as exc:
         where = "in a call" if isinstance(exc, LimitReached) else "in the harness"
-        fields = {"status": "limit", "reason": f"memory limit of {options.memory_mb} MiB "
+        fields = {"status": "limit", "reason": f"memory limit of {limits.memory_mb} MiB "
                                                f"reached {where} (MemoryError)"}
     except BaseException as exc:  # the harness reports its own failures instead of dying
         fields = {"status": "error", "reason": f"shadow harness failed: {type(exc).__name__}: "
@@ -124,20 +122,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def _hash_seed() -> int:
     seed = os.environ.get("PYTHONHASHSEED", "")
-    return int(seed) if seed.isdigit() else 2**32 - 1
+    return int(seed) if seed.isdigit() else HASH_SEED_MAX
 
 
-def run_job(job: dict[str, Any], tripwire: Tripwire, mode: str,
+def run_job(job: ShadowJob, tripwire: Tripwire, mode: str,
             guards: list[Callable[[], list[str]]]) -> dict[str, Any]:
     """Load the target and the candidate, replay, and (in ``full`` mode) check generated
     inputs and benchmark. Declared invariants are checked on every call compared."""
-    target = Target.parse(str(job["target"]))
-    for entry in reversed(job["sys_path"]):
-        sys.path.insert(0, str(entry))
-    if _hash_seed() > 2**32 - 2:
+    target = Target.parse(job.target)
+    for entry in reversed(job.sys_path):
+        sys.path.insert(0, entry)
+    if _hash_seed() >= HASH_SEED_MAX:
         return {"status": "error", "reason": "PYTHONHASHSEED is not pinned in the shadow"}
     try:
-        corpus = read_corpus(Path(str(job["corpus_path"])))
+        corpus = read_corpus(Path(job.corpus_path))
     except CorpusError as exc:
         return {"status": "error", "reason": str(exc)}
     if corpus.target != str(target):
@@ -148,13 +146,13 @@ def run_job(job: dict[str, Any], tripwire: Tripwire, mode: str,
         return {"status": "error", "reason": f"cannot load the target: {exc}"}
     original_code = func.__code__
     try:
-        candidate_code = compile_function(str(job["candidate_source"]), func,
+        candidate_code = compile_function(job.candidate_source, func,
                                           filename=f"<candidate {target}>")
         make_function(candidate_code, func)  # the live swap's checks: closure, defaults
     except (TargetError, SyntaxError, ValueError) as exc:
         return {"status": "error", "reason": f"cannot build the candidate: {exc}"}
     try:
-        predicates = load_predicates([str(name) for name in job.get("invariants", ())])
+        predicates = load_predicates(list(job.invariants))
     except InvariantLoadError as exc:
         return {"status": "error", "reason": str(exc)}
     # Drawn now, while no candidate code has run (see invariants.strategies).
@@ -174,12 +172,12 @@ def run_job(job: dict[str, Any], tripwire: Tripwire, mode: str,
     if blobs:
         generated = check_generated(
             PairRunner(switch, tripwire, CallBounds(), _thread._count, (refresh, changes)),
-            blobs, deadline_ms=int(job.get("deadline_ms", 200)), observe=observe)
+            blobs, deadline_ms=job.deadline_ms, observe=observe)
         fields["examples"] = generated.examples
         fields["checks"] = checks + _ran(generated.result, ["property"])
         if generated.slow_originals:
             notes.append(f"{generated.slow_originals} generated inputs dropped: the original "
-                         f"took longer than the {job.get('deadline_ms', 200)} ms deadline")
+                         f"took longer than the {job.deadline_ms} ms deadline")
         if generated.result.status != "ok":
             return {**fields, "status": generated.result.status,
                     "reason": generated.result.reason,
@@ -187,9 +185,8 @@ def run_job(job: dict[str, Any], tripwire: Tripwire, mode: str,
     threads = _thread._count()
     bench = paired_benchmark(
         _timer(switch, result.iterators),
-        _batches(_bench_records(corpus.records, int(job.get("bench_calls", 0))),
-                 fresh=result.mutates),
-        repeats=int(job["repeats"]), min_sample_seconds=float(job["min_sample_seconds"]))
+        _batches(_bench_records(corpus.records, job.bench_calls), fresh=result.mutates),
+        repeats=job.repeats, min_sample_seconds=job.min_sample_seconds)
     if tripwire.sightings or _thread._count() != threads or changes():
         return {**fields, "status": "forbidden",
                 "reason": "the candidate attempted a forbidden operation while benchmarked"}

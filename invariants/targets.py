@@ -25,6 +25,11 @@ import types
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from invariants.errors import TargetError
+
+__all__ = ["Target", "TargetError", "compile_function", "in_scope", "is_protected",
+           "make_function", "original_source", "resolve", "sha256_text"]
+
 # selfmod's own code is never a target, whatever a policy says; nor is anything
 # loaded under a ``selfmod_`` name (the demo's frozen oracle is).
 PROTECTED_MODULE_PATTERNS: tuple[str, ...] = (
@@ -38,10 +43,6 @@ PROTECTED_MODULE_PATTERNS: tuple[str, ...] = (
     "snapshots.*",
     "selfmod_*",
 )
-
-
-class TargetError(Exception):
-    """A target cannot be resolved, read or recompiled; the message says why."""
 
 
 @dataclass(frozen=True)

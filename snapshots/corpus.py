@@ -18,14 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from snapshots.errors import CorpusError
+
+__all__ = ["CORPUS_FORMAT", "CallRecord", "Corpus", "CorpusError", "corpus_path", "read_corpus",
+           "remove_corpus_temps", "write_corpus"]
+
 # History of CORPUS_FORMAT:
 #   1 — first format: a pickled dict {format, target, base_sha, records: [dict]}.
 CORPUS_FORMAT = 1
 PICKLE_PROTOCOL = 5
-
-
-class CorpusError(Exception):
-    """A corpus file is missing, unreadable or of an unknown format."""
 
 
 @dataclass(frozen=True)

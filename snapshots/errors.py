@@ -6,6 +6,7 @@ Every error is a :class:`SnapshotError`, so a caller that only wants to know
     SnapshotError
     ├── IntegrityError          a stored object does not match its hash
     ├── ObjectMissing           no stored object under that hash (also a LookupError)
+    ├── CorpusError             a corpus file is missing, unreadable or of an unknown format
     ├── AuditError              the audit log cannot be read, continued or written
     │   └── AuditTampered       the chain is broken; ``.seq`` names the first bad record
     └── StateError              state.json is unreadable, of an unknown format or inconsistent
@@ -25,6 +26,10 @@ from pathlib import Path
 
 class SnapshotError(Exception):
     """Base of every error raised by the snapshots package."""
+
+
+class CorpusError(SnapshotError):
+    """A corpus file is missing, unreadable or of an unknown format."""
 
 
 class IntegrityError(SnapshotError):

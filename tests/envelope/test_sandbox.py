@@ -20,7 +20,8 @@ import psutil
 import pytest
 
 from envelope.isolation import Isolation
-from envelope.sandbox import LimitsError, Sandbox, SandboxLimits, ShadowJob
+from envelope.errors import LimitsError
+from envelope.sandbox import Sandbox, SandboxLimits, ShadowJob
 from invariants.accept import Accepted, decide
 from invariants.report import ShadowReport
 from snapshots.corpus import CallRecord, Corpus, write_corpus
