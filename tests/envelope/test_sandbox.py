@@ -19,8 +19,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from envelope.isolation import Isolation
 from envelope.errors import LimitsError
+from envelope.isolation import Isolation
 from envelope.sandbox import Sandbox, SandboxLimits, ShadowJob
 from invariants.accept import Accepted, decide
 from invariants.report import ShadowReport

@@ -1,4 +1,4 @@
-"""The shadow protocol: one job and one set of limits, written by the sandbox, read by the shadow."""
+"""The shadow protocol: one job, one set of limits; the sandbox writes them, the shadow reads."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def test_the_policy_and_the_sandbox_share_one_set_of_defaults_and_bounds() -> No
 
 
 def test_the_shadow_loads_no_daemon_code(tmp_path: Path) -> None:
-    """The shadow, started as the jail starts it and run on a real job, imports nothing of daemon."""
+    """The shadow, started as the jail starts it, runs a real job importing nothing of daemon."""
     workspace = make_workspace(tmp_path, "mod", "def f(xs):\n    return sum(xs)\n")
     corpus = workspace.record("f", [([1, 2],), ([3],)])
     job = ShadowJob("mod:f", "def f(xs):\n    t = 0\n    for x in xs:\n        t += x\n"
