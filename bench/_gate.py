@@ -55,9 +55,8 @@ def record_demo_corpora(name: str, root: Path, policy: Policy, *, batch_size: in
     try:
         for target, fn in demo_targets().items():
             base = sha256_text(original_source(fn))
-            limits = RecordingLimits(
-                calls=policy.recording.calls, max_record_bytes=policy.recording.max_record_bytes,
-                max_corpus_bytes=policy.recording.max_corpus_bytes,
+            limits = RecordingLimits.from_policy(
+                policy.recording,
                 timeout_seconds=min(policy.recording.timeout_seconds, seconds_per_target))
             recording = Recorder(target, base, fn, limits).record(stop)
             corpora[target] = recording.corpus
@@ -89,13 +88,8 @@ class Gate:
         self.policy = policy
         self.corpus_root = corpus_root
         self.cycle = CycleConfig()
-        s = policy.sandbox
         self.sandbox = Sandbox(
-            SandboxLimits(cpu_seconds=s.cpu_seconds, memory_mb=s.memory_mb,
-                          file_size_mb=s.file_size_mb, open_files=s.open_files,
-                          processes=s.processes, wall_seconds=s.wall_seconds,
-                          output_bytes=s.output_bytes, result_bytes=s.result_bytes,
-                          require_network_namespace=s.require.network_namespace),
+            SandboxLimits.from_policy(policy.sandbox),
             isolation if isolation is not None else probe_isolation(), tmp_root=tmp_root)
         self.job_overrides = job_overrides
 

@@ -24,21 +24,34 @@ import threading
 import time
 import types
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from daemon.probe import Probe
+from envelope.policy import Recording as RecordingPolicy
 from snapshots.corpus import PICKLE_PROTOCOL, CallRecord, Corpus
+
+_POLICY = RecordingPolicy()  # the one set of defaults, the policy's
 
 
 @dataclass(frozen=True)
 class RecordingLimits:
-    calls: int = 200
-    max_record_bytes: int = 1_000_000
-    max_corpus_bytes: int = 50_000_000
-    timeout_seconds: float = 30.0
+    """How much one recording session may take; :meth:`from_policy` is how the daemon builds it."""
+
+    calls: int = _POLICY.calls
+    max_record_bytes: int = _POLICY.max_record_bytes
+    max_corpus_bytes: int = _POLICY.max_corpus_bytes
+    timeout_seconds: float = _POLICY.timeout_seconds
     every: int = 1  # record one call in this many
     saturation: int = 16  # fewest consecutive duplicates that end recording early
+
+    @classmethod
+    def from_policy(cls, policy: RecordingPolicy, **changes: Any) -> RecordingLimits:
+        """The limits a policy's ``recording`` section sets; ``changes`` tighten them."""
+        limits = cls(calls=policy.calls, max_record_bytes=policy.max_record_bytes,
+                     max_corpus_bytes=policy.max_corpus_bytes,
+                     timeout_seconds=policy.timeout_seconds)
+        return replace(limits, **changes)
 
 
 @dataclass(frozen=True)

@@ -165,13 +165,7 @@ def _pending_datagrams(udp: socket.socket) -> int:
 
 
 def _limits(policy: Policy) -> SandboxLimits:
-    s = policy.sandbox
-    return SandboxLimits(cpu_seconds=s.cpu_seconds, memory_mb=s.memory_mb,
-                         file_size_mb=s.file_size_mb, open_files=s.open_files,
-                         processes=s.processes, wall_seconds=s.wall_seconds,
-                         output_bytes=s.output_bytes, result_bytes=s.result_bytes,
-                         require_network_namespace=s.require.network_namespace,
-                         require_mount_namespace=s.require.mount_namespace)
+    return SandboxLimits.from_policy(policy.sandbox)
 
 
 def _wait_for_items(loops: list[TargetLoop], above: int, timeout: float = 30.0) -> int:
