@@ -21,6 +21,7 @@ from typing import Any
 from daemon.config import DaemonConfig, load_config
 from daemon.control import ControlClient
 from daemon.errors import SelfmodError
+from snapshots.versions import short_id
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -120,7 +121,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             lines += [f"paused: {'yes' if d['paused'] else 'no'}",
                       f"isolation: {iso}",
                       f"policy: version {d['policy']['version']} "
-                      f"({d['policy']['sha256'][:12]}) from {d['policy']['path']}",
+                      f"({short_id(d['policy']['sha256'])}) from {d['policy']['path']}",
                       f"cycles: {d['cycles']}"]
             halted = d.get("halted") or d.get("budget_halt")
             if halted:
@@ -134,14 +135,14 @@ def cmd_status(args: argparse.Namespace) -> int:
                 lines.append(f"workload: {w['throughput']:.0f} items/s, oracle mismatches "
                              f"{w['oracle_mismatches']}")
         lines.append(f"active patches: {len(d['active'])}")
-        lines += [f"  {t}  {v[:12]}" for t, v in sorted(d["active"].items())]
+        lines += [f"  {t}  {short_id(v)}" for t, v in sorted(d["active"].items())]
         if d.get("awaiting_approval"):
             lines.append(f"awaiting approval: {len(d['awaiting_approval'])} "
                          "(selfmod approve ID)")
-            lines += [f"  {t}  {v[:12]}" for v, t in sorted(d["awaiting_approval"].items())]
+            lines += [f"  {t}  {short_id(v)}" for v, t in sorted(d["awaiting_approval"].items())]
         if d.get("approving"):
             lines.append(f"approved, rolling out under the canary: {len(d['approving'])}")
-            lines += [f"  {t}  {v[:12]}" for v, t in sorted(d["approving"].items())]
+            lines += [f"  {t}  {short_id(v)}" for v, t in sorted(d["approving"].items())]
         return "\n".join(lines)
 
     _emit(args, data, text)
@@ -160,13 +161,13 @@ def _control_command(route: str, body_key: str | None = None) -> Command:
 
 def cmd_approve(args: argparse.Namespace) -> int:
     answer = _client(args).request("POST", "/approve", {"id": args.id})
-    _emit(args, answer, lambda d: f"approved {d['approved'][:12]} for {d['target']}: "
+    _emit(args, answer, lambda d: f"approved {short_id(d['approved'])} for {d['target']}: "
                                   f"{d['next']}")
     return 0
 
 
 def _live_name(version: str) -> str:
-    return f"version {version[:12]}" if version else "the original code"
+    return f"version {short_id(version)}" if version else "the original code"
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
@@ -179,7 +180,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
         with Snapshots(_config(args).state_dir) as snapshots:
             answer = Ledger.writer(snapshots).rollback_offline(args.id)
-    _emit(args, answer, lambda d: f"rolled back {d['rolled_back'][:12]} on {d['target']}; "
+    _emit(args, answer, lambda d: f"rolled back {short_id(d['rolled_back'])} on {d['target']}; "
                                   f"now live: {_live_name(d.get('restored', ''))}")
     return 0
 
@@ -203,7 +204,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         for r in rows:
             speed = (f"{r['speedup']:.2f}x [{r['ci_low']:.2f},{r['ci_high']:.2f}]"
                      if r["speedup"] else "")
-            out.append(f"{r['id'][:12]}  {r['status']:11}  {speed:>16}  "
+            out.append(f"{short_id(r['id'])}  {r['status']:11}  {speed:>16}  "
                        f"{r['origin'][:28]:28}  {r['target']}")
         return "\n".join(out)
 
@@ -220,8 +221,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
     new = ledger.source(version.id)
     diff = "".join(difflib.unified_diff(
         base.splitlines(True), new.splitlines(True),
-        fromfile=f"{version.target} (base {version.base_sha[:12]})",
-        tofile=f"{version.target} ({version.id[:12]}, {version.origin})"))
+        fromfile=f"{version.target} (base {short_id(version.base_sha)})",
+        tofile=f"{version.target} ({short_id(version.id)}, {version.origin})"))
     _emit(args, {"id": version.id, "target": version.target, "diff": diff},
           lambda d: d["diff"] or "(no difference)")
     return 0

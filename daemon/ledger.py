@@ -19,7 +19,7 @@ from snapshots.audit import AuditLog
 from snapshots.errors import SnapshotError, UnknownVersion
 from snapshots.state import StateStore, activate, deactivate, mark, with_version
 from snapshots.store import VersionStore
-from snapshots.versions import Version, VersionRecord, VersionStatus
+from snapshots.versions import DETAIL_LIMIT, Version, VersionRecord, VersionStatus, short_id
 
 
 class Ledger:
@@ -110,7 +110,7 @@ class Ledger:
 
     def reject(self, version_id: str, stage: str, reason: str, detail: str = "") -> None:
         self._mark(version_id, VersionStatus.REJECTED,
-                   {"stage": stage, "reason": reason, "detail": detail[:2000]})
+                   {"stage": stage, "reason": reason, "detail": detail[:DETAIL_LIMIT]})
 
     def await_approval(self, version_id: str, evidence: Mapping[str, Any]) -> None:
         self._mark(version_id, VersionStatus.PROPOSED, {**evidence, "awaiting_approval": True})
@@ -177,7 +177,7 @@ class Ledger:
         """Take a version out of the active set of a stopped daemon, with an audit record."""
         record = self.find(prefix)
         if record.status is not VersionStatus.ACTIVE:
-            raise UnknownVersion(f"version {record.id[:12]} is {record.status}, not active")
+            raise UnknownVersion(f"version {short_id(record.id)} is {record.status}, not active")
         if self.audit is None:
             raise SnapshotError("internal: offline rollback needs the writer's ledger")
         # fall back to the version it replaced, as the live daemon would, if that one is
@@ -202,7 +202,7 @@ class Ledger:
         for record in self.active_versions():
             base, new = self.source(record.base_sha), self.source(record.id)
             module, _, qualname = record.target.partition(":")
-            path = out / f"{module}.{qualname}.{record.id[:12]}.patch"
+            path = out / f"{module}.{qualname}.{short_id(record.id)}.patch"
             header = (f"# selfmod version {record.id}\n# target: {record.target}\n"
                       f"# origin: {record.origin}\n# evidence: {dict(record.evidence)}\n")
             diff = "".join(difflib.unified_diff(

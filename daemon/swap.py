@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from daemon.errors import SwapError
 from daemon.probe import Handler, Probe
 from invariants.targets import Target, compile_function, original_source, resolve
+from snapshots.versions import short_id
 
 
 @dataclass(frozen=True)
@@ -70,12 +71,13 @@ class SwapManager:
     def compile(self, target: str, source: str, version: str) -> types.CodeType:
         """Compile a validated version for ``target`` (raises SwapError when it cannot fit)."""
         func = self.function(target)
+        short = short_id(version)
         try:
-            return compile_function(source, func, filename=f"<selfmod {target} {version[:12]}>")
+            return compile_function(source, func, filename=f"<selfmod {target} {short}>")
         except (SyntaxError, ValueError) as exc:
-            raise SwapError(f"{target}: version {version[:12]} does not compile: {exc}") from exc
+            raise SwapError(f"{target}: version {short} does not compile: {exc}") from exc
         except Exception as exc:
-            raise SwapError(f"{target}: version {version[:12]} cannot be installed: {exc}") from exc
+            raise SwapError(f"{target}: version {short} cannot be installed: {exc}") from exc
 
     def install(self, target: str, version: str, code: types.CodeType) -> Installed:
         """Put ``version`` in force on ``target``, over whatever version is in force now."""
@@ -107,8 +109,8 @@ class SwapManager:
                 raise SwapError(f"{target} has no active version to roll back")
             installed = stack[-1]
             if version is not None and installed.version != version:
-                raise SwapError(f"{target}: version {version[:12]} is not the one in force "
-                                f"({installed.version[:12]} is)")
+                raise SwapError(f"{target}: version {short_id(version)} is not the one in force "
+                                f"({short_id(installed.version)} is)")
             func = self._originals[target][0]
             func.__code__ = installed.previous_code
             stack.pop()

@@ -22,6 +22,17 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+# Hex digits of an id that people read (logs, CLI tables, file names); the full id
+# stays in JSON, state.json and the audit log.
+SHORT_ID_LENGTH = 12
+# Longest rejection detail kept in state.json and the audit log, in characters.
+DETAIL_LIMIT = 2000
+
+
+def short_id(version_id: str) -> str:
+    """The first :data:`SHORT_ID_LENGTH` hex digits of a version id or a hash, for people."""
+    return version_id[:SHORT_ID_LENGTH]
+
 
 def source_sha(source: str) -> str:
     """The sha256 of a source text as UTF-8, in hex: a version's id, a base's hash."""
