@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint layers bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,11 +16,15 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/selfmod run --config config/selfmod.yaml
 
-test: $(STAMP)
+# The layer contracts run first: a wrong-way import fails here, naming both modules.
+test: layers
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-lint: $(STAMP)
-	$(BIN)/ruff check daemon envelope invariants snapshots tests bench
+layers: $(STAMP)
+	$(BIN)/lint-imports
+
+lint: layers
+	$(BIN)/ruff check daemon envelope invariants snapshots demo tests bench
 	$(BIN)/mypy
 
 # matplotlib (the `bench` extra) draws the PNGs; `make test` does not need it

@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from invariants.bench import Batch, paired_benchmark
-from invariants.declared import InvariantLoadError, invariant_observer, load_predicates
+from invariants.declared import invariant_observer, load_predicates
+from invariants.errors import InvariantLoadError
 from invariants.finish import make_finisher
 from invariants.guard import harness_modules, make_guard
 from invariants.job import HASH_SEED_MAX, MAX_JOB_BYTES, ShadowJob, ShadowLimits
