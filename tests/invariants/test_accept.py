@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 
-from invariants.accept import Accepted, Rejected, decide, speedup_interval
+from invariants.accept import Accepted, Rejected, decide, expanded_level, speedup_interval
 from invariants.report import AuditEvent, Mismatch, ShadowReport
 
 
@@ -102,3 +102,27 @@ def test_the_verdict_is_reproducible_for_a_seed() -> None:
     assert decide(report, 1.05, seed=4) == decide(report, 1.05, seed=4)
     point, low, high = speedup_interval(report.original_times, report.candidate_times)
     assert low <= point <= high
+
+
+def test_all_equal_ratios_give_an_interval_of_that_ratio() -> None:
+    """Pairs that all have the same ratio (BCa is undefined) give that ratio as point and bounds."""
+    point, low, high = speedup_interval((2e-4,) * 15, (1e-4,) * 15)
+    assert math.isclose(point, 2.0) and math.isclose(low, 2.0) and math.isclose(high, 2.0)
+    verdict = decide(ShadowReport(status="ok", calls=20, original_times=(2e-4,) * 15,
+                                  candidate_times=(1e-4,) * 15), 1.05)
+    assert isinstance(verdict, Accepted) and math.isclose(verdict.ci_low, 2.0)
+
+
+def test_a_degenerate_bca_falls_back_to_a_finite_interval() -> None:
+    """One odd pair among equal ones (where BCa would be undefined) still gives finite bounds."""
+    original = (1e-4,) * 14 + (3e-4,)
+    point, low, high = speedup_interval(original, (1e-4,) * 15)
+    assert all(math.isfinite(x) for x in (point, low, high))
+    assert low <= point <= high and low >= 1.0
+
+
+def test_the_interval_is_widened_most_for_few_pairs() -> None:
+    """The bootstrap is asked for more than the nominal confidence, less so as pairs grow."""
+    levels = [expanded_level(0.95, n) for n in (5, 15, 100, 10_000)]
+    assert levels == sorted(levels, reverse=True)
+    assert 0.95 < levels[-1] < 0.9502 and levels[0] > 0.98
