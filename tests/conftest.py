@@ -1,6 +1,9 @@
 """Session-wide fixtures: the real vLLM CPU server (built into a cache outside the clone),
-the isolation this machine gives shadow runs, and the check that a test leaves no child."""
+the isolation this machine gives shadow runs, and the checks, on every test, that it
+leaves no child process and no thread behind."""
 
+import threading
+import time
 from collections.abc import Iterator
 
 import psutil
@@ -9,7 +12,9 @@ import pytest
 from envelope.isolation import Isolation, probe_isolation
 from tests.vllm_server import vllm_fixture
 
-__all__ = ["isolation", "no_leaked_children", "vllm_fixture"]
+pytest_plugins = ["pytester"]
+
+__all__ = ["isolation", "no_leaked_children", "no_leaked_threads", "vllm_fixture"]
 
 
 @pytest.fixture(scope="session")
@@ -18,13 +23,47 @@ def isolation() -> Isolation:
     return probe_isolation()
 
 
-@pytest.fixture
-def no_leaked_children() -> Iterator[None]:
-    """Fails the test if it left a child process (or zombie) of this process behind.
+LEAK_GRACE_SECONDS = 5.0  # a thread or child told to stop may take a moment to end
 
-    Modules that run shadows opt in with ``pytestmark = pytest.mark.usefixtures(...)``.
+
+@pytest.fixture(autouse=True)
+def no_leaked_children() -> Iterator[None]:
+    """Fails any test that leaves a child process (or zombie) of this process behind.
+
+    Session-scoped servers are set up before this fixture, so their processes
+    are in ``before``; anything a test starts must be gone (and reaped) at its end.
     """
-    before = {child.pid for child in psutil.Process().children(recursive=True)}
+    me = psutil.Process()
+    before = {child.pid for child in me.children(recursive=True)}
     yield
-    after = {child.pid for child in psutil.Process().children(recursive=True)}
-    assert after <= before, "the sandbox left a child process (or zombie) behind"
+    deadline = time.monotonic() + LEAK_GRACE_SECONDS
+    while True:
+        left = [child for child in me.children(recursive=True) if child.pid not in before]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert not left, f"the test left child processes behind: {_describe(left)}"
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """Fails any test that leaves a thread of its own running after it ends."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + LEAK_GRACE_SECONDS
+    left = []
+    for thread in set(threading.enumerate()) - before:
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            left.append(thread.name)
+    assert not left, f"the test left threads running: {sorted(left)}"
+
+
+def _describe(processes: list[psutil.Process]) -> str:
+    out = []
+    for process in processes:
+        try:
+            out.append(f"{process.pid} {' '.join(process.cmdline())[:120] or process.status()}")
+        except psutil.Error:
+            out.append(str(process.pid))
+    return "; ".join(out)

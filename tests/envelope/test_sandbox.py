@@ -27,8 +27,6 @@ from invariants.report import ShadowReport
 from snapshots.corpus import CallRecord, Corpus, write_corpus
 from tests.invariants.shadowkit import check_clean
 
-pytestmark = pytest.mark.usefixtures("no_leaked_children")
-
 TARGET_MODULE = '''
 def total(xs):
     s = 0

@@ -9,8 +9,6 @@ import pytest
 from envelope.isolation import Isolation
 from tests.invariants.shadowkit import Workspace, check_clean, make_workspace
 
-pytestmark = pytest.mark.usefixtures("no_leaked_children")
-
 TARGETS = '''
 DEFAULTS = {"unit": "ms"}
 

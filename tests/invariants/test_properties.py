@@ -11,8 +11,6 @@ from invariants.accept import Rejected, decide
 from invariants.properties import IMPURE_NOTE
 from tests.invariants.shadowkit import Workspace, check_clean, make_workspace
 
-pytestmark = pytest.mark.usefixtures("no_leaked_children")
-
 TARGETS = '''
 def dedupe(items):
     seen = []

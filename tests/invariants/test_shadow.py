@@ -16,8 +16,6 @@ from envelope.isolation import Isolation
 from invariants.accept import Rejected, decide
 from tests.invariants.shadowkit import Workspace, check_clean, make_workspace
 
-pytestmark = pytest.mark.usefixtures("no_leaked_children")
-
 TARGETS = '''
 def total(xs):
     return sum(xs)
