@@ -1,21 +1,36 @@
-"""A small client for vLLM's OpenAI-compatible HTTP API.
+"""The model client: the ``openai`` SDK pointed at vLLM, with what a daemon adds around it.
 
 Only three endpoints matter to selfmod: ``GET /health``, ``GET /v1/models``
-and ``POST /v1/chat/completions``. The client adds what a daemon needs around
-them and nothing more: timeouts (connect, read, and a total deadline so that a
-server dribbling bytes cannot hold a cycle forever), retries with exponential
-backoff and jitter on connection errors, timeouts, 429 and 5xx (a
-``Retry-After`` header is honoured), a circuit breaker over whole calls, a cap
-on response size that is enforced while the body streams in, and metrics.
+and ``POST /v1/chat/completions``. The SDK builds and sends the requests and
+decodes the answers; ``tenacity`` retries connection errors, timeouts, 429 and
+5xx with exponential backoff and jitter, honouring ``Retry-After``. What
+neither library has stays here, small:
+
+- a response guard under the SDK (:class:`_GuardedTransport`): a cap on body
+  size, counted while the body streams in, and a total deadline per attempt,
+  so that a server dribbling bytes cannot hold a cycle forever;
+- a circuit breaker over whole calls (:mod:`daemon.synthesis.llm.breaker`);
+- the translation of every SDK and httpx error into our own tree
+  (:mod:`daemon.synthesis.llm.errors`), and the metrics.
+
+Why the SDK's own retry is switched off (``max_retries=0``): it sleeps with
+``time.sleep`` and its own randomness, so neither tests nor the daemon can
+pass the clock in; it follows a ``Retry-After`` of up to 60 s and silently
+falls back to its own backoff for a longer one, where we give up at once when
+the server asks for more than ``max_retry_after``; and the breaker must see
+one outcome per call, not per attempt.
 
 Everything the client depends on from the outside world (HTTP transport,
 sleep, randomness, clock, environment) is passed in, so the fault tests run it
 against a stand-in server without sleeping for real.
 
 The API key is read once, from the environment variable or the file the
-configuration names. It lives in a private holder whose repr is redacted, is
-sent only in the ``Authorization`` header, and appears in no message, repr or
-log line; the configuration object holds only where the key comes from.
+configuration names, and handed to the SDK, which sends it only as the bearer
+token. The key, organisation and project the SDK would otherwise take from
+``OPENAI_*`` variables are passed or omitted explicitly, so credentials meant
+for another server never reach the model server. The key appears in no
+message, repr or log line of ours; the configuration holds only where it
+comes from.
 """
 
 from __future__ import annotations
@@ -25,13 +40,15 @@ import json
 import os
 import random as _random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import httpx
+import openai
+import tenacity
 from prometheus_client import Counter, Gauge, Histogram
 
 from daemon.synthesis.llm.breaker import CircuitBreaker
@@ -46,6 +63,14 @@ from daemon.synthesis.llm.errors import (
 )
 
 T = TypeVar("T")
+R = TypeVar("R")
+
+# vLLM needs no key unless started with --api-key; the SDK insists on one, so
+# this placeholder (vLLM's documented convention) stands in and the header is
+# then omitted from every request.
+_NO_KEY = "EMPTY"
+# Headers the SDK fills from OPENAI_* variables when not told otherwise.
+_NOT_FROM_ENVIRONMENT = {"OpenAI-Organization": openai.Omit(), "OpenAI-Project": openai.Omit()}
 
 
 @dataclass(frozen=True)
@@ -97,23 +122,6 @@ class LLMMetrics(Protocol):
     llm_tokens: Counter
     llm_seconds: Histogram
     llm_up: Gauge
-
-
-class _Secret:
-    """Holds the API key so that no repr, str or traceback local shows it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "<redacted>"
-
-    __str__ = __repr__
 
 
 class _StatusUnavailable(LLMUnavailable):
@@ -174,21 +182,31 @@ class LLMClient:
         self.metrics = metrics
         self.breaker = CircuitBreaker(config.breaker_threshold, config.breaker_cooldown, clock)
         key = read_api_key(config, environ)
-        self._key = _Secret(key) if key else None
         self._sleep = sleep
         self._random = random
         self._clock = clock
+        self._headers: dict[str, Any] = dict(_NOT_FROM_ENVIRONMENT)
+        if key is None:
+            self._headers["Authorization"] = openai.Omit()
+        guard = _GuardedTransport(transport or httpx.HTTPTransport(), config.max_response_bytes,
+                                  config.total_timeout, clock)
+        # trust_env=False: a proxy from the environment must not reroute model traffic.
+        # identity: the guard counts bytes on the wire, which must be the bytes we keep.
+        http = httpx.Client(transport=guard, trust_env=False, follow_redirects=False,
+                            headers={"Accept-Encoding": "identity"})
         timeout = httpx.Timeout(connect=config.connect_timeout, read=config.read_timeout,
                                 write=config.read_timeout, pool=config.connect_timeout)
-        # trust_env=False: a proxy from the environment must not reroute model traffic.
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport,
-                                  trust_env=False, follow_redirects=False)
+        # The SDK types its transport objects as httpx2's but takes httpx's (our
+        # dependency, and the type of our ``transport``) as they are; hence the casts.
+        self._sdk = openai.OpenAI(base_url=f"{self.base_url}/v1", api_key=key or _NO_KEY,
+                                  timeout=cast(Any, timeout), max_retries=0,
+                                  http_client=cast(Any, http))
 
     def __repr__(self) -> str:
         return f"LLMClient(base_url={self.base_url!r}, model={self.config.model!r})"
 
     def close(self) -> None:
-        self._http.close()
+        self._sdk.close()
 
     def __enter__(self) -> LLMClient:
         return self
@@ -203,10 +221,13 @@ class LLMClient:
         started = self._clock()
         model = self.config.model
         try:
-            self._call("GET", "/health", None, _ignore_body, retry=False, guarded=False,
-                       expect_json=False)
-            models = self._call("GET", "/v1/models", None, _parse_models, retry=False,
-                                guarded=False)
+            # /health is vLLM's, not part of the OpenAI API: the SDK's generic GET reaches it
+            self._call("GET /health", lambda: self._sdk.get(
+                f"{self.base_url}/health", cast_to=cast(Any, httpx.Response),
+                options={"headers": self._headers}), _ignore_body, retry=False, guarded=False)
+            models = self._call("GET /v1/models",
+                                lambda: self._sdk.models.list(extra_headers=self._headers),
+                                _parse_models, retry=False, guarded=False)
         except LLMError as exc:
             self._set_up(False)
             return HealthReport(False, model, (), self._clock() - started, _describe(exc))
@@ -235,56 +256,57 @@ class LLMClient:
 
         ``seed`` makes sampling reproducible on servers that support it (vLLM does).
         """
-        body: dict[str, Any] = {
-            "model": self.config.model,
-            "messages": [dict(m) for m in messages],
-            "n": n,
-            "max_tokens": max_tokens,
-            "temperature": temperature,
-        }
+        options: dict[str, Any] = {}
         if response_format is not None:
-            body["response_format"] = dict(response_format)
+            options["response_format"] = dict(response_format)
         if seed is not None:
-            body["seed"] = seed
+            options["seed"] = seed
+
+        def send() -> Any:
+            return self._sdk.chat.completions.create(
+                model=self.config.model, messages=[cast(Any, dict(m)) for m in messages], n=n,
+                max_tokens=max_tokens, temperature=temperature, extra_headers=self._headers,
+                **options)
+
         started = self._clock()
         texts, reasons, prompt_tokens, completion_tokens = self._call(
-            "POST", "/v1/chat/completions", body, _parse_chat)
+            "POST /v1/chat/completions", send, _parse_chat)
         if self.metrics is not None:
             self.metrics.llm_tokens.labels("prompt").inc(prompt_tokens)
             self.metrics.llm_tokens.labels("completion").inc(completion_tokens)
         return ChatResult(texts, prompt_tokens, completion_tokens, self._clock() - started,
                           reasons)
 
-    # -- the retry loop -----------------------------------------------------------------------
+    # -- one call: breaker, retries, attempts --------------------------------------------------
 
-    def _call(self, method: str, path: str, body: Any, parse: Callable[[Any], T], *,
-              retry: bool = True, guarded: bool = True, expect_json: bool = True) -> T:
+    def _call(self, what: str, send: Callable[[], R], parse: Callable[[R], T], *,
+              retry: bool = True, guarded: bool = True) -> T:
         if guarded and not self.breaker.allow():
             self._count("breaker_open")
             raise LLMCircuitOpen(f"model server at {self.base_url} failed repeatedly; circuit "
                                  f"open, next trial in {self.breaker.retry_in():.0f} s")
         attempts = 1 + (max(0, self.config.max_retries) if retry else 0)
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(attempts),
+            wait=self._wait,
+            retry=tenacity.retry_if_exception(self._worth_retrying),
+            sleep=self._sleep,
+            reraise=True,
+        )
         failed = True
         try:
-            for attempt in range(attempts):
-                try:
-                    result = self._attempt(method, path, body, parse, expect_json)
-                except (LLMUnavailable, LLMTimeout) as exc:
-                    delay = self._retry_delay(exc, attempt)
-                    if delay is None and isinstance(exc, _StatusUnavailable):
-                        raise LLMUnavailable(
-                            f"{exc}; it asked to retry after {exc.retry_after:.0f} s, longer "
-                            f"than the {self.config.max_retry_after:.0f} s we wait") from exc
-                    if attempt + 1 >= attempts or delay is None:
-                        raise
-                    self._sleep(delay)
-                    continue
-                except (LLMRequestRejected, LLMBadResponse):
-                    failed = False  # the server is up; it is this request or answer that is bad
-                    raise
-                failed = False
-                return result
-            raise AssertionError("unreachable: the last attempt returns or raises")
+            result: T = retrying(self._attempt, what, send, parse)
+            failed = False
+            return result
+        except _StatusUnavailable as exc:
+            if exc.retry_after is not None and exc.retry_after > self.config.max_retry_after:
+                raise LLMUnavailable(
+                    f"{exc}; it asked to retry after {exc.retry_after:.0f} s, longer "
+                    f"than the {self.config.max_retry_after:.0f} s we wait") from exc
+            raise
+        except (LLMRequestRejected, LLMBadResponse):
+            failed = False  # the server is up; it is this request or answer that is bad
+            raise
         finally:
             if guarded:
                 if failed:
@@ -292,82 +314,83 @@ class LLMClient:
                 else:
                     self.breaker.record_success()
 
-    def _retry_delay(self, exc: LLMError, attempt: int) -> float | None:
-        """Seconds to wait before the next attempt, or None when waiting is pointless."""
-        retry_after = exc.retry_after if isinstance(exc, _StatusUnavailable) else None
-        if retry_after is not None:
-            return retry_after if retry_after <= self.config.max_retry_after else None
-        ceiling = min(self.config.backoff_max, self.config.backoff_base * 2.0 ** attempt)
-        # "equal jitter": never less than half the step, so retries stay spread out
+    def _worth_retrying(self, exc: BaseException) -> bool:
+        """No answer (connection, timeout, 429, 5xx) is worth another try, unless the
+        server asked us to wait longer than we are willing to."""
+        if isinstance(exc, _StatusUnavailable) and exc.retry_after is not None:
+            return exc.retry_after <= self.config.max_retry_after
+        return isinstance(exc, LLMUnavailable | LLMTimeout)
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        """The server's Retry-After when it gave one, else exponential backoff with jitter.
+
+        The jitter is "equal jitter", never less than half the step, so retries
+        stay spread out; tenacity's own jittered waits draw from the module-level
+        ``random`` and add full jitter, so the step comes from tenacity and the
+        jitter from the ``random`` passed in.
+        """
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(exc, _StatusUnavailable) and exc.retry_after is not None:
+            return exc.retry_after
+        ceiling = tenacity.wait_exponential(multiplier=self.config.backoff_base,
+                                            max=self.config.backoff_max)(state)
         return ceiling / 2 + self._random() * ceiling / 2
 
-    def _attempt(self, method: str, path: str, body: Any, parse: Callable[[Any], T],
-                 expect_json: bool) -> T:
+    def _attempt(self, what: str, send: Callable[[], R], parse: Callable[[R], T]) -> T:
+        """One request: the SDK's errors become ours here, and nowhere else."""
         started = self._clock()
         try:
-            with self._http.stream(method, path, json=body, headers=self._headers()) as response:
-                status = response.status_code
-                if status == 429 or status >= 500:
-                    self._count("http_429" if status == 429 else "http_5xx")
-                    raise _StatusUnavailable(
-                        f"{method} {path} answered HTTP {status}",
-                        _retry_after(response.headers.get("retry-after")))
-                raw = self._read_capped(response, started)
-        except httpx.TimeoutException as exc:
+            answer = send()
+        except openai.APITimeoutError as exc:
             self._count("timeout")
-            raise LLMTimeout(f"{method} {path} timed out after "
-                             f"{self._clock() - started:.1f} s ({type(exc).__name__})") from exc
-        except httpx.TransportError as exc:
+            cause = exc.__cause__ or exc
+            raise LLMTimeout(f"{what} timed out after {self._clock() - started:.1f} s "
+                             f"({type(cause).__name__})") from cause
+        except openai.APIConnectionError as exc:
+            # the SDK's wrapper only says "Connection error."; the transport's error says which
             self._count("connect_error")
-            raise LLMUnavailable(f"{method} {self.base_url}{path} failed: "
+            cause = exc.__cause__ or exc
+            raise LLMUnavailable(f"{what} to {self.base_url} failed: "
+                                 f"{type(cause).__name__}: {cause}") from cause
+        except openai.APIStatusError as exc:
+            raise self._status_error(what, exc) from exc
+        except (openai.OpenAIError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            self._count("bad_response")
+            raise LLMBadResponse(f"{what} answered something unusable: "
                                  f"{type(exc).__name__}: {exc}") from exc
-        except LLMTimeout:
+        except LLMTimeout:  # the guard's total deadline
             self._count("timeout")
             raise
-        except LLMBadResponse:
+        except LLMBadResponse:  # the guard's size cap
             self._count("bad_response")
             raise
         finally:
             if self.metrics is not None:
                 self.metrics.llm_seconds.observe(self._clock() - started)
-        if status >= 400:
-            self._count("http_4xx")
-            hint = (" (check llm.api_key_env / llm.api_key_file)" if status in (401, 403)
-                    else "")
-            raise LLMRequestRejected(f"{method} {path} answered HTTP {status}{hint}: "
-                                     f"{_excerpt(raw)}", status)
         try:
-            payload = json.loads(raw) if expect_json else None
-            result = parse(payload)
-        except (ValueError, TypeError, KeyError, AttributeError, IndexError, LLMBadResponse) as exc:
+            result = parse(answer)
+        except (TypeError, KeyError, AttributeError, IndexError, LLMBadResponse) as exc:
+            # The SDK builds its answer objects without validating them (vLLM and
+            # other servers vary in the optional fields they fill), so a body of
+            # the wrong shape shows up here, as we read the few fields we use.
             self._count("bad_response")
             if isinstance(exc, LLMBadResponse):
                 raise
-            raise LLMBadResponse(f"{method} {path} answered something unusable: "
-                                 f"{type(exc).__name__}: {exc}; body starts {_excerpt(raw)}"
-                                 ) from exc
+            raise LLMBadResponse(f"{what} answered something unusable: "
+                                 f"{type(exc).__name__}: {exc}") from exc
         self._count("ok")
         return result
 
-    def _read_capped(self, response: httpx.Response, started: float) -> bytes:
-        cap = self.config.max_response_bytes
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > cap:
-            raise LLMBadResponse(f"response of {declared} bytes is over the {cap}-byte cap")
-        body = bytearray()
-        for chunk in response.iter_bytes():
-            body += chunk
-            if len(body) > cap:
-                raise LLMBadResponse(f"response body passed the {cap}-byte cap; not read further")
-            if self._clock() - started > self.config.total_timeout:
-                raise LLMTimeout(f"response still arriving after {self.config.total_timeout} s")
-        return bytes(body)
-
-    def _headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
-        if self._key is not None:
-            headers["Authorization"] = f"Bearer {self._key.reveal()}"
-        return headers
+    def _status_error(self, what: str, exc: openai.APIStatusError) -> LLMError:
+        status = exc.status_code
+        if status == 429 or status >= 500:
+            self._count("http_429" if status == 429 else "http_5xx")
+            return _StatusUnavailable(f"{what} answered HTTP {status}",
+                                      _retry_after(exc.response.headers.get("retry-after")))
+        self._count("http_4xx")
+        hint = " (check llm.api_key_env / llm.api_key_file)" if status in (401, 403) else ""
+        return LLMRequestRejected(f"{what} answered HTTP {status}{hint}: "
+                                  f"{_excerpt(exc.response.content)}", status)
 
     def _count(self, result: str) -> None:
         if self.metrics is not None:
@@ -378,45 +401,118 @@ class LLMClient:
             self.metrics.llm_up.set(1 if up else 0)
 
 
+# -- the response guard, below the SDK ----------------------------------------------------------
+
+class _GuardedTransport(httpx.BaseTransport):
+    """Caps each response body's size and each attempt's total time, under the SDK.
+
+    Hand-written because neither the SDK nor httpx has either limit: the SDK
+    reads a whole body into memory, whatever its size, before it looks at it
+    (error bodies included), and httpx's timeouts are per operation (connect,
+    each read), so a server sending one byte a second never trips them. Sitting
+    at the transport, the guard sees every response the SDK asks for, counts
+    the bytes as they arrive and stops reading at the cap or the deadline.
+    Bytes are counted on the wire, so the client asks for uncompressed bodies
+    and refuses a compressed one: what it would inflate to is not bounded.
+    """
+
+    def __init__(self, inner: httpx.BaseTransport, cap: int, total_timeout: float,
+                 clock: Callable[[], float]) -> None:
+        self._inner = inner
+        self._cap = cap
+        self._total_timeout = total_timeout
+        self._clock = clock
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        started = self._clock()
+        response = self._inner.handle_request(request)
+        declared = response.headers.get("content-length", "")
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if declared.isdigit() and int(declared) > self._cap:
+            response.close()
+            raise LLMBadResponse(f"response of {declared} bytes is over the {self._cap}-byte cap")
+        if encoding != "identity":
+            response.close()
+            raise LLMBadResponse(f"response compressed with {encoding!r} though we asked for "
+                                 "none; its size after inflating cannot be capped")
+        response.stream = _GuardedStream(cast(httpx.SyncByteStream, response.stream), self._cap,
+                                         started + self._total_timeout, self._total_timeout,
+                                         self._clock)
+        return response
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _GuardedStream(httpx.SyncByteStream):
+    """A response body that stops at the size cap or the attempt's deadline."""
+
+    def __init__(self, inner: httpx.SyncByteStream, cap: int, deadline: float,
+                 total_timeout: float, clock: Callable[[], float]) -> None:
+        self._inner = inner
+        self._cap = cap
+        self._deadline = deadline
+        self._total_timeout = total_timeout
+        self._clock = clock
+
+    def __iter__(self) -> Iterator[bytes]:
+        seen = 0
+        for chunk in self._inner:
+            seen += len(chunk)
+            if seen > self._cap:
+                raise LLMBadResponse(f"response body passed the {self._cap}-byte cap; "
+                                     "not read further")
+            if self._clock() > self._deadline:
+                raise LLMTimeout(f"response still arriving after {self._total_timeout} s")
+            yield chunk
+
+    def close(self) -> None:
+        self._inner.close()
+
+
 # -- response shapes ----------------------------------------------------------------------------
 
-def _ignore_body(payload: Any) -> None:
+def _ignore_body(answer: object) -> None:
     return None
 
 
-def _parse_models(payload: Any) -> tuple[str, ...]:
-    data = payload["data"]
+def _parse_models(page: Any) -> tuple[str, ...]:
+    data = page.data
     if not isinstance(data, list):
         raise LLMBadResponse("/v1/models: 'data' is not a list")
-    ids = tuple(entry["id"] for entry in data)
+    ids = tuple(entry.id for entry in data)
     if not all(isinstance(i, str) for i in ids):
         raise LLMBadResponse("/v1/models: a model id is not a string")
     return ids
 
 
-def _parse_chat(payload: Any) -> tuple[list[str], list[str], int, int]:
-    choices = payload["choices"]
+def _parse_chat(completion: Any) -> tuple[list[str], list[str], int, int]:
+    choices = completion.choices
     if not isinstance(choices, list) or not choices:
         raise LLMBadResponse("chat completion has no choices")
-    ordered = sorted(choices, key=lambda c: c.get("index", 0) if isinstance(c, dict) else 0)
+    ordered = sorted(choices, key=lambda c: c.index if isinstance(c.index, int) else 0)
     texts: list[str] = []
     reasons: list[str] = []
     for choice in ordered:
-        content = choice["message"]["content"]
+        content = choice.message.content
         if content is not None and not isinstance(content, str):
             raise LLMBadResponse("chat completion: message content is not a string")
         texts.append(content or "")
-        reasons.append(str(choice.get("finish_reason") or ""))
-    usage = payload.get("usage") or {}
-    prompt_tokens = usage.get("prompt_tokens", 0)
-    completion_tokens = usage.get("completion_tokens", 0)
+        reasons.append(str(choice.finish_reason or ""))
+    usage = completion.usage
+    prompt_tokens = (usage.prompt_tokens if usage is not None else None) or 0
+    completion_tokens = (usage.completion_tokens if usage is not None else None) or 0
     if not isinstance(prompt_tokens, int) or not isinstance(completion_tokens, int):
         raise LLMBadResponse("chat completion: token counts are not integers")
     return texts, reasons, prompt_tokens, completion_tokens
 
 
 def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent or bad."""
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent or bad.
+
+    Hand-written: the SDK parses the header only inside its own retry loop,
+    which is switched off, and tenacity knows nothing of HTTP.
+    """
     if not value:
         return None
     value = value.strip()

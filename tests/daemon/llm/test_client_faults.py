@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import email.utils
+import gzip
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -26,7 +28,7 @@ from daemon.synthesis.llm import (
     LLMUnavailable,
 )
 from tests.clock import FakeClock
-from tests.daemon.llm.standin import MODELS, Reply, StandIn, chat_body
+from tests.daemon.llm.standin import MODELS, Reply, Seen, StandIn, chat_body
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 CONFIG = ClientConfig(base_url="http://127.0.0.1:9", model="stand-in", connect_timeout=1.0,
@@ -49,10 +51,20 @@ class Env:
         self.sleeps.append(seconds)
         self.clock.advance(seconds)
 
+    def breaker_state(self) -> str:
+        # read through a call, so that mypy does not narrow the state across clock moves
+        return self.client.breaker.state
+
     def requests(self, result: str) -> float:
         value = self.metrics.registry.get_sample_value(
             "selfmod_llm_requests_total", {"result": result})
         return value or 0.0
+
+
+def header(seen: Seen, name: str) -> str | None:
+    """A request header by name, in any case: HTTP header names are case-insensitive."""
+    found = [value for key, value in seen.headers.items() if key.lower() == name.lower()]
+    return found[0] if found else None
 
 
 @pytest.fixture
@@ -209,17 +221,17 @@ def test_breaker_opens_after_consecutive_failures_and_half_opens_after_cooldown(
         for _ in range(3):
             with pytest.raises(LLMUnavailable):
                 env.client.chat(MESSAGES)
-        assert env.client.breaker.state == "open"
+        assert env.breaker_state() == "open"
         with pytest.raises(LLMCircuitOpen):
             env.client.chat(MESSAGES)
         assert len(server.seen) == 3  # the refused call never left the process
         assert env.requests("breaker_open") == 1
         env.clock.advance(29.0)
-        assert env.client.breaker.state == "open"
+        assert env.breaker_state() == "open"
         env.clock.advance(1.0)
-        assert env.client.breaker.state == "half-open"
+        assert env.breaker_state() == "half-open"
         assert env.client.chat(MESSAGES).texts == ["back"]
-        assert env.client.breaker.state == "closed"
+        assert env.breaker_state() == "closed"
 
 
 def test_failed_trial_reopens_the_breaker() -> None:
@@ -231,7 +243,7 @@ def test_failed_trial_reopens_the_breaker() -> None:
         env.clock.advance(30.0)
         with pytest.raises(LLMUnavailable):
             env.client.chat(MESSAGES)  # the trial
-        assert env.client.breaker.state == "open"
+        assert env.breaker_state() == "open"
         assert len(server.seen) == 2
 
 
@@ -242,7 +254,7 @@ def test_bad_response_does_not_trip_the_breaker() -> None:
         for _ in range(3):
             with pytest.raises(LLMBadResponse):
                 env.client.chat(MESSAGES)
-        assert env.client.breaker.state == "closed"
+        assert env.breaker_state() == "closed"
         assert len(server.seen) == 3
 
 
@@ -274,7 +286,7 @@ def test_api_key_from_env_is_sent_but_never_shown(closed_port: int) -> None:
         config = replace(CONFIG, base_url=server.url, api_key_env="SELFMOD_TEST_KEY")
         client = LLMClient(config, environ={"SELFMOD_TEST_KEY": secret})
         client.chat(MESSAGES)
-        assert server.seen[0].headers["Authorization"] == f"Bearer {secret}"
+        assert header(server.seen[0], "Authorization") == f"Bearer {secret}"
         assert secret not in repr(client) and secret not in repr(config)
         assert secret not in repr(vars(client))
         client.close()
@@ -295,7 +307,7 @@ def test_api_key_from_file(tmp_path: object) -> None:
                            environ={})
         client.chat(MESSAGES)
         client.close()
-    assert server.seen[0].headers["Authorization"] == "Bearer file-key"
+    assert header(server.seen[0], "Authorization") == "Bearer file-key"
 
 
 def test_unset_key_variable_means_no_key() -> None:
@@ -306,7 +318,35 @@ def test_unset_key_variable_means_no_key() -> None:
         with pytest.raises(LLMRequestRejected, match="api_key_env"):
             client.chat(MESSAGES)
         client.close()
-    assert "Authorization" not in server.seen[0].headers
+    assert header(server.seen[0], "Authorization") is None
+
+
+def test_openai_variables_of_the_host_never_reach_the_model_server(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys, organisation and project the SDK would read from OPENAI_* variables are not sent."""
+    for name, value in {"OPENAI_API_KEY": "sk-host", "OPENAI_ADMIN_KEY": "sk-admin",
+                        "OPENAI_ORG_ID": "org-host", "OPENAI_PROJECT_ID": "proj-host",
+                        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+                        "OPENAI_CUSTOM_HEADERS": "Authorization: Bearer sk-custom"}.items():
+        monkeypatch.setenv(name, value)
+    with StandIn([Reply(body=chat_body("x"))]) as server:
+        env = Env(server.url)
+        env.client.chat(MESSAGES)
+    seen = server.seen[0]
+    for name in ("Authorization", "OpenAI-Organization", "OpenAI-Project"):
+        assert header(seen, name) is None
+    assert "sk-" not in repr(seen.headers)
+
+
+def test_compressed_body_is_refused() -> None:
+    """The client asks for an uncompressed body and refuses a compressed one it cannot cap."""
+    packed = gzip.compress(json.dumps(chat_body("x")).encode())
+    with StandIn([Reply(body=packed, headers={"Content-Encoding": "gzip"})]) as server:
+        env = Env(server.url)
+        with pytest.raises(LLMBadResponse, match="compressed"):
+            env.client.chat(MESSAGES)
+    assert header(server.seen[0], "Accept-Encoding") == "identity"
+    assert env.requests("bad_response") == 1
 
 
 @pytest.mark.parametrize("overrides,match", [
