@@ -18,6 +18,10 @@ removes temporary files a crash left and repairs a torn audit tail. Readers
 Write order for a new version is object, then audit record, then state: a
 crash between steps can leave an unreferenced object or an audit record of a
 decision whose state change was lost, never a state naming a missing object.
+
+The bottom layer: it imports only the standard library, never :mod:`daemon`,
+:mod:`envelope` or :mod:`invariants` (import-linter contracts in
+``pyproject.toml``).
 """
 
 from __future__ import annotations
