@@ -20,10 +20,8 @@ from __future__ import annotations
 import json
 import os
 import platform
-import random
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -122,15 +120,32 @@ def save_figure(plt: Any, fig: Any, path: os.PathLike[str]) -> bool:
 
 def bootstrap_ci(values: Sequence[float], confidence: float = 0.95, resamples: int = 10_000,
                  seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean (few pairs: a t-interval would assume more)."""
+    """BCa bootstrap interval of the mean (few pairs: a t-interval would assume more).
+
+    Where BCa is not defined (every value equal, or nearly) the percentile interval
+    stands in. scipy is imported here, not at the top, because every benchmark
+    imports this module, including the children whose memory bench/resources.py
+    measures.
+    """
     if len(values) < 2:
         v = values[0] if values else float("nan")
         return v, v
-    rng = random.Random(seed)
-    n = len(values)
-    means = sorted(statistics.fmean(rng.choices(values, k=n)) for _ in range(resamples))
-    tail = (1.0 - confidence) / 2.0
-    return means[int(tail * resamples)], means[min(resamples - 1, int((1 - tail) * resamples))]
+    import warnings
+
+    import numpy as np
+    from scipy import stats
+
+    for method in ("BCa", "percentile"):
+        with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+            warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+            interval = stats.bootstrap((np.asarray(values, dtype=float),), np.mean,
+                                       n_resamples=resamples, confidence_level=confidence,
+                                       method=method, rng=np.random.default_rng(seed),
+                                       vectorized=True).confidence_interval
+        low, high = float(interval.low), float(interval.high)
+        if np.isfinite(low) and np.isfinite(high):
+            break
+    return low, high
 
 
 def paired_ratios(a: Sequence[float], b: Sequence[float]) -> list[float]:

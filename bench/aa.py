@@ -16,17 +16,20 @@ running, so the timings see the load a live daemon's shadows see. Property
 checks are off in these trials (``examples: 0``): they run before the
 benchmark and have no bearing on the timings, and leaving them out buys more
 trials in the time. The rate comes with a Wilson 95 % interval over the trials.
+Each trial keeps its benchmark timings, so that a change to the acceptance
+statistics can be judged on the same shadow reports without a rerun.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from scipy import stats
 
 from bench._common import metric, progress, result, workdir, write_result
 from bench._gate import Gate, default_policy, demo_targets, record_demo_corpora
@@ -50,14 +53,12 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion."""
+def wilson(hits: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (``[0, 1]`` with no trials)."""
     if n == 0:
         return 0.0, 1.0
-    p = hits / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    interval = stats.binomtest(hits, n).proportion_ci(confidence, method="wilson")
+    return float(interval.low), float(interval.high)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
             target = targets[n % len(targets)]
             report = gate.shadow(target, originals[target], originals[target])
             trial: dict[str, Any] = {"target": target, "status": report.status,
-                                     "pairs": len(report.original_times)}
+                                     "pairs": len(report.original_times),
+                                     "original_times": list(report.original_times),
+                                     "candidate_times": list(report.candidate_times)}
             for threshold in THRESHOLDS:
                 verdict = gate.decide(report, threshold)
                 trial[f"accepted_{threshold}"] = not verdict.rejected
