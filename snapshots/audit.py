@@ -173,12 +173,8 @@ def verify_chain(lines: Iterable[str]) -> VerifyResult:
     the check at the first bad record.
     """
     seq, prev, count = 1, GENESIS, 0
-    iterator = iter(lines)
-    line = next(iterator, None)
-    while line is not None:
-        following = next(iterator, None)
-        fields = _parse(line)
-        if following is None and (fields is None or not line.endswith("\n")):
+    for line, fields, torn in _entries(lines):
+        if torn:
             if not line:
                 break
             size = len(line.encode("utf-8"))
@@ -194,8 +190,22 @@ def verify_chain(lines: Iterable[str]) -> VerifyResult:
             return VerifyResult(ok=False, records=count, first_bad_seq=seq,
                                 problem=f"record {seq}: {problem}")
         seq, prev, count = seq + 1, fields["hash"], count + 1
-        line = following
     return VerifyResult(ok=True, records=count)
+
+
+def _entries(lines: Iterable[str]) -> Iterator[tuple[str, dict[str, Any] | None, bool]]:
+    """Each line with its parsed fields and whether it is a torn tail.
+
+    Only the last line can be torn: it has no newline, or it is not a JSON
+    object. Knowing that needs one line of look-ahead, kept here for every reader.
+    """
+    iterator = iter(lines)
+    line = next(iterator, None)
+    while line is not None:
+        following = next(iterator, None)
+        fields = _parse(line)
+        yield line, fields, following is None and (fields is None or not line.endswith("\n"))
+        line = following
 
 
 def _file_lines(path: Path) -> Iterator[str]:
@@ -222,19 +232,13 @@ def read_records(path: Path, kinds: Iterable[str] | None = None) -> Iterator[Aud
     """
     wanted = None if kinds is None else frozenset(kinds)
     try:
-        lines = _file_lines(path)
-        line = next(lines, None)
-        position = 1
-        while line is not None:
-            following = next(lines, None)
-            fields = _parse(line)
-            if following is None and (fields is None or not line.endswith("\n")):
+        for position, (_, fields, torn) in enumerate(_entries(_file_lines(path)), start=1):
+            if torn:
                 return
             if fields is None or set(fields) != set(FIELDS):
                 raise AuditTampered(f"{path}: line {position} is not an audit record", position)
             if wanted is None or fields["kind"] in wanted:
                 yield AuditRecord(**fields)
-            line, position = following, position + 1
     except FileNotFoundError:
         return
     except OSError as exc:
