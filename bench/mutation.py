@@ -1,4 +1,4 @@
-"""``python -m bench.mutation``: the share of wrong versions of the demo targets the gate rejects.
+"""``python -m bench.mutation``: the share of wrong versions of the demo targets the gate catches.
 
 Every function of ``demo/logstats.py`` is mutated (see
 :mod:`bench._mutants`: swapped operators and comparisons, off-by-one and changed
@@ -8,9 +8,19 @@ recorded from the running demo workload (differential replay, property checks,
 declared invariants, benchmark, second hash seed) and the acceptance decision,
 all under ``config/envelope.yaml``.
 
-- ``mutation_score``: rejected / tried (any stage). Target: at least 0.95.
-- ``behavioural_score``: rejected by the static gate or the shadow / tried, i.e.
-  not counting mutants turned away only for being no faster.
+Each mutant ends one of three ways (:func:`outcome`):
+
+- **killed**: the static gate or the shadow told it apart from the original;
+- **rejected only as not faster**: the shadow found no difference and the
+  acceptance statistics turned it away (no faster, or too few measurements to
+  say). Reported apart and *not* counted as killed: the gate did not notice the
+  wrong behaviour, and a mutant that happened to be faster would have passed;
+- **accepted**: let through as faster.
+
+- ``kill_score``: killed / tried, the headline. Target: at least 0.95.
+- ``rejected_only_as_not_faster`` and ``accepted``: counts, with their share.
+- ``kill_score_without_likely_equivalent`` / ``..._without_judged_equivalent``:
+  the kill score leaving out survivors that may not be wrong at all (below).
 
 Mutants the shadow could not tell from the original are listed with their diffs
 under ``survivors``, each then compared in this process on 1000 more generated
@@ -19,16 +29,19 @@ inputs: a survivor in which that finds no difference is marked
 
 All mutants take about ten minutes on a 2-core machine, so by default a
 stratified sample (every target represented in proportion, seeded) is tried;
-``--all`` tries every one. The JSON says which. The score is also written as
-the gauge ``selfmod_mutation_score_ratio`` to ``bench/results/mutation.prom``
-(Prometheus text format, for node_exporter's textfile collector): the number
-belongs to the gate's code, not to a running daemon.
+``--all`` tries every one. The JSON says which. ``--rescore`` recomputes the
+metrics of an existing ``bench/results/mutation.json`` from the verdicts it
+records, without running a mutant. The kill score is also written as the gauge
+``selfmod_mutation_score_ratio`` to ``bench/results/mutation.prom`` (Prometheus
+text format, for node_exporter's textfile collector): the number belongs to the
+gate's code, not to a running daemon.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
 import random
 import tempfile
@@ -139,6 +152,9 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pool-size", type=int, default=8)
     parser.add_argument("--budget-seconds", type=float, default=280.0,
                         help="stop starting mutants after this long")
+    parser.add_argument("--rescore", action="store_true",
+                        help=f"recompute the metrics of {RESULTS / (NAME + '.json')} from the "
+                             "verdicts it records; runs no mutant")
     return parser.parse_args(argv)
 
 
@@ -157,6 +173,13 @@ def sample(by_target: dict[str, list[Mutant]], size: int, seed: int
 
 def main(argv: list[str] | None = None) -> int:
     options = _options(argv)
+    if options.rescore:
+        path = RESULTS / f"{NAME}.json"
+        data = rescore(json.loads(path.read_text()))
+        write_result(data)
+        _write_gauge(_headline(data))
+        progress(NAME, f"kill score {_headline(data)}, recomputed; wrote {path}")
+        return 0
     started, load_before = time.monotonic(), os.getloadavg()
     policy = default_policy()
     work = Path(tempfile.mkdtemp(prefix="mutation-", dir=workdir()))
@@ -197,10 +220,22 @@ def main(argv: list[str] | None = None) -> int:
     data = _result(options, jobs, verdicts, probes, originals, corpora, total, started,
                    load_before)
     path = write_result(data)
-    _write_gauge(data["metrics"][0]["value"])
-    progress(NAME, f"mutation score {data['metrics'][0]['value']} over {len(verdicts)} "
-                   f"mutants; wrote {path}")
+    _write_gauge(_headline(data))
+    progress(NAME, f"kill score {_headline(data)} over {len(verdicts)} mutants; wrote {path}")
     return 0
+
+
+def outcome(caught_by: str) -> str:
+    """``killed``, ``not_faster`` or ``accepted``, from a verdict's ``caught_by``.
+
+    ``caught_by`` is what per-target results record (``nothing`` for an accepted
+    mutant), so a result file can be rescored from it.
+    """
+    if caught_by in ("", "nothing"):
+        return "accepted"
+    if caught_by == "speed":  # the acceptance stage: the shadow found no difference
+        return "not_faster"
+    return "killed"
 
 
 def _result(options: argparse.Namespace, jobs: list[tuple[str, Mutant]],
@@ -209,20 +244,16 @@ def _result(options: argparse.Namespace, jobs: list[tuple[str, Mutant]],
             corpora: dict[str, Any], total: int, started: float,
             load_before: tuple[float, float, float]) -> dict[str, Any]:
     tried = len(verdicts)
-    rejected = sum(v.rejected for v in verdicts.values())
-    behavioural = sum(v.stage in ("static", "shadow") for v in verdicts.values())
-    score = round(rejected / tried, 4) if tried else None
     per_target: dict[str, dict[str, Any]] = {}
     for index, (target, mutant) in enumerate(jobs):
         entry = per_target.setdefault(target, {
-            "mutants": 0, "tried": 0, "rejected": 0, "caught_by": collections.Counter(),
+            "mutants": 0, "tried": 0, "caught_by": collections.Counter(),
             "corpus_calls": len(corpora[target].records), "survivors": []})
         entry["mutants"] += 1
         verdict = verdicts.get((target, index))
         if verdict is None:
             continue
         entry["tried"] += 1
-        entry["rejected"] += verdict.rejected
         entry["caught_by"][verdict.caught_by or "nothing"] += 1
         probe = probes.get((target, index))
         if probe is not None:
@@ -230,37 +261,11 @@ def _result(options: argparse.Namespace, jobs: list[tuple[str, Mutant]],
                 "operator": mutant.operator, "description": mutant.description,
                 "line": mutant.line, "gate": verdict.stage, "verdict": verdict.reason,
                 "likely_equivalent": not probe.difference, "probe_inputs": probe.inputs,
-                "judged": JUDGED.get((target.partition(":")[2], mutant.description),
-                                     "not judged yet"),
+                "judged": _judged(target, mutant.description),
                 "difference_found_later": probe.difference,
                 "diff": mutant.diff(originals[target])})
     for entry in per_target.values():
         entry["caught_by"] = dict(entry["caught_by"])
-        entry["score"] = round(entry["rejected"] / entry["tried"], 4) if entry["tried"] else None
-    caught = collections.Counter(v.caught_by or "nothing" for v in verdicts.values())
-    equivalent = sum(not probe.difference for probe in probes.values())
-    distinguishable = tried - equivalent
-    judged_equivalent = sum(
-        JUDGED.get((jobs[index][0].partition(":")[2], jobs[index][1].description),
-                   "").startswith("equivalent")
-        for (_, index), probe in probes.items() if not probe.difference)
-    metrics = [
-        metric("mutation_score", score, "ratio", target=f">= {TARGET_SCORE}",
-               met=score is not None and score >= TARGET_SCORE, rejected=rejected, tried=tried),
-        metric("behavioural_score", round(behavioural / tried, 4) if tried else None, "ratio",
-               note="rejected by the static gate or the shadow, not only for speed"),
-        metric("behavioural_score_without_likely_equivalent",
-               round(behavioural / distinguishable, 4) if distinguishable else None, "ratio",
-               likely_equivalent=equivalent,
-               note="as behavioural_score, leaving out the survivors in which a search of "
-                    "many more inputs found no difference"),
-        metric("behavioural_score_without_judged_equivalent",
-               round(behavioural / (tried - judged_equivalent), 4)
-               if tried > judged_equivalent else None, "ratio",
-               judged_equivalent=judged_equivalent,
-               note="as behavioural_score, leaving out the survivors a person judged "
-                    "equivalent (see JUDGED in bench/mutation.py and each survivor's 'judged')"),
-    ]
     sampled = not options.all and len(jobs) < total
     parameters = {
         "mutants_generated": total, "mutants_selected": len(jobs), "mutants_tried": tried,
@@ -271,12 +276,86 @@ def _result(options: argparse.Namespace, jobs: list[tuple[str, Mutant]],
         "workers": options.workers, "demo_batch_size": options.batch_size,
         "demo_pool_size": options.pool_size, "policy": "config/envelope.yaml",
     }
-    details = {"caught_by": dict(caught), "targets": per_target,
+    details = {"targets": per_target,
                "survivors_note": "mutants the shadow found no difference in (turned away, if "
                                  "at all, only for not being faster): judge each diff for "
                                  "equivalence"}
-    return result(NAME, "Mutants of every demo target through the real gate", metrics,
+    data = result(NAME, "Mutants of every demo target through the real gate", [],
                   parameters, details, started=started, load_before=load_before)
+    return _score(data)
+
+
+def rescore(data: dict[str, Any]) -> dict[str, Any]:
+    """A mutation result with its metrics and tallies recomputed from the verdicts it records.
+
+    Reads each target's ``caught_by`` counts and survivors (the judgements are
+    refreshed from :data:`JUDGED`); the run's parameters, machine and timings stay.
+    """
+    details = data["details"]
+    for target, entry in details["targets"].items():
+        entry.pop("rejected", None)  # the old any-stage count, which took not-faster as caught
+        for survivor in entry["survivors"]:
+            survivor["judged"] = _judged(target, survivor["description"])
+    parameters = {**data["parameters"],
+                  "rescored": "metrics recomputed from this run's recorded verdicts at "
+                              + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    return _score({**data, "parameters": parameters})
+
+
+def _score(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with per-target tallies, the overall ``outcomes`` and the metrics filled in."""
+    targets = data["details"]["targets"]
+    totals: collections.Counter[str] = collections.Counter()
+    caught: collections.Counter[str] = collections.Counter()
+    for entry in targets.values():
+        tally = collections.Counter({"killed": 0, "not_faster": 0, "accepted": 0})
+        for caught_by, count in entry["caught_by"].items():
+            tally[outcome(caught_by)] += count
+        entry.update(tally)
+        entry["score"] = round(tally["killed"] / entry["tried"], 4) if entry["tried"] else None
+        totals.update(tally)
+        caught.update(entry["caught_by"])
+    tried = sum(entry["tried"] for entry in targets.values())
+    killed = totals["killed"]
+    survivors = [s for entry in targets.values() for s in entry["survivors"]]
+    equivalent = sum(s["likely_equivalent"] for s in survivors)
+    judged_equivalent = sum(s["likely_equivalent"] and s["judged"].startswith("equivalent")
+                            for s in survivors)
+    score = _ratio(killed, tried)
+    metrics = [
+        metric("kill_score", score, "ratio", target=f">= {TARGET_SCORE}",
+               met=score is not None and score >= TARGET_SCORE, killed=killed, tried=tried,
+               note="mutants the static gate or the shadow told apart from the original; "
+                    "those turned away only as not faster are not counted"),
+        metric("rejected_only_as_not_faster", totals["not_faster"], "mutants",
+               share=_ratio(totals["not_faster"], tried),
+               note="the shadow found no difference; the acceptance statistics turned them "
+                    "away (see survivors)"),
+        metric("accepted", totals["accepted"], "mutants", share=_ratio(totals["accepted"], tried),
+               note="let through as faster (see survivors)"),
+        metric("kill_score_without_likely_equivalent", _ratio(killed, tried - equivalent),
+               "ratio", likely_equivalent=equivalent,
+               note="as kill_score, leaving out the survivors in which a search of many more "
+                    "inputs found no difference"),
+        metric("kill_score_without_judged_equivalent", _ratio(killed, tried - judged_equivalent),
+               "ratio", judged_equivalent=judged_equivalent,
+               note="as kill_score, leaving out the survivors a person judged equivalent (see "
+                    "JUDGED in bench/mutation.py and each survivor's 'judged')"),
+    ]
+    details = {**data["details"], "caught_by": dict(caught), "outcomes": dict(totals)}
+    return {**data, "metrics": metrics, "details": details}
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole > 0 else None
+
+
+def _judged(target: str, description: str) -> str:
+    return JUDGED.get((target.partition(":")[2], description), "not judged yet")
+
+
+def _headline(data: dict[str, Any]) -> float | None:
+    return next(m["value"] for m in data["metrics"] if m["metric"] == "kill_score")
 
 
 def _write_gauge(score: float | None, results: Path = RESULTS) -> None:
