@@ -9,7 +9,7 @@ import libcst.matchers as m
 
 from daemon.synthesis.rules import edit
 from daemon.synthesis.rules.analysis import Function
-from daemon.synthesis.rules.rule import Rule
+from daemon.synthesis.rules.rule import ForLoopRule
 from daemon.synthesis.rules.shapes import (
     movable,
     parenthesized,
@@ -22,7 +22,7 @@ from daemon.synthesis.rules.shapes import (
 _RETURN_BOOL = m.Return(value=m.Name("True") | m.Name("False"))
 
 
-class AnyAll(Rule):
+class AnyAll(ForLoopRule):
     """Short-circuits with ``any``/``all`` (a C loop) instead of a Python search loop.
 
     ::
@@ -63,18 +63,13 @@ class AnyAll(Rule):
     id: ClassVar[str] = "any-all"
     summary: ClassVar[str] = "short-circuit with any()/all() instead of a search loop"
 
-    def rewrite(self, fn: Function) -> cst.Module | None:
-        if not (fn.is_builtin("any") and fn.is_builtin("all")):
-            return None
-        for block, index, loop in fn.loops():
-            if isinstance(loop, cst.For) and index + 1 < len(block.body):
-                result = self._site(fn, block, index, loop)
-                if result is not None:
-                    return result
-        return None
+    def applicable(self, fn: Function) -> bool:
+        return fn.is_builtin("any") and fn.is_builtin("all")
 
-    def _site(self, fn: Function, block: cst.IndentedBlock, index: int,
-              statement: cst.For) -> cst.Module | None:
+    def site(self, fn: Function, block: cst.IndentedBlock, index: int,
+             statement: cst.For) -> cst.Module | None:
+        if index + 1 >= len(block.body):  # the loop must be followed by the return
+            return None
         loop = plain_for(statement)
         after = single_small(block.body[index + 1])
         guard = single_statement(loop.body) if loop is not None else None

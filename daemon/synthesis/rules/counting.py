@@ -10,7 +10,7 @@ import libcst.matchers as m
 from daemon.synthesis.rules import edit
 from daemon.synthesis.rules.analysis import Function
 from daemon.synthesis.rules.preconditions import confined, local_init, stored_within
-from daemon.synthesis.rules.rule import Rule
+from daemon.synthesis.rules.rule import ForLoopRule
 from daemon.synthesis.rules.shapes import (
     assigned_name,
     is_pure,
@@ -35,7 +35,7 @@ def _key(subscript: cst.BaseExpression) -> cst.BaseExpression:
     return index.value
 
 
-class DictGetCounting(Rule):
+class DictGetCounting(ForLoopRule):
     """Counts with ``collections.Counter`` (a C loop) instead of a Python loop.
 
     ::
@@ -80,20 +80,19 @@ class DictGetCounting(Rule):
     summary: ClassVar[str] = "count with collections.Counter instead of dict.get in a loop"
     imports: ClassVar[tuple[str, ...]] = ("collections",)
 
-    def rewrite(self, fn: Function) -> cst.Module | None:
-        if ("Counter" in fn.identifiers and not edit.has_function_import(fn.module, IMPORT)) \
-                or not (
-                fn.is_builtin("dict") and fn.is_builtin("iter")):
-            return None
-        for block, index, loop in fn.loops():
-            if isinstance(loop, cst.For):
-                result = self._site(fn, block, index, loop)
-                if result is not None:
-                    return edit.add_function_import(cst.parse_module(result.code), IMPORT)
-        return None
+    def applicable(self, fn: Function) -> bool:
+        if "Counter" in fn.identifiers and not edit.has_function_import(fn.module, IMPORT):
+            return False
+        return fn.is_builtin("dict") and fn.is_builtin("iter")
 
-    def _site(self, fn: Function, block: cst.IndentedBlock, index: int,
-              statement: cst.For) -> cst.Module | None:
+    def rewrite(self, fn: Function) -> cst.Module | None:
+        result = super().rewrite(fn)
+        if result is None:
+            return None
+        return edit.add_function_import(cst.parse_module(result.code), IMPORT)
+
+    def site(self, fn: Function, block: cst.IndentedBlock, index: int,
+             statement: cst.For) -> cst.Module | None:
         loop = plain_for(statement)
         if loop is None or fn.guarded(loop) or not isinstance(loop.body, cst.IndentedBlock):
             return None
