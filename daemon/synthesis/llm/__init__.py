@@ -1,6 +1,7 @@
 """Candidates from a model served by vLLM: client, prompt, parsing and the proposer.
 
-``LLMClient`` talks HTTP to the server, ``build_messages`` turns a
+``LLMClient`` talks to the server through the ``openai`` SDK (with
+tenacity's retries, our size cap and circuit breaker), ``build_messages`` turns a
 ``ProposalRequest`` into a prompt, ``parse_sample`` turns each sample into one
 function or a reason, and ``LLMProposer`` ties them together behind the
 ``Proposer`` protocol. ``apply_to_module`` puts a function back into its module.
@@ -14,6 +15,7 @@ from daemon.synthesis.llm.errors import (
     LLMConfigError,
     LLMError,
     LLMRequestRejected,
+    LLMServerBusy,
     LLMTimeout,
     LLMUnavailable,
 )
@@ -34,6 +36,7 @@ __all__ = [
     "LLMError",
     "LLMProposer",
     "LLMRequestRejected",
+    "LLMServerBusy",
     "LLMTimeout",
     "LLMUnavailable",
     "ParseFailure",

@@ -1,54 +1,42 @@
 """The model client: the ``openai`` SDK pointed at vLLM, with what a daemon adds around it.
 
-Only three endpoints matter to selfmod: ``GET /health``, ``GET /v1/models``
-and ``POST /v1/chat/completions``. The SDK builds and sends the requests and
-decodes the answers; ``tenacity`` retries connection errors, timeouts, 429 and
-5xx with exponential backoff and jitter, honouring ``Retry-After``. What
-neither library has stays here, small:
+Three endpoints matter: ``GET /health``, ``GET /v1/models`` and ``POST
+/v1/chat/completions``. The SDK builds and sends the requests and decodes the
+answers; tenacity retries them (:mod:`~daemon.synthesis.llm.retry`). Ours, as
+thin layers, because neither library has them: the response size cap and the
+per-attempt deadline (:mod:`~daemon.synthesis.llm.guard`, under the SDK), the
+circuit breaker over whole calls (:mod:`~daemon.synthesis.llm.breaker`), the
+translation of every SDK and httpx error into our tree
+(:mod:`~daemon.synthesis.llm.errors`), and the metrics.
 
-- a response guard under the SDK (:class:`_GuardedTransport`): a cap on body
-  size, counted while the body streams in, and a total deadline per attempt,
-  so that a server dribbling bytes cannot hold a cycle forever;
-- a circuit breaker over whole calls (:mod:`daemon.synthesis.llm.breaker`);
-- the translation of every SDK and httpx error into our own tree
-  (:mod:`daemon.synthesis.llm.errors`), and the metrics.
+The SDK's own retry is off (``max_retries=0``): it sleeps with ``time.sleep``
+and its own randomness, so the clock cannot be passed in; it follows a
+``Retry-After`` of up to 60 s and falls back to its own backoff for a longer
+one, where we give up at once; and the breaker must see one outcome per call.
+Everything from the outside world (transport, sleep, randomness, clock,
+environment) is passed in, so the fault tests need no real sleeping.
 
-Why the SDK's own retry is switched off (``max_retries=0``): it sleeps with
-``time.sleep`` and its own randomness, so neither tests nor the daemon can
-pass the clock in; it follows a ``Retry-After`` of up to 60 s and silently
-falls back to its own backoff for a longer one, where we give up at once when
-the server asks for more than ``max_retry_after``; and the breaker must see
-one outcome per call, not per attempt.
-
-Everything the client depends on from the outside world (HTTP transport,
-sleep, randomness, clock, environment) is passed in, so the fault tests run it
-against a stand-in server without sleeping for real.
-
-The API key is read once, from the environment variable or the file the
-configuration names, and handed to the SDK, which sends it only as the bearer
-token. The key, organisation and project the SDK would otherwise take from
-``OPENAI_*`` variables are passed or omitted explicitly, so credentials meant
-for another server never reach the model server. The key appears in no
-message, repr or log line of ours; the configuration holds only where it
-comes from.
+The API key is read once, from the variable or file the configuration names,
+and handed to the SDK, which sends it only as the bearer token. The key,
+organisation and project the SDK would otherwise take from ``OPENAI_*``
+variables are passed or omitted explicitly, so credentials meant for another
+server never reach the model server. The key is in no message, repr or log
+line of ours; the configuration holds only where it comes from.
 """
 
 from __future__ import annotations
 
-import email.utils
 import json
 import os
 import random as _random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, NoReturn, Protocol, TypeVar, cast
 
 import httpx
 import openai
-import tenacity
 from prometheus_client import Counter, Gauge, Histogram
 
 from daemon.synthesis.llm.breaker import CircuitBreaker
@@ -58,9 +46,12 @@ from daemon.synthesis.llm.errors import (
     LLMConfigError,
     LLMError,
     LLMRequestRejected,
+    LLMServerBusy,
     LLMTimeout,
     LLMUnavailable,
 )
+from daemon.synthesis.llm.guard import GuardedTransport
+from daemon.synthesis.llm.retry import asks_too_long, retry_after, retrying
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -124,14 +115,6 @@ class LLMMetrics(Protocol):
     llm_up: Gauge
 
 
-class _StatusUnavailable(LLMUnavailable):
-    """A 429 or 5xx answer, remembered with the server's Retry-After, if any."""
-
-    def __init__(self, message: str, retry_after: float | None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
 def read_api_key(config: ClientConfig, environ: Mapping[str, str] = os.environ) -> str | None:
     """The API key: the named environment variable if set, else the named file, else None.
 
@@ -188,7 +171,7 @@ class LLMClient:
         self._headers: dict[str, Any] = dict(_NOT_FROM_ENVIRONMENT)
         if key is None:
             self._headers["Authorization"] = openai.Omit()
-        guard = _GuardedTransport(transport or httpx.HTTPTransport(), config.max_response_bytes,
+        guard = GuardedTransport(transport or httpx.HTTPTransport(), config.max_response_bytes,
                                   config.total_timeout, clock)
         # trust_env=False: a proxy from the environment must not reroute model traffic.
         # identity: the guard counts bytes on the wire, which must be the bytes we keep.
@@ -286,20 +269,14 @@ class LLMClient:
             raise LLMCircuitOpen(f"model server at {self.base_url} failed repeatedly; circuit "
                                  f"open, next trial in {self.breaker.retry_in():.0f} s")
         attempts = 1 + (max(0, self.config.max_retries) if retry else 0)
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(attempts),
-            wait=self._wait,
-            retry=tenacity.retry_if_exception(self._worth_retrying),
-            sleep=self._sleep,
-            reraise=True,
-        )
+        runner = retrying(self.config, attempts, sleep=self._sleep, random=self._random)
         failed = True
         try:
-            result: T = retrying(self._attempt, what, send, parse)
+            result: T = runner(self._attempt, what, send, parse)
             failed = False
             return result
-        except _StatusUnavailable as exc:
-            if exc.retry_after is not None and exc.retry_after > self.config.max_retry_after:
+        except LLMServerBusy as exc:
+            if asks_too_long(exc, self.config):
                 raise LLMUnavailable(
                     f"{exc}; it asked to retry after {exc.retry_after:.0f} s, longer "
                     f"than the {self.config.max_retry_after:.0f} s we wait") from exc
@@ -314,83 +291,30 @@ class LLMClient:
                 else:
                     self.breaker.record_success()
 
-    def _worth_retrying(self, exc: BaseException) -> bool:
-        """No answer (connection, timeout, 429, 5xx) is worth another try, unless the
-        server asked us to wait longer than we are willing to."""
-        if isinstance(exc, _StatusUnavailable) and exc.retry_after is not None:
-            return exc.retry_after <= self.config.max_retry_after
-        return isinstance(exc, LLMUnavailable | LLMTimeout)
-
-    def _wait(self, state: tenacity.RetryCallState) -> float:
-        """The server's Retry-After when it gave one, else exponential backoff with jitter.
-
-        The jitter is "equal jitter", never less than half the step, so retries
-        stay spread out; tenacity's own jittered waits draw from the module-level
-        ``random`` and add full jitter, so the step comes from tenacity and the
-        jitter from the ``random`` passed in.
-        """
-        exc = state.outcome.exception() if state.outcome is not None else None
-        if isinstance(exc, _StatusUnavailable) and exc.retry_after is not None:
-            return exc.retry_after
-        ceiling = tenacity.wait_exponential(multiplier=self.config.backoff_base,
-                                            max=self.config.backoff_max)(state)
-        return ceiling / 2 + self._random() * ceiling / 2
-
     def _attempt(self, what: str, send: Callable[[], R], parse: Callable[[R], T]) -> T:
-        """One request: the SDK's errors become ours here, and nowhere else."""
+        """One request and the reading of its answer, counted by outcome."""
         started = self._clock()
         try:
-            answer = send()
-        except openai.APITimeoutError as exc:
-            self._count("timeout")
-            cause = exc.__cause__ or exc
-            raise LLMTimeout(f"{what} timed out after {self._clock() - started:.1f} s "
-                             f"({type(cause).__name__})") from cause
-        except openai.APIConnectionError as exc:
-            # the SDK's wrapper only says "Connection error."; the transport's error says which
-            self._count("connect_error")
-            cause = exc.__cause__ or exc
-            raise LLMUnavailable(f"{what} to {self.base_url} failed: "
-                                 f"{type(cause).__name__}: {cause}") from cause
-        except openai.APIStatusError as exc:
-            raise self._status_error(what, exc) from exc
-        except (openai.OpenAIError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            self._count("bad_response")
-            raise LLMBadResponse(f"{what} answered something unusable: "
-                                 f"{type(exc).__name__}: {exc}") from exc
-        except LLMTimeout:  # the guard's total deadline
-            self._count("timeout")
+            try:
+                answer = send()
+            except (openai.OpenAIError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+                _raise_ours(what, self.base_url, self._clock() - started, exc)
+            finally:
+                if self.metrics is not None:
+                    self.metrics.llm_seconds.observe(self._clock() - started)
+            try:
+                result = parse(answer)
+            except (TypeError, KeyError, AttributeError, IndexError) as exc:
+                # The SDK builds its answer objects without validating them (servers
+                # vary in the optional fields they fill), so a body of the wrong
+                # shape shows up here, as we read the few fields we use.
+                raise LLMBadResponse(f"{what} answered something unusable: "
+                                     f"{type(exc).__name__}: {exc}") from exc
+        except LLMError as exc:  # also the guard's cap and deadline, raised under the SDK
+            self._count(_result(exc))
             raise
-        except LLMBadResponse:  # the guard's size cap
-            self._count("bad_response")
-            raise
-        finally:
-            if self.metrics is not None:
-                self.metrics.llm_seconds.observe(self._clock() - started)
-        try:
-            result = parse(answer)
-        except (TypeError, KeyError, AttributeError, IndexError, LLMBadResponse) as exc:
-            # The SDK builds its answer objects without validating them (vLLM and
-            # other servers vary in the optional fields they fill), so a body of
-            # the wrong shape shows up here, as we read the few fields we use.
-            self._count("bad_response")
-            if isinstance(exc, LLMBadResponse):
-                raise
-            raise LLMBadResponse(f"{what} answered something unusable: "
-                                 f"{type(exc).__name__}: {exc}") from exc
         self._count("ok")
         return result
-
-    def _status_error(self, what: str, exc: openai.APIStatusError) -> LLMError:
-        status = exc.status_code
-        if status == 429 or status >= 500:
-            self._count("http_429" if status == 429 else "http_5xx")
-            return _StatusUnavailable(f"{what} answered HTTP {status}",
-                                      _retry_after(exc.response.headers.get("retry-after")))
-        self._count("http_4xx")
-        hint = " (check llm.api_key_env / llm.api_key_file)" if status in (401, 403) else ""
-        return LLMRequestRejected(f"{what} answered HTTP {status}{hint}: "
-                                  f"{_excerpt(exc.response.content)}", status)
 
     def _count(self, result: str) -> None:
         if self.metrics is not None:
@@ -401,73 +325,42 @@ class LLMClient:
             self.metrics.llm_up.set(1 if up else 0)
 
 
-# -- the response guard, below the SDK ----------------------------------------------------------
+# -- the boundary: third-party errors become ours -------------------------------------------
 
-class _GuardedTransport(httpx.BaseTransport):
-    """Caps each response body's size and each attempt's total time, under the SDK.
-
-    Hand-written because neither the SDK nor httpx has either limit: the SDK
-    reads a whole body into memory, whatever its size, before it looks at it
-    (error bodies included), and httpx's timeouts are per operation (connect,
-    each read), so a server sending one byte a second never trips them. Sitting
-    at the transport, the guard sees every response the SDK asks for, counts
-    the bytes as they arrive and stops reading at the cap or the deadline.
-    Bytes are counted on the wire, so the client asks for uncompressed bodies
-    and refuses a compressed one: what it would inflate to is not bounded.
-    """
-
-    def __init__(self, inner: httpx.BaseTransport, cap: int, total_timeout: float,
-                 clock: Callable[[], float]) -> None:
-        self._inner = inner
-        self._cap = cap
-        self._total_timeout = total_timeout
-        self._clock = clock
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        started = self._clock()
-        response = self._inner.handle_request(request)
-        declared = response.headers.get("content-length", "")
-        encoding = response.headers.get("content-encoding", "identity").strip().lower()
-        if declared.isdigit() and int(declared) > self._cap:
-            response.close()
-            raise LLMBadResponse(f"response of {declared} bytes is over the {self._cap}-byte cap")
-        if encoding != "identity":
-            response.close()
-            raise LLMBadResponse(f"response compressed with {encoding!r} though we asked for "
-                                 "none; its size after inflating cannot be capped")
-        response.stream = _GuardedStream(cast(httpx.SyncByteStream, response.stream), self._cap,
-                                         started + self._total_timeout, self._total_timeout,
-                                         self._clock)
-        return response
-
-    def close(self) -> None:
-        self._inner.close()
+def _raise_ours(what: str, base_url: str, seconds: float, exc: Exception) -> NoReturn:
+    """Raises the error of our tree that an SDK error (or a body that is not JSON) stands for."""
+    if isinstance(exc, openai.APITimeoutError):
+        cause = exc.__cause__ or exc
+        raise LLMTimeout(f"{what} timed out after {seconds:.1f} s "
+                         f"({type(cause).__name__})") from cause
+    if isinstance(exc, openai.APIConnectionError):
+        # the SDK's wrapper only says "Connection error."; the transport's error says which
+        cause = exc.__cause__ or exc
+        raise LLMUnavailable(f"{what} to {base_url} failed: "
+                             f"{type(cause).__name__}: {cause}") from cause
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        if status == 429 or status >= 500:
+            raise LLMServerBusy(f"{what} answered HTTP {status}", status, retry_after(
+                exc.response.headers.get("retry-after"))) from exc
+        hint = " (check llm.api_key_env / llm.api_key_file)" if status in (401, 403) else ""
+        raise LLMRequestRejected(f"{what} answered HTTP {status}{hint}: "
+                                 f"{_excerpt(exc.response.content)}", status) from exc
+    raise LLMBadResponse(f"{what} answered something unusable: "
+                         f"{type(exc).__name__}: {exc}") from exc
 
 
-class _GuardedStream(httpx.SyncByteStream):
-    """A response body that stops at the size cap or the attempt's deadline."""
-
-    def __init__(self, inner: httpx.SyncByteStream, cap: int, deadline: float,
-                 total_timeout: float, clock: Callable[[], float]) -> None:
-        self._inner = inner
-        self._cap = cap
-        self._deadline = deadline
-        self._total_timeout = total_timeout
-        self._clock = clock
-
-    def __iter__(self) -> Iterator[bytes]:
-        seen = 0
-        for chunk in self._inner:
-            seen += len(chunk)
-            if seen > self._cap:
-                raise LLMBadResponse(f"response body passed the {self._cap}-byte cap; "
-                                     "not read further")
-            if self._clock() > self._deadline:
-                raise LLMTimeout(f"response still arriving after {self._total_timeout} s")
-            yield chunk
-
-    def close(self) -> None:
-        self._inner.close()
+def _result(exc: LLMError) -> str:
+    """The ``result`` label of ``selfmod_llm_requests_total`` for an attempt that failed."""
+    if isinstance(exc, LLMServerBusy):
+        return "http_429" if exc.status_code == 429 else "http_5xx"
+    if isinstance(exc, LLMTimeout):
+        return "timeout"
+    if isinstance(exc, LLMUnavailable):
+        return "connect_error"
+    if isinstance(exc, LLMRequestRejected):
+        return "http_4xx"
+    return "bad_response"
 
 
 # -- response shapes ----------------------------------------------------------------------------
@@ -505,28 +398,6 @@ def _parse_chat(completion: Any) -> tuple[list[str], list[str], int, int]:
     if not isinstance(prompt_tokens, int) or not isinstance(completion_tokens, int):
         raise LLMBadResponse("chat completion: token counts are not integers")
     return texts, reasons, prompt_tokens, completion_tokens
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent or bad.
-
-    Hand-written: the SDK parses the header only inside its own retry loop,
-    which is switched off, and tenacity knows nothing of HTTP.
-    """
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _excerpt(raw: bytes, limit: int = 200) -> str:
