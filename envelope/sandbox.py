@@ -4,15 +4,10 @@
 ``python -s -P -m invariants.shadow`` (see that module for why not ``-I``) inside
 the layers :func:`envelope.isolation.jail_command` can give, with an
 environment built from scratch, a private working directory (mode 0700, removed
-afterwards), its own session and process group, and three pipes it reads at once
-(stdout and stderr, of which only a tail is kept, and the result pipe, capped in
-bytes; past a cap the rest is drained and dropped, so a flood neither blocks nor
-fills the daemon). The job goes to the child's stdin as JSON; nothing from the
-child is ever unpickled.
-
-At the wall-clock deadline the whole process group is killed with SIGKILL. The
-group leader is reaped only after the group is seen empty, so its id cannot be
-reused while we still signal it; no zombie and no process is left behind.
+afterwards), its own session and process group. The job goes to the child's
+stdin as JSON (:mod:`invariants.job`); nothing from the child is ever unpickled.
+Feeding it, draining its pipes under caps, the deadline and reaping the whole
+process group is :mod:`envelope.collector`; no zombie and no process is left behind.
 
 The corpus is replayed once per hash seed in ``job.hash_seeds``: the first child
 replays, runs the property checks on generated inputs (``job.examples``; none for
@@ -25,10 +20,8 @@ Only a bad configuration raises (:class:`envelope.errors.LimitsError`), never a 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
-import selectors
 import shutil
 import signal
 import subprocess
@@ -36,9 +29,10 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from envelope.collector import Captured, Collector
 from envelope.errors import LimitsError, SandboxError
 from envelope.isolation import JAIL_FAILED, Isolation, jail_command
 from envelope.policy import SandboxPolicy
@@ -47,8 +41,6 @@ from invariants.job import ShadowJob, ShadowLimits
 from invariants.report import Mismatch, ShadowReport, error_report, parse_child_report, tail
 
 CHILD_PATH = "/usr/local/bin:/usr/bin:/bin"
-REAP_SECONDS = 2.0  # how long to wait for a killed process group to disappear
-EXIT_GRACE = 1.0  # after the child exits, how long its pipes may stay open
 _POLICY = SandboxPolicy()  # the one set of defaults, the policy's
 
 __all__ = ["LimitsError", "Sandbox", "SandboxError", "SandboxLimits", "ShadowJob"]
@@ -102,20 +94,6 @@ class SandboxLimits:
                    output_bytes=policy.output_bytes, result_bytes=policy.result_bytes,
                    require_network_namespace=policy.require.network_namespace,
                    require_mount_namespace=policy.require.mount_namespace)
-
-
-@dataclass
-class _Captured:
-    """What the parent collected from one child."""
-
-    result: bytearray = field(default_factory=bytearray)
-    result_overflow: bool = False
-    stdout: bytearray = field(default_factory=bytearray)
-    stderr: bytearray = field(default_factory=bytearray)
-    timed_out: bool = False
-    cancelled: bool = False
-    returncode: int = 0
-    leftovers: list[int] = field(default_factory=list)
 
 
 class Sandbox:
@@ -194,7 +172,7 @@ class Sandbox:
                 *limits.shadow().to_argv()]
 
     def _spawn_and_collect(self, job: ShadowJob, seed: int, mode: str, nonce: str,
-                           tmpdir: Path) -> _Captured:
+                           tmpdir: Path) -> Captured:
         payload = job.to_json(nonce)
         env = {"PATH": CHILD_PATH, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
                "PYTHONHASHSEED": str(seed), "PYTHONDONTWRITEBYTECODE": "1"}
@@ -209,9 +187,11 @@ class Sandbox:
             raise
         finally:
             os.close(write_fd)
-        return _Collector(process, read_fd, payload, self.limits, self.cancel).collect()
+        return Collector(process, read_fd, payload, wall_seconds=self.limits.wall_seconds,
+                         output_bytes=self.limits.output_bytes,
+                         result_bytes=self.limits.result_bytes, cancel=self.cancel).collect()
 
-    def _classify(self, captured: _Captured, nonce: str) -> ShadowReport:
+    def _classify(self, captured: Captured, nonce: str) -> ShadowReport:
         limits = self.limits
         if captured.cancelled:
             return error_report("cancelled: the daemon is stopping")
@@ -283,175 +263,3 @@ def _seed_mismatch(first: ShadowReport, other: ShadowReport, seed: int,
                    reason=f"depends on hash seed (set iteration order): call {index} gives a "
                           f"different outcome under PYTHONHASHSEED={other_seed} than under "
                           f"{seed}")
-
-
-class _Collector:
-    """Feeds the job to one child and drains its pipes until it is gone or the deadline."""
-
-    def __init__(self, process: subprocess.Popen[bytes], result_fd: int, payload: bytes,
-                 limits: SandboxLimits, cancel: threading.Event | None = None) -> None:
-        self.process = process
-        self.limits = limits
-        self.cancel = cancel
-        self.captured = _Captured()
-        self.payload = memoryview(payload)
-        self.selector = selectors.DefaultSelector()
-        assert process.stdin and process.stdout and process.stderr
-        self.sinks = {process.stdout.fileno(): self.captured.stdout,
-                      process.stderr.fileno(): self.captured.stderr,
-                      result_fd: self.captured.result}
-        self.result_fd = result_fd
-        for fd in self.sinks:
-            os.set_blocking(fd, False)
-            self.selector.register(fd, selectors.EVENT_READ)
-        self.stdin_fd = process.stdin.fileno()
-        os.set_blocking(self.stdin_fd, False)
-        self.selector.register(self.stdin_fd, selectors.EVENT_WRITE)
-
-    def collect(self) -> _Captured:
-        try:
-            self._pump(time.monotonic() + self.limits.wall_seconds)
-        finally:
-            self._finish()
-        return self.captured
-
-    def _pump(self, deadline: float) -> None:
-        exited_at: float | None = None
-        while True:
-            now = time.monotonic()
-            if now >= deadline:
-                self.captured.timed_out = exited_at is None
-                return
-            if self.cancel is not None and self.cancel.is_set() and exited_at is None:
-                self.captured.cancelled = True
-                return
-            if exited_at is None and _has_exited(self.process.pid):
-                exited_at = now
-            if exited_at is not None and (not self.selector.get_map()
-                                          or now - exited_at > EXIT_GRACE):
-                return
-            timeout = min(deadline - now, 0.05 if exited_at is not None else 0.2)
-            for key, _ in self.selector.select(timeout):
-                fd = int(key.fd)
-                if fd == self.stdin_fd:
-                    self._feed()
-                else:
-                    self._drain(fd)
-
-    def _feed(self) -> None:
-        try:
-            written = os.write(self.stdin_fd, self.payload[:65536])
-        except BlockingIOError:
-            return
-        except OSError:  # the child closed its stdin: it will not read the job
-            written = len(self.payload)
-        self.payload = self.payload[written:]
-        if not self.payload:
-            self._close(self.stdin_fd)
-
-    def _drain(self, fd: int) -> None:
-        try:
-            chunk = os.read(fd, 65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            chunk = b""
-        if not chunk:
-            self._close(fd)
-            return
-        sink = self.sinks[fd]
-        if fd == self.result_fd:
-            room = self.limits.result_bytes - len(sink)
-            if len(chunk) > room:
-                self.captured.result_overflow = True
-            sink += chunk[:max(room, 0)]
-            return
-        sink += chunk
-        cap = self.limits.output_bytes
-        if len(sink) > 2 * cap:
-            del sink[:-cap]
-
-    def _close(self, fd: int) -> None:
-        self.selector.unregister(fd)
-        if fd == self.result_fd:
-            os.close(fd)
-        elif fd == self.stdin_fd and self.process.stdin is not None:
-            self.process.stdin.close()
-        # stdout and stderr are closed by Popen's own file objects in _finish
-
-    def _finish(self) -> None:
-        """Kill what is left, wait until the group is empty, reap the leader, close pipes.
-
-        Members other than the leader go first, so that a jail's ``unshare`` reaps
-        the namespace's init itself (an orphaned init would linger as a zombie until
-        the machine's PID 1 got round to it). The leader is reaped last: while it is
-        unreaped its id, which is also the group's, cannot be reused.
-        """
-        pgid = self.process.pid
-        gone_by = time.monotonic() + REAP_SECONDS
-        _kill_members(pgid)
-        while not _has_exited(pgid) and time.monotonic() < gone_by:
-            time.sleep(0.005)
-        _kill_group(pgid)
-        members = _group_members(pgid, exclude=pgid)
-        while members and time.monotonic() < gone_by:
-            time.sleep(0.01)
-            _kill_members(pgid)
-            members = _group_members(pgid, exclude=pgid)
-        self.captured.leftovers = members
-        self.captured.returncode = self.process.wait()
-        for key in list(self.selector.get_map().values()):
-            self._close(int(key.fd))
-        self.selector.close()
-        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
-        for sink in (self.captured.stdout, self.captured.stderr):
-            del sink[:-self.limits.output_bytes]
-
-
-def _has_exited(pid: int) -> bool:
-    """Whether the child has exited, without reaping it (its pid must stay reserved)."""
-    try:
-        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:
-        return True
-    return info is not None
-
-
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-
-
-def _kill_members(pgid: int) -> None:
-    """SIGKILL every member of the group but its leader, through pidfds (no pid-reuse race)."""
-    for pid in _group_members(pgid, exclude=pgid):
-        try:
-            pidfd = os.pidfd_open(pid)
-        except OSError:
-            continue
-        try:
-            if _pgid_of(pid) == pgid:  # still ours, now that the pidfd pins the process
-                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-        except OSError:
-            pass
-        finally:
-            os.close(pidfd)
-
-
-def _pgid_of(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(b")") + 2:].split()
-    return int(fields[2]) if len(fields) > 2 else None
-
-
-def _group_members(pgid: int, exclude: int) -> list[int]:
-    """Processes (zombies included) whose process group is ``pgid``, read from /proc."""
-    return [int(entry.name) for entry in os.scandir("/proc")
-            if entry.name.isdigit() and int(entry.name) != exclude
-            and _pgid_of(int(entry.name)) == pgid]
