@@ -26,7 +26,6 @@ line of ours; the configuration holds only where it comes from.
 
 from __future__ import annotations
 
-import json
 import os
 import random as _random
 import time
@@ -208,9 +207,10 @@ class LLMClient:
             self._call("GET /health", lambda: self._sdk.get(
                 f"{self.base_url}/health", cast_to=cast(Any, httpx.Response),
                 options={"headers": self._headers}), _ignore_body, retry=False, guarded=False)
-            models = self._call("GET /v1/models",
-                                lambda: self._sdk.models.list(extra_headers=self._headers),
-                                _parse_models, retry=False, guarded=False)
+            models = self._call(
+                "GET /v1/models",
+                lambda: self._sdk.models.with_raw_response.list(extra_headers=self._headers),
+                _parse_models, retry=False, guarded=False)
         except LLMError as exc:
             self._set_up(False)
             return HealthReport(False, model, (), self._clock() - started, _describe(exc))
@@ -246,7 +246,7 @@ class LLMClient:
             options["seed"] = seed
 
         def send() -> Any:
-            return self._sdk.chat.completions.create(
+            return self._sdk.chat.completions.with_raw_response.create(
                 model=self.config.model, messages=[cast(Any, dict(m)) for m in messages], n=n,
                 max_tokens=max_tokens, temperature=temperature, extra_headers=self._headers,
                 **options)
@@ -296,20 +296,24 @@ class LLMClient:
         started = self._clock()
         try:
             try:
-                answer = send()
-            except (openai.OpenAIError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+                answer = send()  # the exchange only: answers come back raw, not yet decoded
+            except openai.OpenAIError as exc:
                 _raise_ours(what, self.base_url, self._clock() - started, exc)
             finally:
                 if self.metrics is not None:
                     self.metrics.llm_seconds.observe(self._clock() - started)
             try:
                 result = parse(answer)
-            except (TypeError, KeyError, AttributeError, IndexError) as exc:
-                # The SDK builds its answer objects without validating them (servers
-                # vary in the optional fields they fill), so a body of the wrong
-                # shape shows up here, as we read the few fields we use.
+            except (ValueError, TypeError, KeyError, AttributeError, IndexError,
+                    openai.OpenAIError) as exc:
+                # Decoding a body that is not JSON fails with a ValueError; one of the
+                # wrong shape fails anywhere, as the SDK builds its answer objects
+                # without validating them (servers vary in the optional fields they
+                # fill) and breaks on, or hands us, whatever it found.
+                body = answer.http_response.content if hasattr(answer, "http_response") else b""
                 raise LLMBadResponse(f"{what} answered something unusable: "
-                                     f"{type(exc).__name__}: {exc}") from exc
+                                     f"{type(exc).__name__}: {exc}; body starts "
+                                     f"{_excerpt(body)}") from exc
         except LLMError as exc:  # also the guard's cap and deadline, raised under the SDK
             self._count(_result(exc))
             raise
@@ -327,8 +331,8 @@ class LLMClient:
 
 # -- the boundary: third-party errors become ours -------------------------------------------
 
-def _raise_ours(what: str, base_url: str, seconds: float, exc: Exception) -> NoReturn:
-    """Raises the error of our tree that an SDK error (or a body that is not JSON) stands for."""
+def _raise_ours(what: str, base_url: str, seconds: float, exc: openai.OpenAIError) -> NoReturn:
+    """Raises the error of our tree that an SDK error from an exchange stands for."""
     if isinstance(exc, openai.APITimeoutError):
         cause = exc.__cause__ or exc
         raise LLMTimeout(f"{what} timed out after {seconds:.1f} s "
@@ -369,8 +373,8 @@ def _ignore_body(answer: object) -> None:
     return None
 
 
-def _parse_models(page: Any) -> tuple[str, ...]:
-    data = page.data
+def _parse_models(raw: Any) -> tuple[str, ...]:
+    data = raw.parse().data
     if not isinstance(data, list):
         raise LLMBadResponse("/v1/models: 'data' is not a list")
     ids = tuple(entry.id for entry in data)
@@ -379,7 +383,8 @@ def _parse_models(page: Any) -> tuple[str, ...]:
     return ids
 
 
-def _parse_chat(completion: Any) -> tuple[list[str], list[str], int, int]:
+def _parse_chat(raw: Any) -> tuple[list[str], list[str], int, int]:
+    completion = raw.parse()
     choices = completion.choices
     if not isinstance(choices, list) or not choices:
         raise LLMBadResponse("chat completion has no choices")

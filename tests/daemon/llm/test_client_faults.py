@@ -379,6 +379,17 @@ def test_health_names_the_served_models_when_ours_is_missing() -> None:
     assert env.metrics.registry.get_sample_value("selfmod_llm_up") == 0
 
 
+@pytest.mark.parametrize("body", [[1, 2], {"data": "x"}, {"data": [{"id": 3}]}, b"<html>"])
+def test_health_turns_a_garbled_model_list_into_a_report(body: object) -> None:
+    """A /v1/models body of the wrong shape makes an unhealthy report, not an exception."""
+    with StandIn([Reply(), Reply(body=body)]) as server:
+        env = Env(server.url)
+        report = env.client.health()
+    assert not report.ok and "LLMBadResponse" in report.error
+    assert env.requests("bad_response") == 1
+    assert env.metrics.registry.get_sample_value("selfmod_llm_up") == 0
+
+
 def test_health_of_a_down_server_does_not_raise(closed_port: int) -> None:
     """health() turns a refused connection into a report, without retries."""
     env = Env(f"http://127.0.0.1:{closed_port}")
