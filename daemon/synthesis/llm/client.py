@@ -142,6 +142,10 @@ def _root_url(base_url: str) -> str:
     url = base_url.strip().rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise LLMConfigError(f"llm.base_url {base_url!r} must start with http:// or https://")
+    try:
+        httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise LLMConfigError(f"llm.base_url {base_url!r} is not a usable URL: {exc}") from exc
     return url.removesuffix("/v1")
 
 
@@ -171,7 +175,7 @@ class LLMClient:
         if key is None:
             self._headers["Authorization"] = openai.Omit()
         guard = GuardedTransport(transport or httpx.HTTPTransport(), config.max_response_bytes,
-                                  config.total_timeout, clock)
+                                 config.total_timeout, clock)
         # trust_env=False: a proxy from the environment must not reroute model traffic.
         # identity: the guard counts bytes on the wire, which must be the bytes we keep.
         http = httpx.Client(transport=guard, trust_env=False, follow_redirects=False,

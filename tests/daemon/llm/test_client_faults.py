@@ -353,9 +353,10 @@ def test_compressed_body_is_refused() -> None:
     ({"api_key_file": "/nonexistent/key"}, "/nonexistent/key"),
     ({"api_key_env": "SELFMOD_NOT_SET", "api_key_file": "/nonexistent/key"}, "api_key_file"),
     ({"base_url": "127.0.0.1:8000"}, "base_url"),
+    ({"base_url": "http://[::1"}, "base_url"),
 ])
 def test_unusable_settings_say_what_to_change(overrides: dict[str, str], match: str) -> None:
-    """An unreadable key file or a URL without a scheme is an LLMConfigError naming the setting."""
+    """An unreadable key file or an unusable URL is an LLMConfigError naming the setting."""
     with pytest.raises(LLMConfigError, match=match):
         LLMClient(replace(CONFIG, **overrides), environ={})  # type: ignore[arg-type]
 
