@@ -20,7 +20,7 @@ from typing import Any
 
 from daemon.config import DaemonConfig, load_config
 from daemon.control import ControlClient
-from daemon.errors import SelfmodError
+from daemon.errors import ConfigError, SelfmodError
 from snapshots.versions import short_id
 
 Command = Callable[[argparse.Namespace], int]
@@ -81,6 +81,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Like `python -m`, let --app name modules of the directory selfmod is started from.
     if config.workload.app and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    if not config.workload.app:
+        raise ConfigError("no workload to host: pass --app MODULE:CALLABLE or set workload.app "
+                          "in the config (config/selfmod.yaml hosts the bundled demo)")
+    from daemon.workload import load_app
+
+    load_app(config.workload.app)  # importable and callable before anything starts
     logs.configure(config.log.format, config.log.level)
     options = RunOptions(max_cycles=args.max_cycles, exit_when_idle=args.exit_when_idle,
                          report=Path(args.report) if args.report else None,

@@ -37,3 +37,15 @@ def test_a_bad_app_spec_is_a_clear_error(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert "no_such_module" in proc.stderr and "cannot import" in proc.stderr
+
+
+def test_no_app_configured_is_a_clear_error_before_start(tmp_path):
+    """With no --app and no workload.app, run refuses at once, names both ways, starts nothing."""
+    selfmod = Path(sys.executable).with_name("selfmod")
+    proc = subprocess.run([str(selfmod), "run", "--state-dir", str(tmp_path / "s"),
+                           "--metrics-port", "0"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "--app" in proc.stderr and "workload.app" in proc.stderr
+    assert "daemon_started" not in proc.stdout
+    assert not (tmp_path / "s").exists()
