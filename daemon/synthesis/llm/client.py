@@ -10,11 +10,10 @@ translation of every SDK and httpx error into our tree
 (:mod:`~daemon.synthesis.llm.errors`), and the metrics.
 
 The SDK's own retry is off (``max_retries=0``): it sleeps with ``time.sleep``
-and its own randomness, so the clock cannot be passed in; it follows a
-``Retry-After`` of up to 60 s and falls back to its own backoff for a longer
-one, where we give up at once; and the breaker must see one outcome per call.
-Everything from the outside world (transport, sleep, randomness, clock,
-environment) is passed in, so the fault tests need no real sleeping.
+and its own randomness, where we pass the clock in (the fault tests never
+sleep); it follows a ``Retry-After`` of up to 60 s and falls back to its own
+backoff for a longer one, where we give up at once; and the breaker must see
+one outcome per call.
 
 The API key is read once, from the variable or file the configuration names,
 and handed to the SDK, which sends it only as the bearer token. The key,
@@ -55,12 +54,11 @@ from daemon.synthesis.llm.retry import asks_too_long, retry_after, retrying
 T = TypeVar("T")
 R = TypeVar("R")
 
-# vLLM needs no key unless started with --api-key; the SDK insists on one, so
-# this placeholder (vLLM's documented convention) stands in and the header is
-# then omitted from every request.
+# The SDK insists on a key, vLLM wants none unless started with --api-key: this
+# placeholder (vLLM's own convention) stands in, and the header is omitted.
 _NO_KEY = "EMPTY"
 # Headers the SDK fills from OPENAI_* variables when not told otherwise.
-_NOT_FROM_ENVIRONMENT = {"OpenAI-Organization": openai.Omit(), "OpenAI-Project": openai.Omit()}
+_NOT_FROM_ENVIRONMENT = {"OpenAI-Organization": openai.omit, "OpenAI-Project": openai.omit}
 
 
 @dataclass(frozen=True)
@@ -173,7 +171,7 @@ class LLMClient:
         self._clock = clock
         self._headers: dict[str, Any] = dict(_NOT_FROM_ENVIRONMENT)
         if key is None:
-            self._headers["Authorization"] = openai.Omit()
+            self._headers["Authorization"] = openai.omit
         guard = GuardedTransport(transport or httpx.HTTPTransport(), config.max_response_bytes,
                                  config.total_timeout, clock)
         # trust_env=False: a proxy from the environment must not reroute model traffic.
@@ -210,14 +208,15 @@ class LLMClient:
             # /health is vLLM's, not part of the OpenAI API: the SDK's generic GET reaches it
             self._call("GET /health", lambda: self._sdk.get(
                 f"{self.base_url}/health", cast_to=cast(Any, httpx.Response),
-                options={"headers": self._headers}), _ignore_body, retry=False, guarded=False)
+                options={"headers": self._headers}), lambda _: None, retry=False, guarded=False)
             models = self._call(
                 "GET /v1/models",
                 lambda: self._sdk.models.with_raw_response.list(extra_headers=self._headers),
                 _parse_models, retry=False, guarded=False)
         except LLMError as exc:
             self._set_up(False)
-            return HealthReport(False, model, (), self._clock() - started, _describe(exc))
+            return HealthReport(False, model, (), self._clock() - started,
+                                f"{type(exc).__name__}: {exc}")
         latency = self._clock() - started
         if not model and models:
             model = models[0]
@@ -243,17 +242,13 @@ class LLMClient:
 
         ``seed`` makes sampling reproducible on servers that support it (vLLM does).
         """
-        options: dict[str, Any] = {}
-        if response_format is not None:
-            options["response_format"] = dict(response_format)
-        if seed is not None:
-            options["seed"] = seed
-
         def send() -> Any:
             return self._sdk.chat.completions.with_raw_response.create(
                 model=self.config.model, messages=[cast(Any, dict(m)) for m in messages], n=n,
                 max_tokens=max_tokens, temperature=temperature, extra_headers=self._headers,
-                **options)
+                response_format=(cast(Any, dict(response_format)) if response_format is not None
+                                 else openai.omit),
+                seed=seed if seed is not None else openai.omit)
 
         started = self._clock()
         texts, reasons, prompt_tokens, completion_tokens = self._call(
@@ -373,10 +368,6 @@ def _result(exc: LLMError) -> str:
 
 # -- response shapes ----------------------------------------------------------------------------
 
-def _ignore_body(answer: object) -> None:
-    return None
-
-
 def _parse_models(raw: Any) -> tuple[str, ...]:
     data = raw.parse().data
     if not isinstance(data, list):
@@ -413,6 +404,3 @@ def _excerpt(raw: bytes, limit: int = 200) -> str:
     text = raw[:limit].decode("utf-8", "replace")
     return repr(text + ("…" if len(raw) > limit else ""))
 
-
-def _describe(exc: LLMError) -> str:
-    return f"{type(exc).__name__}: {exc}"
