@@ -1,7 +1,8 @@
 """Synthesis budgets from the policy: whether a cycle may start, and when a target may retry.
 
 The decisions are pure functions of numbers and a clock reading, so they are tested
-without a daemon; :class:`CycleWindow` only keeps the start times they look at.
+without a daemon; :class:`CycleWindow` only keeps the start times they look at, and
+:class:`daemon.selection.Selection` the rest of the state.
 How each of the policy's ``budgets`` is met:
 
 - ``cycles_per_hour``: a sliding window of the last hour's cycle start times (the
@@ -12,7 +13,8 @@ How each of the policy's ``budgets`` is met:
 - ``cooldown_seconds``: a target whose cycle was rejected is not picked again until
   that long after the rejection (:func:`cooldown_until`, :func:`cooling_down`).
   A policy reload clears every cool-down, so a new value applies at once.
-- ``active_patches``: checked by the cycle just before a swap (``daemon.cycle``).
+- ``active_patches``: checked just before a swap, by the cycle and by an operator's
+  approval alike (``daemon.rollout``).
 - ``parallel_shadows``: met by construction. The daemon runs one cycle at a time,
   and a cycle judges its candidates one after the other, each in one shadow
   process at a time (the second hash seed runs after the first); so at most one

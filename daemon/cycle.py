@@ -3,7 +3,10 @@
 Each stage returns a value; a candidate that fails any of them ends with a
 recorded reason and the cycle goes on to the next candidate. Nothing a proposer
 returns is compiled in this process before it has passed the static gate, the
-sandboxed shadow run and the acceptance statistics.
+sandboxed shadow run and the acceptance statistics. An accepted candidate goes
+live through :class:`daemon.rollout.Rollouts`, the step the operator's approvals
+share; what each candidate and the cycle ended with are the values of
+:mod:`daemon.outcome`.
 """
 
 from __future__ import annotations
@@ -13,19 +16,28 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from daemon import events as ev
-from daemon.canary import Canary, CanaryLimits, Regressed, is_pure
+from daemon.canary import Regressed
 from daemon.config import CycleConfig
 from daemon.errors import SwapError
+from daemon.events import CycleOutcome
 from daemon.ledger import Ledger
+from daemon.outcome import FINAL, CandidateOutcome, CandidateVerdict, CycleReport, summarize
 from daemon.profiler import HotSpot
 from daemon.recorder import Recorder, RecordingLimits
+from daemon.rollout import Rollouts
 from daemon.swap import SwapManager
-from daemon.synthesis.base import Candidate, Feedback, ProposalRequest, Proposer
+from daemon.synthesis.base import (
+    Candidate,
+    DetailedProposer,
+    Feedback,
+    ProposalRequest,
+    Proposer,
+    self_correcting,
+)
 from daemon.verification import evidence_checks, job_checks
 from envelope.policy import Policy
 from envelope.sandbox import Sandbox, ShadowJob
@@ -36,50 +48,24 @@ from invariants.report import ShadowReport
 from invariants.targets import TargetError, sha256_text
 from snapshots.corpus import Corpus, CorpusError, corpus_path, read_corpus, write_corpus
 
+__all__ = ["CandidateOutcome", "Cycle", "CycleReport"]
 
-@dataclass(frozen=True)
-class CandidateOutcome:
-    """What became of one candidate in a cycle."""
-
-    version: str
-    origin: str
-    verdict: str  # swapped | accepted | rejected | pending_approval | rolled_back (by the canary)
-    stage: str = ""
-    reason: str = ""
-    detail: str = ""
-    speedup: float | None = None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    calls: int = 0
-    shadow_seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class CycleReport:
-    """The result of one cycle: the target, every candidate's fate, and the outcome."""
-
-    target: str
-    share: float
-    outcome: str  # swapped | rejected | rolled_back | no_candidates | no_corpus | error | aborted
-    #               | pending
-    reason: str = ""
-    parent: str = ""
-    seconds: float = 0.0
-    candidates: tuple[CandidateOutcome, ...] = ()
-    swapped: str | None = None
-    corpus_calls: int = 0
-    compute_seconds: dict[str, float] = field(default_factory=dict)
-    tokens: dict[str, float] = field(default_factory=dict)  # prompt_tokens, completion_tokens
-    corrections: int = 0  # self-correction rounds
+DETAIL_CHARS = 2000  # evidence kept per rejection, in the ledger, the event and the report
+FEEDBACK_ITEMS = 8  # rejections sent back per self-correction round, the latest first
 
 
 class Cycle:
-    """Runs synthesis cycles; owns no thread, the daemon's main loop calls :meth:`run`."""
+    """Runs synthesis cycles; owns no thread, the daemon's main loop calls :meth:`run`.
+
+    ``rollouts`` puts accepted candidates live (by default one of its own, with no
+    follow-ups: the daemon passes the one its operator routes share).
+    """
 
     def __init__(self, *, policy: Callable[[], Policy], ledger: Ledger, swapper: SwapManager,
                  proposers: Sequence[Proposer], sandbox: Callable[[Policy], Sandbox],
                  bus: ev.EventBus, config: CycleConfig, corpus_root: Path,
-                 stop: threading.Event, clock: Callable[[], float] = time.monotonic) -> None:
+                 stop: threading.Event, clock: Callable[[], float] = time.monotonic,
+                 rollouts: Rollouts | None = None) -> None:
         self._policy = policy
         self._ledger = ledger
         self._swapper = swapper
@@ -90,6 +76,8 @@ class Cycle:
         self._corpus_root = corpus_root
         self._stop = stop
         self._clock = clock
+        self._rollouts = rollouts if rollouts is not None else Rollouts(
+            swapper, ledger, bus, policy, stop=stop, clock=clock)
 
     def run(self, spot: HotSpot) -> CycleReport:
         started = self._clock()
@@ -97,22 +85,30 @@ class Cycle:
         try:
             report = self._run(spot, started)
         except Exception as exc:  # a bug in a stage must not end the daemon
-            report = CycleReport(spot.target, spot.share, "error",
-                                 f"{type(exc).__name__}: {exc}",
+            report = CycleReport(target=spot.target, share=spot.share,
+                                 outcome=CycleOutcome.ERROR,
+                                 reason=f"{type(exc).__name__}: {exc}",
                                  seconds=self._clock() - started)
         self._bus.publish(ev.CycleFinished(report.target, report.outcome, report.seconds,
-                                           len(report.candidates), report.reason))
+                                           len(report.candidates), report.reason,
+                                           compute_seconds=dict(report.compute_seconds),
+                                           tokens=dict(report.tokens)))
         return report
 
     def _run(self, spot: HotSpot, started: float) -> CycleReport:
+        """The stages in order: load the target, its corpus, then rounds of proposals."""
         policy = self._policy()
         target = spot.target
+
+        def report(outcome: CycleOutcome, reason: str = "", **fields: Any) -> CycleReport:
+            return CycleReport(target=target, share=spot.share, outcome=outcome, reason=reason,
+                               seconds=self._clock() - started, **fields)
+
         try:
             func = self._swapper.function(target)
             original = self._swapper.original_source(target)
         except (TargetError, SwapError) as exc:
-            return CycleReport(target, spot.share, "error", str(exc),
-                               seconds=self._clock() - started)
+            return report(CycleOutcome.ERROR, str(exc))
         base_sha = sha256_text(original)
         self._ledger.remember_base(target, base_sha, original)
         current = self._ledger.active_version(target)
@@ -122,14 +118,12 @@ class Cycle:
         corpus = self._corpus(target, base_sha, func, policy)
         timings: dict[str, float] = {"record": self._clock() - started}
         if self._stop.is_set():
-            return CycleReport(target, spot.share, "aborted", "daemon stopping", parent,
-                               self._clock() - started)
-        if len(corpus.records) < policy.acceptance.min_calls:
-            return CycleReport(target, spot.share, "no_corpus",
-                               f"recorded {len(corpus.records)} calls, policy needs "
-                               f"{policy.acceptance.min_calls}", parent,
-                               self._clock() - started, corpus_calls=len(corpus.records))
-        path = corpus_path(self._corpus_root, target, base_sha)
+            return report(CycleOutcome.ABORTED, "daemon stopping", parent=parent)
+        calls = len(corpus.records)
+        if calls < policy.acceptance.min_calls:
+            return report(CycleOutcome.NO_CORPUS, f"recorded {calls} calls, policy needs "
+                                                  f"{policy.acceptance.min_calls}",
+                          parent=parent, corpus_calls=calls)
 
         request = ProposalRequest(
             target=target, source=current_source, module_source=_module_source(func),
@@ -137,67 +131,65 @@ class Cycle:
             allowed_imports=tuple(policy.static.allowed_imports),
             intent=policy.proposers.llm.intent,
         )
-        outcomes: list[CandidateOutcome] = []
         tokens: dict[str, float] = {}
         t0 = self._clock()
         candidates, failed = self._propose(request, self._proposers, tokens)
         timings["propose"] = self._clock() - t0
         if not candidates and not failed:
-            return CycleReport(target, spot.share, "no_candidates", "no proposer had a rewrite",
-                               parent, self._clock() - started, corpus_calls=len(corpus.records),
-                               compute_seconds=timings, tokens=tokens)
+            return report(CycleOutcome.NO_CANDIDATES, "no proposer had a rewrite", parent=parent,
+                          corpus_calls=calls, compute_seconds=timings, tokens=tokens)
+        judge = _Judging(original, corpus_path(self._corpus_root, target, base_sha), corpus,
+                         policy, live=current.id if current is not None else "")
+        outcomes, rounds = self._rounds(request, candidates, failed, judge, timings, tokens)
+        summary = summarize(outcomes, stopping=self._stop.is_set())
+        return report(summary.outcome, summary.reason, parent=parent,
+                      candidates=tuple(outcomes), swapped=summary.swapped, corpus_calls=calls,
+                      compute_seconds=timings, tokens=tokens, corrections=rounds)
+
+    def _rounds(self, request: ProposalRequest, candidates: list[Candidate],
+                failed: tuple[Feedback, ...], judge: _Judging, timings: dict[str, float],
+                tokens: dict[str, float]) -> tuple[list[CandidateOutcome], int]:
+        """Judge the candidates; while none is final, send the evidence back and judge again.
+
+        Returns every candidate's outcome and the number of self-correction rounds;
+        adds the shadow's seconds (and the corrections' proposal seconds) to ``timings``.
+        """
+        policy = judge.policy
+        outcomes: list[CandidateOutcome] = []
         shadow_total = 0.0
-        correcting = [p for p in self._proposers if p.name == "llm"]
+        correcting = [p for p in self._proposers if self_correcting(p)]
         rounds = 0
         while True:
             judged = []
             for candidate in candidates[: self._config.max_candidates]:
                 if self._stop.is_set():
                     break
-                outcome = self._judge(candidate, original, path, corpus, policy,
-                                      live=current.id if current is not None else "")
+                outcome = self._judge(candidate, judge)
                 shadow_total += outcome.shadow_seconds
                 judged.append((candidate, outcome))
-                if outcome.verdict in ("swapped", "pending_approval"):
+                if outcome.verdict in FINAL:
                     break
             outcomes.extend(o for _, o in judged)
-            done = any(o.verdict in ("swapped", "pending_approval") for _, o in judged)
+            done = any(o.verdict in FINAL for _, o in judged)
             if rounds:
-                self._bus.publish(ev.SelfCorrection(target, rounds, len(request.feedback),
+                self._bus.publish(ev.SelfCorrection(request.target, rounds,
+                                                    len(request.feedback),
                                                     "accepted" if done else "rejected"))
-            feedback = failed + tuple(Feedback(c.source, o.stage, o.reason, o.detail)
-                                      for c, o in judged
-                                      if o.verdict in ("rejected", "rolled_back")
-                                      and c.origin.startswith("llm:"))
+            feedback = failed + tuple(
+                Feedback(c.source, o.stage, o.reason, o.detail) for c, o in judged
+                if o.verdict in (CandidateVerdict.REJECTED, CandidateVerdict.ROLLED_BACK)
+                and c.origin.startswith("llm:"))
             if done or self._stop.is_set() or not correcting or not feedback or \
                     rounds >= policy.proposers.llm.max_corrections:
                 break
             # self-correction: send the evidence back and judge the corrected candidates
             rounds += 1
-            request = dataclasses.replace(request, feedback=feedback[-8:])
+            request = dataclasses.replace(request, feedback=feedback[-FEEDBACK_ITEMS:])
             t0 = self._clock()
             candidates, failed = self._propose(request, correcting, tokens)
             timings["propose"] += self._clock() - t0
         timings["shadow"] = shadow_total
-        swapped = next((o.version for o in outcomes if o.verdict == "swapped"), None)
-        pending = any(o.verdict == "pending_approval" for o in outcomes)
-        if swapped:
-            result, reason = "swapped", ""
-        elif not outcomes:
-            result, reason = "no_candidates", "every proposal was unusable (see parse rejections)"
-        elif pending:
-            result, reason = "pending", "waiting for `selfmod approve`"
-        elif any(o.verdict == "rolled_back" for o in outcomes):
-            result = "rolled_back"
-            reason = "; ".join(sorted({f"canary: {o.reason}" for o in outcomes
-                                       if o.verdict == "rolled_back"}))
-        elif self._stop.is_set():
-            result, reason = "aborted", "daemon stopping"
-        else:
-            result = "rejected"
-            reason = "; ".join(sorted({f"{o.stage}: {o.reason}" for o in outcomes}))[:500]
-        return CycleReport(target, spot.share, result, reason, parent, self._clock() - started,
-                           tuple(outcomes), swapped, len(corpus.records), timings, tokens, rounds)
+        return outcomes, rounds
 
     # -- stages -----------------------------------------------------------------------
 
@@ -248,17 +240,15 @@ class Cycle:
     def _ask(self, proposer: Proposer, request: ProposalRequest, failed: list[Feedback],
              tokens: dict[str, float]) -> list[Candidate]:
         """Candidates from one proposer; samples a model got wrong are recorded as rejections."""
-        detailed = getattr(proposer, "propose_detailed", None)
-        if detailed is None:
+        if not isinstance(proposer, DetailedProposer):
             return proposer.propose(request)
-        proposal = detailed(request)
-        origin = getattr(proposer, "origin", proposer.name)
+        proposal = proposer.propose_detailed(request)
         for key in ("prompt_tokens", "completion_tokens"):
             tokens[key] = tokens.get(key, 0.0) + float(proposal.cost.get(key, 0.0))
         for failure in proposal.failures:
             self._bus.publish(ev.CandidateRejected(
-                request.target, sha256_text(failure.excerpt), origin, "parse", failure.reason,
-                failure.detail[:2000]))
+                request.target, sha256_text(failure.excerpt), proposer.origin, "parse",
+                failure.reason, failure.detail[:DETAIL_CHARS]))
             failed.append(Feedback(failure.excerpt, "parse", failure.reason, failure.detail))
         if proposal.error is not None:
             self._bus.publish(ev.ProposerFailed(request.target, proposer.name,
@@ -266,28 +256,20 @@ class Cycle:
                                                 f"{proposal.error}"))
         return list(proposal.candidates)
 
-    def _judge(self, candidate: Candidate, original: str, corpus_file: Path, corpus: Corpus,
-               policy: Policy, live: str) -> CandidateOutcome:
-        """Gate, shadow, accept and roll out one candidate made from ``live`` ("": original)."""
-        target = candidate.target
-        version = self._ledger.propose(candidate, sha256_text(original))
+    def _judge(self, candidate: Candidate, judging: _Judging) -> CandidateOutcome:
+        """Gate, shadow and accept one candidate; an accepted one goes on to :meth:`_go_live`."""
+        target, policy = candidate.target, judging.policy
+        version = self._ledger.propose(candidate, sha256_text(judging.original))
         self._bus.publish(ev.CandidateProposed(target, version, candidate.origin,
                                                candidate.parent))
+        reject = _Rejecter(self._ledger, self._bus, candidate, version)
 
-        def reject(stage: str, reason: str, detail: str = "",
-                   shadow_seconds: float = 0.0, **extra: Any) -> CandidateOutcome:
-            self._ledger.reject(version, stage, reason, detail)
-            self._bus.publish(ev.CandidateRejected(target, version, candidate.origin, stage,
-                                                   reason, detail[:2000]))
-            return CandidateOutcome(version, candidate.origin, "rejected", stage, reason,
-                                    detail[:2000], shadow_seconds=shadow_seconds, **extra)
-
-        gate = check_candidate(candidate.source, original, policy.static)
+        gate = check_candidate(candidate.source, judging.original, policy.static)
         if isinstance(gate, StaticRejected):
             return reject("static", gate.rule, f"line {gate.line}:{gate.col}: {gate.reason}")
 
         job = ShadowJob(target=target, candidate_source=candidate.source,
-                        corpus_path=str(corpus_file), sys_path=_child_sys_path(target),
+                        corpus_path=str(judging.corpus_file), sys_path=_child_sys_path(target),
                         repeats=policy.acceptance.repeats,
                         bench_calls=self._config.bench_calls,
                         min_sample_seconds=self._config.min_sample_seconds,
@@ -306,26 +288,27 @@ class Cycle:
                     "ci_high": verdict.ci_high, "calls": verdict.calls,
                     "samples": verdict.samples,
                     **evidence_checks(report.checks, len(job.invariants))}
-        accepted = CandidateOutcome(version, candidate.origin, "accepted", "", "", "",
-                                    verdict.speedup, verdict.ci_low, verdict.ci_high,
-                                    verdict.calls, report.duration)
+        accepted = CandidateOutcome(version=version, origin=candidate.origin,
+                                    verdict=CandidateVerdict.ACCEPTED, speedup=verdict.speedup,
+                                    ci_low=verdict.ci_low, ci_high=verdict.ci_high,
+                                    calls=verdict.calls, shadow_seconds=report.duration)
+        return self._go_live(candidate, accepted, evidence, judging, reject)
+
+    def _go_live(self, candidate: Candidate, accepted: CandidateOutcome,
+                 evidence: dict[str, Any], judging: _Judging,
+                 reject: _Rejecter) -> CandidateOutcome:
+        """Put an accepted candidate live through the rollouts, or leave it for approval."""
+        target, version, policy = candidate.target, accepted.version, judging.policy
         if policy.needs_approval(target):
             self._ledger.await_approval(version, evidence)
-            return _replace(accepted, verdict="pending_approval")
-        if len(self._swapper.active()) >= policy.budgets.active_patches and \
-                target not in self._swapper.active():
+            return _replace(accepted, verdict=CandidateVerdict.PENDING_APPROVAL)
+        if self._rollouts.budget_exceeded(target, policy) is not None:
             return reject("policy", "active_patches_budget",
                           f"{policy.budgets.active_patches} patches already active")
         try:
-            code = self._swapper.compile(target, candidate.source, version)
-        except SwapError as exc:
-            return reject("swap", "not_installable", str(exc))
-        canary = Canary(self._swapper, self._ledger, self._bus,
-                        CanaryLimits.from_policy(policy.canary),
-                        pure=is_pure(target, policy.invariants.pure), stop=self._stop,
-                        clock=self._clock)
-        try:
-            rollout = canary.roll_out(target, version, code, evidence, expect_live=live)
+            code = self._rollouts.compile(target, version, candidate.source)
+            rollout = self._rollouts.roll_out(target, version, code, evidence,
+                                              expect_live=judging.live, policy=policy)
         except SwapError as exc:
             return reject("swap", "not_installable", str(exc))
         if rollout.installed is None:
@@ -333,10 +316,43 @@ class Cycle:
                 return accepted
             return reject("swap", "live_code_changed", rollout.refused)
         if isinstance(rollout.verdict, Regressed):
-            return _replace(accepted, verdict="rolled_back", stage="canary",
+            return _replace(accepted, verdict=CandidateVerdict.ROLLED_BACK, stage="canary",
                             reason=rollout.verdict.reason,
-                            detail=rollout.verdict.detail[:2000])
-        return _replace(accepted, verdict="swapped")
+                            detail=rollout.verdict.detail[:DETAIL_CHARS])
+        return _replace(accepted, verdict=CandidateVerdict.SWAPPED)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Judging:
+    """What every candidate of one cycle is judged against."""
+
+    original: str  # the target's original source
+    corpus_file: Path
+    corpus: Corpus
+    policy: Policy
+    live: str  # the version the candidates were made from ("": the original code)
+
+
+class _Rejecter:
+    """Records one candidate's rejection: in the ledger, as an event, as its outcome."""
+
+    def __init__(self, ledger: Ledger, bus: ev.EventBus, candidate: Candidate,
+                 version: str) -> None:
+        self._ledger = ledger
+        self._bus = bus
+        self._candidate = candidate
+        self._version = version
+
+    def __call__(self, stage: str, reason: str, detail: str = "", shadow_seconds: float = 0.0,
+                 calls: int = 0) -> CandidateOutcome:
+        self._ledger.reject(self._version, stage, reason, detail)  # the whole evidence
+        self._bus.publish(ev.CandidateRejected(self._candidate.target, self._version,
+                                               self._candidate.origin, stage, reason,
+                                               detail[:DETAIL_CHARS]))
+        return CandidateOutcome(version=self._version, origin=self._candidate.origin,
+                                verdict=CandidateVerdict.REJECTED, stage=stage, reason=reason,
+                                detail=detail[:DETAIL_CHARS], calls=calls,
+                                shadow_seconds=shadow_seconds)
 
 
 def _replace(outcome: CandidateOutcome, **changes: Any) -> CandidateOutcome:

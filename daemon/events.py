@@ -8,9 +8,23 @@ so none of the stages needs to know who is listening.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from enum import StrEnum
+from typing import Any, ClassVar
+
+
+class CycleOutcome(StrEnum):
+    """How a synthesis cycle ended; str-valued, so logs, audit records and labels read the same."""
+
+    SWAPPED = "swapped"  # a candidate is live and held up under its canary
+    PENDING = "pending"  # a candidate passed every check and waits for `selfmod approve`
+    ROLLED_BACK = "rolled_back"  # the canary took the swapped candidate out again
+    REJECTED = "rejected"  # every candidate failed a stage
+    NO_CANDIDATES = "no_candidates"  # no proposer had a usable rewrite
+    NO_CORPUS = "no_corpus"  # too few live calls were recorded to judge anything
+    ABORTED = "aborted"  # the daemon began stopping during the cycle
+    ERROR = "error"  # the target could not be loaded, or a stage failed unexpectedly
 
 
 @dataclass(frozen=True)
@@ -18,9 +32,11 @@ class Event:
     """Base of all events; ``kind`` is the audit record kind."""
 
     kind = "event"
+    # fields for in-process subscribers only: not part of the audit record or the log line
+    unrecorded: ClassVar[frozenset[str]] = frozenset()
 
     def body(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k not in self.unrecorded}
 
 
 @dataclass(frozen=True)
@@ -62,11 +78,15 @@ class CycleStarted(Event):
 @dataclass(frozen=True)
 class CycleFinished(Event):
     kind = "cycle_finished"
+    unrecorded = frozenset({"compute_seconds", "tokens"})
     target: str
-    outcome: str  # swapped | rejected | no_candidates | error | skipped
+    outcome: CycleOutcome
     seconds: float
     candidates: int
     reason: str = ""
+    # what the cycle spent, for the metrics: seconds by phase, model tokens by kind
+    compute_seconds: Mapping[str, float] = field(default_factory=dict)
+    tokens: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

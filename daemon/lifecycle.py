@@ -8,20 +8,22 @@ version, runs one cycle on it, and repeats. Shutdown (SIGTERM, ``--max-cycles``,
 ``--exit-when-idle``) stops the cycle in flight, the workload and every thread,
 writes the report and a final audit record.
 
-Around it: :mod:`daemon.restart` re-applies versions at start,
-:mod:`daemon.operator` answers the control socket, :mod:`daemon.report` writes
+Around it: :mod:`daemon.selection` picks targets and keeps the budgets,
+:mod:`daemon.rollout` puts versions live for the cycle and the operator alike,
+:mod:`daemon.operator` answers the control socket, :mod:`daemon.metrics`
+follows the events, :mod:`daemon.proposers` builds what a cycle works with,
+:mod:`daemon.restart` re-applies versions at start, :mod:`daemon.report` writes
 the run report.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,30 +31,34 @@ from prometheus_client import CollectorRegistry
 
 from daemon import events as ev
 from daemon import logs
-from daemon.budget import CycleWindow, Halt, cooldown_until, cooling_down
-from daemon.config import DaemonConfig, load_config
+from daemon.config import DaemonConfig
 from daemon.control import ControlServer
-from daemon.cycle import Cycle, CycleReport
-from daemon.errors import ConfigError, SwapError
+from daemon.cycle import Cycle
+from daemon.errors import ConfigError
 from daemon.ledger import Ledger
 from daemon.logs import EventLogger, get_logger, log_context
 from daemon.metrics import Metrics, MetricsServer
 from daemon.notify import Notifier, ProgressWatchdog
 from daemon.operator import Operator
+from daemon.outcome import CycleReport
 from daemon.profiler import HotSpot, Profiler
-from daemon.report import compute_totals, run_report, write_report
+from daemon.proposers import Proposers, make_sandbox
+from daemon.proposers import make_llm_client as make_llm_client  # `selfmod llm check` uses it
+from daemon.reload import PolicyInForce, reread_config
+from daemon.report import run_report, write_report
 from daemon.restart import reapply
+from daemon.rollout import Followups, Rollouts
+from daemon.selection import ORIGINAL, Selection
+from daemon.status import StatusSnapshot
 from daemon.swap import SwapManager
-from daemon.synthesis.base import Proposer
 from daemon.verification import coverage
-from daemon.workload import AppHost, MismatchWatcher, Workload
+from daemon.workload import AppHost, MismatchWatcher, Workload, WorkloadStats
 from envelope.errors import PolicyError
 from envelope.integrity import IntegrityMonitor, Violation
 from envelope.isolation import probe_isolation
 from envelope.policy import DEFAULT_POLICY, Policy, load_policy
-from envelope.sandbox import Sandbox, SandboxLimits
+from envelope.sandbox import Sandbox
 from envelope.watcher import PolicyWatcher
-from invariants.targets import TargetError, sha256_text
 from snapshots import Snapshots
 
 
@@ -67,20 +73,6 @@ class RunOptions:
     idle_seconds: float = 5.0  # how long "nothing left to try" must hold before exiting
     config_path: Path | None = None  # re-read on SIGHUP
     overrides: dict[str, Any] = field(default_factory=dict)  # command-line settings, kept
-
-
-@dataclass
-class _Progress:
-    cycles: list[CycleReport] = field(default_factory=list)
-    tried: dict[tuple[str, str], str] = field(default_factory=dict)  # (target, version) -> outcome
-    cooldown: dict[str, float] = field(default_factory=dict)
-    throughput_before: float | None = None
-    last_cycle: dict[str, Any] | None = None
-
-    def forget_rejections(self) -> None:
-        """A new policy may accept what the old one rejected: try those targets again."""
-        self.tried = {k: v for k, v in self.tried.items() if v != "rejected"}
-        self.cooldown.clear()
 
 
 class Daemon:
@@ -104,7 +96,7 @@ class Daemon:
         self.watchdog: ProgressWatchdog | None = None
         self._loop_thread: threading.Thread | None = None
         self._stopping_sent = False
-        self.metrics = Metrics(registry)
+        self.metrics = Metrics(registry, wall=wall)
         self.bus = ev.EventBus(on_error=self._subscriber_failed)
         self.snapshots = Snapshots(config.state_dir, clock=wall)
         self.bus.subscribe(self.metrics.on_event)
@@ -114,17 +106,20 @@ class Daemon:
         self.swapper = SwapManager()
         self.ledger = Ledger.writer(self.snapshots, wall)
         self.isolation = probe_isolation()
-        self._policy_lock = threading.Lock()
         self.halted = ""  # why synthesis is halted (integrity), "" while it runs
-        self.budget = CycleWindow()  # cycle start times, for budgets.cycles_per_hour
-        self.budget_halt: Halt | None = None  # set while that budget is exhausted
-        self._policy = self._initial_policy()
-        self._policy_digest = _digest(self._policy)
-        self.progress = _Progress()
-        from daemon.synthesis.rules import RulesProposer
-
-        self._rules: Proposer = RulesProposer()
-        self._llm: Proposer | None = None
+        self._policy = PolicyInForce(self._initial_policy())
+        self.selection = Selection(policy=self.policy, current_version=self.current_version,
+                                   log=self.log, scope=self.options.scope,
+                                   app=config.workload.app, clock=clock)
+        self.rollouts = Rollouts(self.swapper, self.ledger, self.bus, self.policy,
+                                 stop=self.stop_event, clock=clock,
+                                 followups=Followups(regressed=self.selection.cool_down,
+                                                     live=self._rank_again,
+                                                     refused=self.selection.refused))
+        self.proposers = Proposers(self.metrics)
+        self.cycles: list[CycleReport] = []
+        self.throughput_before: float | None = None
+        self.last_cycle: dict[str, Any] | None = None
         self.workload: Workload | None = None
         self._workload_watch: MismatchWatcher | None = None
         self.profiler: Profiler | None = None
@@ -133,7 +128,11 @@ class Daemon:
         self._servers: list[Any] = []
         self.started_wall = wall()
         self.exit_reason = ""
-        self.operator = Operator(self)
+        self.operator = Operator(paused=self.paused, status=self.status,
+                                 rollouts=self.rollouts, in_scope=self.in_scope, log=self.log)
+        self.metrics.watch(active_patches=lambda: len(self.swapper.active()),
+                           coverage=self._coverage, halted=self._synthesis_halted,
+                           workload=self._workload_stats)
 
     # -- policy -----------------------------------------------------------------------
 
@@ -145,13 +144,10 @@ class Daemon:
         return policy
 
     def policy(self) -> Policy:
-        with self._policy_lock:
-            return self._policy
+        return self._policy.get()
 
     def set_policy(self, policy: Policy) -> None:
-        with self._policy_lock:
-            self._policy = policy
-            self._policy_digest = _digest(policy)
+        self._policy.replace(policy)
         if self.profiler is not None:
             self.profiler.set_scope(self.in_scope)
 
@@ -166,23 +162,19 @@ class Daemon:
         if path is None:
             return
         try:
-            new = load_config(path).with_overrides(**self.options.overrides)
+            change = reread_config(path, self.config, self.options.overrides)
         except ConfigError as exc:
             self.log.error("config_rejected", error=str(exc))
             return
-        changed = [f for f in DaemonConfig.model_fields
-                   if getattr(new, f) != getattr(self.config, f)]
-        restart = [f for f in changed if f not in _LIVE_CONFIG]
-        self.config = new.model_copy(update={f: getattr(self.config, f) for f in restart})
-        if "log" in changed:
+        new = self.config = change.config
+        if "log" in change.applied:
             logs.configure(new.log.format, new.log.level)
-        if "profiler" in changed and self.profiler is not None:
+        if "profiler" in change.applied and self.profiler is not None:
             self.profiler.interval = 1.0 / new.profiler.hz
-        if {"llm", "proposer"} & set(changed):
-            self._llm = None  # rebuilt with the new settings on the next cycle
-        self.log.info("config_reloaded", path=str(path),
-                      applied=[f for f in changed if f in _LIVE_CONFIG],
-                      restart_required=restart)
+        if {"llm", "proposer"} & set(change.applied):
+            self.proposers.forget_llm()  # rebuilt with the new settings on the next cycle
+        self.log.info("config_reloaded", path=str(path), applied=list(change.applied),
+                      restart_required=list(change.restart_required))
 
     def reload_policy(self) -> None:
         """Load the policy file again (the watcher also reloads on every change)."""
@@ -195,28 +187,19 @@ class Daemon:
 
     def _policy_loaded(self, policy: Policy) -> None:
         self.set_policy(policy)
-        self.progress.forget_rejections()
+        self.selection.forget_rejections()
         self.bus.publish(ev.PolicyLoaded(policy.source, policy.version, policy.sha256))
 
     def _policy_failed(self, error: PolicyError) -> None:
         self.bus.publish(ev.PolicyRejected(str(self.config.policy), str(error)))
 
     def in_scope(self, target: str) -> bool:
-        if self.options.scope:
-            from invariants.targets import in_scope
-
-            return in_scope(target, self.options.scope, self.policy().scope.exclude)
-        return self.policy().in_scope(target, app_scope(self.config.workload.app))
-
-    def _policy_hashes(self) -> tuple[str, str]:
-        with self._policy_lock:
-            return self._policy_digest, _digest(self._policy)
+        return self.selection.in_scope(target)
 
     def _integrity_violation(self, violation: Violation) -> None:
         self.bus.publish(ev.IntegrityViolation(violation.path, violation.expected,
                                                violation.actual))
         self.halted = f"integrity violation: {violation.path}"
-        self.metrics.synthesis_halted.set(1)
 
     # -- events -----------------------------------------------------------------------
 
@@ -232,10 +215,8 @@ class Daemon:
     def start(self) -> None:
         self.bus.publish(ev.DaemonStarted(os.getpid(), str(self.config.state_dir),
                                           self.isolation.as_dict()))
-        for layer, available in self.isolation.as_dict().items():
-            self.metrics.isolation.labels(layer).set(1 if available else 0)
-        self.metrics.up_since.set(self.started_wall)
-        self.metrics.info.info({"version": _version(), "proposer": self.config.proposer})
+        self.metrics.describe_run(started_at=self.started_wall, version=_version(),
+                                  proposer=self.config.proposer)
         self.notifier.status("restoring state")
         self.restore()
         self.workload = self._make_workload()
@@ -248,7 +229,7 @@ class Daemon:
                                  clock=self.clock, on_error=self._thread_error)
         self.profiler.start()
         self.integrity = IntegrityMonitor(Path(__file__).resolve().parents[1],
-                                          self._policy_hashes, self._integrity_violation,
+                                          self._policy.hashes, self._integrity_violation,
                                           on_error=self._thread_error)
         self.integrity.start()
         if self.config.policy is not None:
@@ -257,7 +238,7 @@ class Daemon:
             self.watcher.start()
         if self.config.metrics.enabled:
             server = MetricsServer(self.metrics.registry, self.config.metrics.host,
-                                   self.config.metrics.port, before_scrape=self._refresh_gauges)
+                                   self.config.metrics.port)
             server.start()
             self._servers.append(server)
             self.log.info("metrics_listening", url=f"http://{server.host}:{server.port}/metrics")
@@ -297,7 +278,7 @@ class Daemon:
         """Seconds the longest single stage of a cycle may take under the policy in force."""
         policy = self.policy()
         bounds = [policy.sandbox.wall_seconds, policy.recording.timeout_seconds]
-        if self._llm is not None:
+        if self.proposers.uses_llm:
             from daemon.synthesis.llm import ClientConfig
 
             # every attempt of one request may wait out the read timeout and a Retry-After
@@ -321,15 +302,8 @@ class Daemon:
 
     def restore(self) -> None:
         """Re-apply accepted versions whose base hash matches the code now loaded."""
-        reapply(self.snapshots.restore_plan(self.current_base_sha), self.swapper, self.ledger,
+        reapply(self.snapshots.restore_plan(self.rollouts.base_sha), self.swapper, self.ledger,
                 self.bus, self.log)
-        self.metrics.active_patches.set(len(self.swapper.active()))
-
-    def current_base_sha(self, target: str) -> str | None:
-        try:
-            return sha256_text(self.swapper.original_source(target))
-        except (TargetError, SwapError):
-            return None
 
     # -- the main loop ----------------------------------------------------------------
 
@@ -348,7 +322,7 @@ class Daemon:
         started = self.clock()
         self._loop_thread = threading.current_thread()
         while not self.stop_event.is_set():
-            wait = cfg.interval_seconds if self.progress.cycles else 0.2
+            wait = cfg.interval_seconds if self.cycles else 0.2
             self._progress(grace=wait)  # a long configured interval is not a hang
             if self.stop_event.wait(wait):
                 break
@@ -358,10 +332,10 @@ class Daemon:
             if self.paused.is_set() or self.halted or \
                     self.clock() - started < cfg.warmup_seconds:
                 continue
-            if self._budget_exhausted():
+            if self.selection.budget_exhausted():
                 if self.options.exit_when_idle:
-                    assert self.budget_halt is not None
-                    self.exit_reason = f"halted: {self.budget_halt.reason}"
+                    assert self.selection.halt is not None
+                    self.exit_reason = f"halted: {self.selection.halt.reason}"
                     break
                 continue
             assert self.profiler is not None
@@ -378,129 +352,76 @@ class Daemon:
             idle_since = None
             self.run_cycle(spot)
             max_cycles = self.options.max_cycles
-            if max_cycles is not None and len(self.progress.cycles) >= max_cycles:
+            if max_cycles is not None and len(self.cycles) >= max_cycles:
                 self.exit_reason = f"max cycles ({max_cycles}) reached"
                 break
 
     def pick(self) -> HotSpot | None:
-        """The hottest in-scope target not yet tried at its current version, not cooling down."""
+        """The target the next cycle works on (see :meth:`daemon.selection.Selection.pick`)."""
         assert self.profiler is not None
-        now = self.clock()
-        for spot in self.profiler.ranking(self.config.cycle.min_share):
-            if not self.in_scope(spot.target):
-                continue
-            if cooling_down(self.progress.cooldown.get(spot.target), now):
-                continue
-            if (spot.target, self.current_version(spot.target)) in self.progress.tried:
-                continue
-            return spot
-        return None
+        return self.selection.pick(self.profiler.ranking(self.config.cycle.min_share))
 
     def current_version(self, target: str) -> str:
         installed = self.swapper.active().get(target)
-        return installed.version if installed else "original"
-
-    def _budget_exhausted(self) -> bool:
-        """Whether budgets.cycles_per_hour forbids a cycle now; logs and gauges each change."""
-        halt = self.budget.halt(self.clock(), self.policy().budgets.cycles_per_hour)
-        if halt is not None and self.budget_halt is None:
-            self.log.warning("synthesis_halted", reason=halt.reason)
-        elif halt is None and self.budget_halt is not None:
-            self.log.info("synthesis_resumed", reason="budgets.cycles_per_hour allows a cycle")
-        self.budget_halt = halt
-        self.metrics.synthesis_halted.set(
-            1 if halt is not None or self.paused.is_set() or self.halted else 0)
-        return halt is not None
+        return installed.version if installed else ORIGINAL
 
     def run_cycle(self, spot: HotSpot) -> CycleReport:
-        self.budget.record(self.clock())
-        key = (spot.target, self.current_version(spot.target))
-        if self.progress.throughput_before is None and self.workload is not None:
+        self.selection.started()
+        version = self.current_version(spot.target)
+        if self.throughput_before is None and self.workload is not None:
             stats = self.workload.stats()
-            self.progress.throughput_before = stats.throughput if stats else None
+            self.throughput_before = stats.throughput if stats else None
         cycle = Cycle(policy=self.policy, ledger=self.ledger, swapper=self.swapper,
-                      proposers=self._proposers(), sandbox=self._sandbox, bus=self.bus,
-                      config=self.config.cycle, corpus_root=self.snapshots.corpus_dir,
-                      stop=self.stop_event, clock=self.clock)
+                      proposers=self.proposers.for_cycle(self.config, self.policy()),
+                      sandbox=self._sandbox, bus=self.bus, config=self.config.cycle,
+                      corpus_root=self.snapshots.corpus_dir, stop=self.stop_event,
+                      clock=self.clock, rollouts=self.rollouts)
         # every line the cycle logs names the target and the version it starts from
-        with log_context(target=spot.target, version=key[1]):
+        with log_context(target=spot.target, version=version):
             report = cycle.run(spot)
-        self.progress.cycles.append(report)
-        self.notifier.status(f"cycle {len(self.progress.cycles)}: {report.target} "
+        self.cycles.append(report)
+        self.notifier.status(f"cycle {len(self.cycles)}: {report.target} "
                              f"→ {report.outcome}")
-        # a canary rollback leaves the target to be tried again once it has cooled down
-        if report.outcome not in ("aborted", "rolled_back"):
-            self.progress.tried[key] = report.outcome
-        if report.outcome in ("rejected", "rolled_back"):
-            self.progress.cooldown[spot.target] = cooldown_until(
-                self.clock(), self.policy().budgets.cooldown_seconds)
-        if report.outcome == "swapped" and self.profiler is not None:
-            self.profiler.reset()  # shares changed: rank again on the new code
-        self.metrics.active_patches.set(len(self.swapper.active()))
-        self._set_coverage()
-        self.metrics.last_cycle.set(self.wall())
-        for phase, seconds in report.compute_seconds.items():
-            self.metrics.compute_seconds.labels(phase).inc(seconds)
-        for kind, count in report.tokens.items():
-            self.metrics.llm_cycle_tokens.labels(kind.removesuffix("_tokens")).inc(count)
-        self.metrics.improvement_compute.set(
-            compute_totals(self.progress.cycles)["improvements_per_compute_second"])
-        self.progress.last_cycle = {"target": report.target, "outcome": report.outcome,
-                                    "reason": report.reason, "seconds": report.seconds,
-                                    "finished_at": self.wall()}
+        self.selection.finished(spot.target, version, report.outcome)
+        self.last_cycle = {"target": report.target, "outcome": report.outcome,
+                           "reason": report.reason, "seconds": report.seconds,
+                           "finished_at": self.wall()}
         return report
 
-    def _proposers(self) -> list[Proposer]:
-        """The configured proposers, less those the policy switches off (or plus llm it enables)."""
-        policy = self.policy().proposers
-        proposers: list[Proposer] = []
-        if self.config.proposer in ("rules", "both") and policy.rules.enabled:
-            proposers.append(self._rules)
-        if self.config.proposer in ("llm", "both") or policy.llm.enabled:
-            proposers.append(self._llm_proposer())
-        return proposers
-
-    def _llm_proposer(self) -> Proposer:
-        if self._llm is None:
-            from daemon.synthesis.llm import LLMProposer
-
-            llm = self.config.llm
-            self._llm = LLMProposer(make_llm_client(self.config, self.metrics), llm.model,
-                                    samples=self.policy().proposers.llm.samples,
-                                    max_tokens=llm.max_tokens, temperature=llm.temperature)
-        return self._llm
-
     def _sandbox(self, policy: Policy) -> Sandbox:
-        s = policy.sandbox
-        return Sandbox(SandboxLimits.from_policy(s), self.isolation, cancel=self.stop_event)
+        return make_sandbox(policy, self.isolation, self.stop_event)
 
-    # -- gauges and status ------------------------------------------------------------
+    def _rank_again(self, _target: str) -> None:
+        """A new version is live: shares changed, so the profiler ranks on the new code."""
+        if self.profiler is not None:
+            self.profiler.reset()
 
-    def _set_coverage(self) -> None:
+    # -- what the metrics and the operator read ---------------------------------------
+
+    def _coverage(self) -> float:
         """Verification coverage of the active versions (rollbacks and approvals change it)."""
-        self.metrics.verification_coverage.set(
-            coverage(record.evidence for record in self.ledger.active_versions()))
+        return coverage(record.evidence for record in self.ledger.active_versions())
 
-    def _refresh_gauges(self) -> None:
-        self._set_coverage()
-        if self.workload is None:
-            return
-        stats = self.workload.stats()
-        if stats is not None:
-            self.metrics.workload_throughput.set(stats.throughput)
-            self._sync_counter(self.metrics.workload_items, stats.items)
-            self._sync_counter(self.metrics.oracle_checks, stats.oracle_checks)
-            if stats.batches:
-                # the share of work served without error since start, across every swap
-                self.metrics.workload_uptime.set(1 - stats.errors / stats.batches)
-        self.metrics.synthesis_halted.set(
-            1 if self.paused.is_set() or self.halted or self.budget_halt is not None else 0)
+    def _synthesis_halted(self) -> bool:
+        return self.paused.is_set() or bool(self.halted) or self.selection.halt is not None
 
-    @staticmethod
-    def _sync_counter(counter: Any, value: float) -> None:
-        current = counter._value.get()
-        if value > current:
-            counter.inc(value - current)
+    def _workload_stats(self) -> WorkloadStats | None:
+        return self.workload.stats() if self.workload is not None else None
+
+    def status(self) -> StatusSnapshot:
+        """A read-only snapshot of this daemon, for the control routes."""
+        policy = self.policy()
+        stats = self._workload_stats()
+        halt = self.selection.halt
+        return StatusSnapshot(
+            state_dir=str(self.config.state_dir), paused=self.paused.is_set(),
+            halted=self.halted, budget_halt=halt.reason if halt is not None else "",
+            isolation=self.isolation.as_dict(),
+            policy={"version": policy.version, "sha256": policy.sha256,
+                    "path": str(self.config.policy or "<embedded>")},
+            cycles=len(self.cycles), last_cycle=self.last_cycle,
+            workload=asdict(stats) if stats else None,
+            uptime_seconds=self.wall() - self.started_wall)
 
     # -- shutdown ---------------------------------------------------------------------
 
@@ -541,34 +462,15 @@ class Daemon:
         """The run report (``--report``); see :mod:`daemon.report`."""
         policy = self.policy()
         return run_report(
-            self.progress.cycles, started_at=self.started_wall, finished_at=self.wall(),
+            self.cycles, started_at=self.started_wall, finished_at=self.wall(),
             exit_reason=self.exit_reason, state_dir=self.config.state_dir,
             policy={"version": policy.version, "sha256": policy.sha256},
             active={t: i.version for t, i in self.swapper.active().items()},
-            throughput_before=self.progress.throughput_before,
+            throughput_before=self.throughput_before,
             stats=self.workload.stats() if self.workload is not None else None)
 
     def write_report(self, path: Path) -> None:
         write_report(path, self.report())
-
-
-def app_scope(app: str | None) -> tuple[str, ...]:
-    """The default scope for a hosted app: its own top-level package, nothing else."""
-    if not app:
-        return ()
-    package = app.partition(":")[0].split(".")[0]
-    return (f"{package}:*", f"{package}.*:*")
-
-
-def make_llm_client(config: DaemonConfig, metrics: Metrics | None = None) -> Any:
-    """The model server client for ``config.llm`` (the API key is read, never logged)."""
-    from daemon.synthesis.llm import ClientConfig, LLMClient
-
-    llm = config.llm
-    return LLMClient(ClientConfig(base_url=llm.base_url, model=llm.model,
-                                  api_key_env=llm.api_key_env or "",
-                                  api_key_file=str(llm.api_key_file or ""),
-                                  read_timeout=llm.timeout_seconds), metrics=metrics)
 
 
 def _version() -> str:
@@ -578,16 +480,6 @@ def _version() -> str:
         return version("selfmod")
     except PackageNotFoundError:
         return "unknown"
-
-
-def _digest(policy: Policy) -> str:
-    """The hash of the policy object's content, to notice it changing in memory."""
-    return hashlib.sha256(policy.model_dump_json().encode()).hexdigest()
-
-
-# Config sections a running daemon applies on SIGHUP; the others (state_dir, policy
-# path, metrics and control endpoints, the workload) take effect at the next start.
-_LIVE_CONFIG = frozenset({"proposer", "log", "profiler", "cycle", "llm"})
 
 
 def install_signal_handlers(daemon: Daemon, reload: Callable[[], None]) -> None:

@@ -1,5 +1,11 @@
 """Prometheus metrics: the catalogue, and the event subscriber that feeds it.
 
+Metrics change in three ways, and the daemon pokes none of them: domain events
+(:meth:`Metrics.on_event`, a bus subscriber, including what each finished
+cycle spent), values read at scrape time (:meth:`Metrics.watch`: the active
+patches, verification coverage, the halt flag, and the workload's own
+counters through :class:`daemon.workload_metrics.WorkloadCollector`), and
+the run's description, set once at start (:meth:`Metrics.describe_run`).
 Every metric lives on a registry passed in (tests use their own), never on the
 global default registry. Names follow Prometheus conventions: prefix
 ``selfmod_``, ``_total`` for counters, ``_seconds`` for durations, base units.
@@ -10,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
@@ -18,7 +25,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app
 
 from daemon import events as ev
+from daemon.events import CycleOutcome
 from daemon.procstats import ProcessTreeCollector
+from daemon.workload_metrics import StatsSource, WorkloadCollector
 
 _CYCLE_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 _FAST_BUCKETS = (1e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 5e-4, 1e-3, 1e-2, 0.1)
@@ -28,8 +37,13 @@ _ROLLBACK_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 class Metrics:
     """The selfmod metric catalogue on one registry."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None,
+                 wall: Callable[[], float] = time.time) -> None:
         r = self.registry = registry if registry is not None else CollectorRegistry()
+        self._wall = wall
+        # what the cycles so far spent, for improvements per compute second
+        self._compute_total = 0.0
+        self._improvements = 0
         self.info = Info("selfmod", "Build and runtime information (version, proposer)",
                          registry=r)
         ProcessCollector(registry=r)  # process_* for the daemon itself
@@ -88,10 +102,6 @@ class Metrics:
             "selfmod_verification_coverage_ratio",
             "Share of active versions whose differential, property and declared checks all ran",
             registry=r)
-        self.workload_uptime = Gauge(
-            "selfmod_workload_uptime_ratio",
-            "Share of time the workload kept serving since start, across self-updates",
-            registry=r)
         # LLM
         self.llm_requests = Counter("selfmod_llm_requests_total", "Requests to the model server",
                                     ["result"], registry=r)
@@ -118,13 +128,8 @@ class Metrics:
         self.synthesis_halted = Gauge("selfmod_synthesis_halted",
                                       "1 while synthesis is halted (paused, integrity, budget)",
                                       registry=r)
-        # the hosted workload
-        self.workload_items = Counter("selfmod_workload_items_total",
-                                      "Items processed by the hosted workload", registry=r)
-        self.workload_throughput = Gauge("selfmod_workload_throughput_items_per_second",
-                                         "Workload throughput over the last window", registry=r)
-        self.oracle_checks = Counter("selfmod_oracle_checks_total",
-                                     "Demo batches recomputed by the frozen oracle", registry=r)
+        # the hosted workload: items, throughput, uptime and oracle checks come from its stats
+        self.workload = WorkloadCollector(r, wall)
         self.oracle_mismatches = Counter("selfmod_oracle_mismatches_total",
                                          "Demo batches whose result differed from the oracle's",
                                          registry=r)
@@ -138,12 +143,27 @@ class Metrics:
         for result in ("accepted", "rejected"):
             self.corrections.labels(result)
 
+    def describe_run(self, *, started_at: float, version: str, proposer: str) -> None:
+        """What this run is: its start time, selfmod's version, the configured proposer."""
+        self.up_since.set(started_at)
+        self.info.info({"version": version, "proposer": proposer})
+
+    def watch(self, *, active_patches: Callable[[], int], coverage: Callable[[], float],
+              halted: Callable[[], bool], workload: StatsSource) -> None:
+        """Read these live values at each scrape instead of being told when they change."""
+        self.active_patches.set_function(active_patches)
+        self.verification_coverage.set_function(coverage)
+        self.synthesis_halted.set_function(lambda: 1 if halted() else 0)
+        self.workload.watch(workload)
+
     def on_event(self, event: ev.Event) -> None:
         """Event-bus subscriber: turn domain events into metric updates."""
         match event:
-            case ev.CycleFinished(outcome=outcome, seconds=seconds):
-                self.cycles.labels(outcome).inc()
-                self.cycle_seconds.observe(seconds)
+            case ev.CycleFinished():
+                self._cycle_finished(event)
+            case ev.DaemonStarted(isolation=isolation):
+                for layer, available in isolation.items():
+                    self.isolation.labels(layer).set(1 if available else 0)
             case ev.CandidateRejected(origin=origin, stage=stage, reason=reason):
                 self.candidates.labels(_origin_kind(origin), "rejected").inc()
                 self.rejections.labels(stage, reason).inc()
@@ -180,6 +200,20 @@ class Metrics:
                     self.record_skips.labels(reason).inc(count)
             case _:
                 pass
+
+
+    def _cycle_finished(self, event: ev.CycleFinished) -> None:
+        self.cycles.labels(event.outcome).inc()
+        self.cycle_seconds.observe(event.seconds)
+        self.last_cycle.set(self._wall())
+        for phase, seconds in event.compute_seconds.items():
+            self.compute_seconds.labels(phase).inc(seconds)
+        for kind, count in event.tokens.items():
+            self.llm_cycle_tokens.labels(kind.removesuffix("_tokens")).inc(count)
+        self._compute_total += sum(event.compute_seconds.values())
+        self._improvements += event.outcome == CycleOutcome.SWAPPED
+        self.improvement_compute.set(self._improvements / self._compute_total
+                                     if self._compute_total else 0.0)
 
 
 def mutation_score_gauge(registry: CollectorRegistry) -> Gauge:

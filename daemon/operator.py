@@ -1,10 +1,10 @@
 """What an operator can ask of a running daemon: the control socket's routes.
 
 ``status``, ``pause`` and ``resume`` read or flip the daemon's state;
-``rollback`` takes a live version out at once (:func:`daemon.canary.roll_back`);
-``approve`` puts a version that waits for approval live the way a cycle would,
-in a thread of its own (:meth:`daemon.canary.Canary.roll_out`), and answers
-at once. Every answer is ``(HTTP status, JSON-able body)``; errors an operator
+``rollback`` takes a live version out at once; ``approve`` puts a version that
+waits for approval live the way a cycle would, in a thread of its own, and
+answers at once. Both go through :class:`daemon.rollout.Rollouts`, the same
+step a cycle uses. Every answer is ``(HTTP status, JSON-able body)``; errors an operator
 can cause are 4xx with a sentence saying what to do.
 """
 
@@ -14,17 +14,13 @@ import os
 import threading
 import types
 from collections.abc import Callable
-from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from daemon.budget import cooldown_until
-from daemon.canary import Canary, CanaryLimits, Regressed, is_pure, roll_back
 from daemon.errors import SwapError
+from daemon.rollout import Rollouts
+from daemon.status import StatusSnapshot
 from snapshots.errors import SnapshotError, UnknownVersion
 from snapshots.versions import VersionStatus
-
-if TYPE_CHECKING:
-    from daemon.lifecycle import Daemon
 
 Answer = tuple[int, dict[str, Any]]
 
@@ -32,23 +28,34 @@ _ID_BODY = 'body must be {"id": "<version id or prefix>"}'
 
 
 class Operator:
-    """The control routes of one daemon, and the approvals they started."""
+    """The control routes of one daemon, and the approvals they started.
 
-    def __init__(self, daemon: Daemon) -> None:
-        self._daemon = daemon
+    It sees the daemon through three narrow things: the ``paused`` flag it flips,
+    a ``status`` snapshot it reads, and the :class:`~daemon.rollout.Rollouts` that
+    put versions live and take them out; ``in_scope`` is the policy's scope and
+    ``log`` the daemon's logger.
+    """
+
+    def __init__(self, *, paused: threading.Event, status: Callable[[], StatusSnapshot],
+                 rollouts: Rollouts, in_scope: Callable[[str], bool], log: Any) -> None:
+        self._paused = paused
+        self._status = status
+        self._rollouts = rollouts
+        self._in_scope = in_scope
+        self._log = log
         # versions approved and being rolled out: id -> (target, thread)
         self._approving: dict[str, tuple[str, threading.Thread]] = {}
 
     def routes(self) -> dict[tuple[str, str], Any]:
         """The routes for :class:`daemon.control.ControlServer`."""
-        daemon = self._daemon
+        paused = self._paused
 
         def pause(_: dict[str, Any]) -> Answer:
-            daemon.paused.set()
+            paused.set()
             return 200, {"paused": True}
 
         def resume(_: dict[str, Any]) -> Answer:
-            daemon.paused.clear()
+            paused.clear()
             return 200, {"paused": False}
 
         def by_id(action: Callable[[str], Answer]) -> Callable[[dict[str, Any]], Answer]:
@@ -66,37 +73,33 @@ class Operator:
 
     def status(self) -> dict[str, Any]:
         """What `selfmod status` shows of a running daemon."""
-        daemon = self._daemon
-        policy = daemon.policy()
-        stats = daemon.workload.stats() if daemon.workload is not None else None
+        snapshot = self._status()
         approving = dict(self._approving)
         return {
             "running": True,
             "pid": os.getpid(),
-            "state_dir": str(daemon.config.state_dir),
-            "paused": daemon.paused.is_set(),
-            "halted": daemon.halted,
-            "budget_halt": daemon.budget_halt.reason if daemon.budget_halt is not None else "",
-            "isolation": daemon.isolation.as_dict(),
-            "policy": {"version": policy.version, "sha256": policy.sha256,
-                       "path": str(daemon.config.policy or "<embedded>")},
-            "active": {t: i.version for t, i in daemon.swapper.active().items()},
-            "awaiting_approval": {v.id: v.target for v in daemon.ledger.history()
-                                  if v.status is VersionStatus.PROPOSED
-                                  and v.evidence.get("awaiting_approval")
-                                  and v.id not in approving},
+            "state_dir": snapshot.state_dir,
+            "paused": snapshot.paused,
+            "halted": snapshot.halted,
+            "budget_halt": snapshot.budget_halt,
+            "isolation": snapshot.isolation,
+            "policy": snapshot.policy,
+            "active": {t: i.version for t, i in self._rollouts.active().items()},
+            "awaiting_approval": {vid: target for vid, target
+                                  in self._rollouts.awaiting_approval().items()
+                                  if vid not in approving},
             "approving": {vid: target for vid, (target, _) in approving.items()},
-            "cycles": len(daemon.progress.cycles),
-            "last_cycle": daemon.progress.last_cycle,
-            "workload": asdict(stats) if stats else None,
-            "uptime_seconds": daemon.wall() - daemon.started_wall,
+            "cycles": snapshot.cycles,
+            "last_cycle": snapshot.last_cycle,
+            "workload": snapshot.workload,
+            "uptime_seconds": snapshot.uptime_seconds,
         }
 
     def approve(self, version_prefix: str) -> Answer:
         """Start rolling out a version that passed every check and waits for approval."""
-        daemon = self._daemon
+        rollouts = self._rollouts
         try:
-            record = daemon.ledger.find(version_prefix)
+            record = rollouts.find(version_prefix)
         except UnknownVersion as exc:
             return 404, {"error": str(exc)}
         vid, target = record.id, record.target
@@ -104,22 +107,21 @@ class Operator:
                 not record.evidence.get("awaiting_approval"):
             return 409, {"error": f"version {vid[:12]} is {record.status}, not awaiting "
                                   "approval; see `selfmod history`"}
-        if not daemon.in_scope(target):
+        if not self._in_scope(target):
             return 409, {"error": f"{target} is no longer in the policy's scope; "
                                   f"version {vid[:12]} was not installed"}
-        if daemon.current_base_sha(target) != record.base_sha:
+        if rollouts.base_sha(target) != record.base_sha:
             return 409, {"error": f"the code of {target} changed since version {vid[:12]} was "
                                   "judged; it was not installed"}
-        active = daemon.swapper.active()
-        budget = daemon.policy().budgets.active_patches
-        if len(active) >= budget and target not in active:
+        budget = rollouts.budget_exceeded(target)
+        if budget is not None:
             return 409, {"error": f"{budget} patches are already active (budgets.active_patches"
                                   "); roll one back or raise the budget"}
-        if daemon.swapper.rollout_lock(target).locked() or vid in self._approving:
+        if rollouts.busy(target) or vid in self._approving:
             return 409, {"error": f"a version of {target} is being rolled out and watched "
                                   "right now; try again once its canary is done"}
         try:
-            code = daemon.swapper.compile(target, daemon.ledger.source(vid), vid)
+            code = rollouts.compile(target, vid)
         except (SwapError, SnapshotError) as exc:
             return 409, {"error": str(exc)}
         thread = threading.Thread(target=self._roll_out, args=(target, vid, code),
@@ -132,31 +134,17 @@ class Operator:
 
     def _roll_out(self, target: str, vid: str, code: types.CodeType) -> None:
         """An approved version goes live like a cycle's: baseline, swap, canary, rollback."""
-        daemon = self._daemon
-        policy = daemon.policy()
-        canary = Canary(daemon.swapper, daemon.ledger, daemon.bus,
-                        CanaryLimits.from_policy(policy.canary),
-                        pure=is_pure(target, policy.invariants.pure), stop=daemon.stop_event,
-                        clock=daemon.clock)
         try:
-            rollout = canary.roll_out(target, vid, code, {"approved": "operator"})
+            self._rollouts.roll_out(target, vid, code, {"approved": "operator"})
         except Exception as exc:  # a failed approval must not take the daemon down
-            daemon.log.error("approval_failed", target=target, version=vid,
-                             error=f"{type(exc).__name__}: {exc}")
-            return
+            self._log.error("approval_failed", target=target, version=vid,
+                            error=f"{type(exc).__name__}: {exc}")
         finally:
             self._approving.pop(vid, None)
-            daemon.metrics.active_patches.set(len(daemon.swapper.active()))
-        if isinstance(rollout.verdict, Regressed):
-            daemon.progress.cooldown[target] = cooldown_until(
-                daemon.clock(), policy.budgets.cooldown_seconds)
-        elif rollout.installed is not None and daemon.profiler is not None:
-            daemon.profiler.reset()  # shares changed: rank again on the new code
 
     def rollback(self, version_prefix: str, reason: str) -> Answer:
         """Take the live version ``version_prefix`` out; what it replaced is live again."""
-        daemon = self._daemon
-        matches = [(t, i) for t, i in daemon.swapper.active().items()
+        matches = [(t, i) for t, i in self._rollouts.active().items()
                    if version_prefix and i.version.startswith(version_prefix)]
         if not matches:
             return 404, {"error": f"no active version starts with {version_prefix!r}; "
@@ -164,12 +152,10 @@ class Operator:
         if len(matches) > 1:
             return 409, {"error": f"{version_prefix!r} is ambiguous; give more characters"}
         target, installed = matches[0]
-        if not roll_back(daemon.swapper, daemon.ledger, daemon.bus, installed, reason):
+        # on success the operator said no to this version: the rollouts' follow-up keeps
+        # the daemon from trying again from the code now live, which it was made from
+        if not self._rollouts.roll_back(installed, reason):
             return 409, {"error": f"version {installed.version[:12]} was rolled back meanwhile"}
-        daemon.metrics.active_patches.set(len(daemon.swapper.active()))
-        # the operator said no to this version: don't try again from the code now live
-        # (the version it replaced), which is what it was made from
-        daemon.progress.tried[(target, daemon.current_version(target))] = "rolled_back"
         return 200, {"rolled_back": installed.version, "target": target,
                      "restored": installed.previous_version}
 

@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from daemon.cycle import CycleReport
+from daemon.outcome import CycleReport
 from daemon.workload import WorkloadStats
 
 # History of REPORT_FORMAT:

@@ -7,9 +7,9 @@ envelope (static gate, then the sandboxed shadow) has judged them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,68 @@ class Candidate:
 
 
 class Proposer(Protocol):
-    """Produces candidates for a request; returns an empty list when it has nothing new."""
+    """Produces candidates for a request; returns an empty list when it has nothing new.
+
+    That is all every proposer can do. What some can do besides is a protocol of
+    its own, declared by the proposer and checked with ``isinstance``:
+    :class:`DetailedProposer` (reports unusable samples, cost and errors) and
+    :class:`SelfCorrecting` (uses :attr:`ProposalRequest.feedback`).
+    """
 
     name: str
 
     def propose(self, request: ProposalRequest) -> list[Candidate]: ...
+
+
+class SampleFailure(Protocol):
+    """One answer a proposer got but could not turn into a candidate."""
+
+    @property
+    def reason(self) -> str: ...
+
+    @property
+    def detail(self) -> str: ...
+
+    @property
+    def excerpt(self) -> str: ...  # the start of the answer, for the audit log
+
+
+class DetailedProposal(Protocol):
+    """Everything one request produced: candidates, unusable samples, cost, or the error."""
+
+    @property
+    def candidates(self) -> Sequence[Candidate]: ...
+
+    @property
+    def failures(self) -> Sequence[SampleFailure]: ...
+
+    @property
+    def cost(self) -> Mapping[str, float]: ...  # prompt_tokens, completion_tokens, seconds
+
+    @property
+    def error(self) -> BaseException | None: ...  # the request failed; never raised
+
+
+@runtime_checkable
+class DetailedProposer(Proposer, Protocol):
+    """A proposer that also says what it could not use, what it cost, and why it failed."""
+
+    origin: str  # the origin of its candidates, e.g. ``llm:<model>``
+
+    def propose_detailed(self, request: ProposalRequest) -> DetailedProposal: ...
+
+
+@runtime_checkable
+class SelfCorrecting(Proposer, Protocol):
+    """A proposer that reads the evidence of rejected candidates and proposes corrected ones.
+
+    A proposer declares it with ``self_correcting = True``; the cycle then sends it
+    :class:`Feedback` for another round, up to the policy's ``max_corrections``.
+    """
+
+    self_correcting: bool
+
+
+def self_correcting(proposer: Proposer) -> bool:
+    """Whether ``proposer`` declares that it uses feedback on rejected candidates."""
+    return isinstance(proposer, SelfCorrecting) and proposer.self_correcting

@@ -53,9 +53,16 @@ class Proposal:
 
 
 class LLMProposer:
-    """Asks a model for ``samples`` rewrites of the target per request."""
+    """Asks a model for ``samples`` rewrites of the target per request.
+
+    A :class:`~daemon.synthesis.base.DetailedProposer` (:meth:`propose_detailed`)
+    and a :class:`~daemon.synthesis.base.SelfCorrecting` one.
+    """
 
     name = "llm"
+    # the request's feedback goes into the prompt: a rejected candidate's evidence yields
+    # a corrected one (daemon.synthesis.base.SelfCorrecting)
+    self_correcting = True
 
     def __init__(self, client: ChatClient, model_name: str, *, samples: int = 2,
                  max_tokens: int = 1024, temperature: float = 0.7,

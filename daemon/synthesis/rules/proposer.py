@@ -37,6 +37,8 @@ class RulesProposer:
     """
 
     name = "rules"
+    # the catalogue is deterministic: feedback on a rejected rewrite cannot change it
+    self_correcting = False
 
     def __init__(self, rules: Sequence[Rule] = CATALOGUE, *,
                  on_error: ErrorHook | None = None,

@@ -1,0 +1,82 @@
+"""What a cycle works with, built from the config and the policy: proposers and the sandbox.
+
+:class:`Proposers` keeps the rules proposer and, once needed, the model
+proposer with its client (rebuilt after a config reload changes ``llm`` or
+``proposer``); :func:`make_sandbox` turns the policy's ``sandbox`` section into
+the jail a shadow run gets.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from daemon.config import DaemonConfig
+from daemon.metrics import Metrics
+from daemon.synthesis.base import Proposer
+from envelope.isolation import Isolation
+from envelope.policy import Policy
+from envelope.sandbox import Sandbox, SandboxLimits
+
+
+class Proposers:
+    """The proposers a cycle asks, as the config names them and the policy allows."""
+
+    def __init__(self, metrics: Metrics | None = None) -> None:
+        from daemon.synthesis.rules import RulesProposer
+
+        self._metrics = metrics
+        self._rules: Proposer = RulesProposer()
+        self._llm: Proposer | None = None
+
+    @property
+    def uses_llm(self) -> bool:
+        """Whether the model proposer has been built (its requests bound a cycle's stages)."""
+        return self._llm is not None
+
+    def forget_llm(self) -> None:
+        """Drop the model proposer; the next cycle builds it with the settings then in force."""
+        self._llm = None
+
+    def for_cycle(self, config: DaemonConfig, policy: Policy) -> list[Proposer]:
+        """The configured proposers, less those the policy switches off (or plus llm it enables)."""
+        switches = policy.proposers
+        proposers: list[Proposer] = []
+        if config.proposer in ("rules", "both") and switches.rules.enabled:
+            proposers.append(self._rules)
+        if config.proposer in ("llm", "both") or switches.llm.enabled:
+            proposers.append(self._llm_proposer(config, policy))
+        return proposers
+
+    def _llm_proposer(self, config: DaemonConfig, policy: Policy) -> Proposer:
+        if self._llm is None:
+            from daemon.synthesis.llm import LLMProposer
+
+            llm = config.llm
+            self._llm = LLMProposer(make_llm_client(config, self._metrics), llm.model,
+                                    samples=policy.proposers.llm.samples,
+                                    max_tokens=llm.max_tokens, temperature=llm.temperature)
+        return self._llm
+
+
+def make_llm_client(config: DaemonConfig, metrics: Metrics | None = None) -> Any:
+    """The model server client for ``config.llm`` (the API key is read, never logged)."""
+    from daemon.synthesis.llm import ClientConfig, LLMClient
+
+    llm = config.llm
+    return LLMClient(ClientConfig(base_url=llm.base_url, model=llm.model,
+                                  api_key_env=llm.api_key_env or "",
+                                  api_key_file=str(llm.api_key_file or ""),
+                                  read_timeout=llm.timeout_seconds), metrics=metrics)
+
+
+def make_sandbox(policy: Policy, isolation: Isolation, stop: threading.Event) -> Sandbox:
+    """The jail for one shadow run under ``policy``; ``stop`` cancels a run in flight."""
+    s = policy.sandbox
+    limits = SandboxLimits(cpu_seconds=s.cpu_seconds, memory_mb=s.memory_mb,
+                           file_size_mb=s.file_size_mb, open_files=s.open_files,
+                           processes=s.processes, wall_seconds=s.wall_seconds,
+                           output_bytes=s.output_bytes, result_bytes=s.result_bytes,
+                           require_network_namespace=s.require.network_namespace,
+                           require_mount_namespace=s.require.mount_namespace)
+    return Sandbox(limits, isolation, cancel=stop)
