@@ -153,7 +153,7 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--budget-seconds", type=float, default=280.0,
                         help="stop starting mutants after this long")
     parser.add_argument("--rescore", action="store_true",
-                        help=f"recompute the metrics of {RESULTS / (NAME + '.json')} from the "
+                        help="recompute the metrics of bench/results/mutation.json from the "
                              "verdicts it records; runs no mutant")
     return parser.parse_args(argv)
 
