@@ -15,11 +15,11 @@ threads and judged in the daemon's cycle thread:
   raising included, reaches the caller.
 
 :func:`verdict` and :func:`early_verdict` are the decision, plain functions over
-:class:`Window` values. :class:`Canary` runs the windows and, on a regression,
-:func:`roll_back` takes the version out: the state first, then the code, then
-the ``rolled_back`` event (which the audit log and the metrics subscribe to),
-so a crash in between can never bring a version the canary refused back on
-restart.
+:class:`Window` values, in :mod:`daemon.canary_verdict`. :class:`Canary` runs
+the windows and, on a regression, :func:`roll_back` takes the version out: the
+state first, then the code, then the ``rolled_back`` event (which the audit log
+and the metrics subscribe to), so a crash in between can never bring a version
+the canary refused back on restart.
 
 Per call, a probe does two clock reads and a list append; a compared call
 also runs the previous code once more, in the caller's thread (that is the
@@ -33,7 +33,6 @@ from __future__ import annotations
 import collections.abc
 import fnmatch
 import random
-import statistics
 import threading
 import time
 import types
@@ -42,163 +41,35 @@ from dataclasses import dataclass
 from typing import Any
 
 from daemon import events as ev
+from daemon.canary_verdict import (
+    ERRORS,
+    LATENCY,
+    MISMATCH,
+    CanaryLimits,
+    Mismatch,
+    Passed,
+    Regressed,
+    Verdict,
+    Window,
+    early_verdict,
+    verdict,
+)
 from daemon.errors import SwapError
 from daemon.ledger import Ledger
 from daemon.swap import Installed, SwapManager
-from envelope.policy import Canary as CanaryPolicy
 from invariants.compare import RAISE, RETURN, Outcome, compare_outcomes, exception_message
 from invariants.compare import exception_name as _exception_name
 from invariants.render import safe_repr
 from invariants.targets import make_function
 from snapshots.crash import crash_point
 
-LATENCY = "canary_latency"
-ERRORS = "canary_errors"
-MISMATCH = "canary_mismatch"
+# the decision's names, for those who run a canary and read its verdict
+__all__ = ["ERRORS", "LATENCY", "MISMATCH", "Canary", "CanaryLimits", "Mismatch", "Passed",
+           "Regressed", "Rollout", "Verdict", "Watch", "Window", "early_verdict", "is_pure",
+           "roll_back", "verdict"]
 
 _POLL_SECONDS = 0.02  # how often the cycle thread looks at a window in progress
 _EVIDENCE_CHARS = 300
-
-
-@dataclass(frozen=True)
-class CanaryLimits:
-    """The policy's canary section, plus the two settings the policy does not expose."""
-
-    calls: int = 200
-    seconds: float = 10.0
-    max_latency_ratio: float = 1.5
-    max_error_rate_increase: float = 0.01
-    compare_sample: float = 0.1
-    # The baseline is a short look at the code about to be replaced, since it delays
-    # the swap it precedes: a quarter of the canary's window, stretched up to the whole
-    # window while it has fewer than min_latency_calls calls.
-    baseline_seconds: float = 2.5
-    # Fewer calls than this in either window and a median says little: latency
-    # is then not judged (errors and mismatches still are).
-    min_latency_calls: int = 20
-
-    @classmethod
-    def from_policy(cls, canary: CanaryPolicy) -> CanaryLimits:
-        return cls(calls=canary.calls, seconds=canary.seconds,
-                   max_latency_ratio=canary.max_latency_ratio,
-                   max_error_rate_increase=canary.max_error_rate_increase,
-                   compare_sample=canary.compare_sample, baseline_seconds=canary.seconds / 4)
-
-
-@dataclass(frozen=True)
-class Mismatch:
-    """One live call whose outcome on the new code differed from the previous code's."""
-
-    call: str  # the arguments, as a bounded repr
-    kind: str  # invariants.compare.Difference.kind
-    previous: str
-    new: str
-
-
-@dataclass(frozen=True)
-class Window:
-    """What one probe window saw: the evidence a verdict is made of."""
-
-    calls: int = 0
-    errors: int = 0
-    latencies: tuple[float, ...] = ()  # seconds per call, in arrival order
-    compared: int = 0
-    mismatches: tuple[Mismatch, ...] = ()
-    seconds: float = 0.0
-
-    @property
-    def error_rate(self) -> float:
-        return self.errors / self.calls if self.calls else 0.0
-
-    @property
-    def median_latency(self) -> float | None:
-        return statistics.median(self.latencies) if self.latencies else None
-
-
-@dataclass(frozen=True)
-class Passed:
-    """The new version held up; ``note`` says what was not judged, and why."""
-
-    latency_ratio: float | None
-    error_rate_increase: float
-    note: str = ""
-
-
-@dataclass(frozen=True)
-class Regressed:
-    """The new version did worse; ``reason`` is the rollback reason, ``detail`` the evidence."""
-
-    reason: str  # canary_latency | canary_errors | canary_mismatch
-    detail: str
-
-
-Verdict = Passed | Regressed
-
-
-# -- the decision ---------------------------------------------------------------------
-
-
-def verdict(baseline: Window, canary: Window, limits: CanaryLimits) -> Verdict:
-    """Judge a finished canary window against the baseline: mismatches, then errors, latency."""
-    early = early_verdict(baseline, canary, limits, remaining_calls=0)
-    if early is not None:
-        return early
-    increase = canary.error_rate - baseline.error_rate
-    ratio = _latency_ratio(baseline, canary, limits)
-    if ratio is not None and ratio > limits.max_latency_ratio:
-        before, after = baseline.median_latency, canary.median_latency
-        assert before is not None and after is not None
-        return Regressed(LATENCY, f"median latency {ratio:.2f}x the previous code's "
-                                  f"({_ms(after)} vs {_ms(before)} over {canary.calls} and "
-                                  f"{baseline.calls} calls); the limit is "
-                                  f"{limits.max_latency_ratio:g}x")
-    notes = []
-    if ratio is None:
-        notes.append(f"latency not judged: {canary.calls} calls after the swap and "
-                     f"{baseline.calls} before, {limits.min_latency_calls} needed in each")
-    if canary.calls == 0:
-        notes.append("no live calls during the window")
-    return Passed(ratio, increase, "; ".join(notes))
-
-
-def early_verdict(baseline: Window, partial: Window, limits: CanaryLimits,
-                  remaining_calls: int | None = None) -> Regressed | None:
-    """A regression that the rest of the window could not undo, or None.
-
-    A mismatch is final at once. An error rate is final when even
-    ``remaining_calls`` more calls without an error would leave it above the
-    limit (``None``: as many as the window still expects).
-    """
-    if partial.mismatches:
-        first = partial.mismatches[0]
-        return Regressed(MISMATCH, f"{len(partial.mismatches)} of {partial.compared} compared "
-                                   f"calls differ ({first.kind}); first: called with "
-                                   f"{first.call}, previous: {first.previous}; new: "
-                                   f"{first.new}")
-    if partial.errors == 0:
-        return None
-    remaining = (max(limits.calls - partial.calls, 0) if remaining_calls is None
-                 else remaining_calls)
-    lowest_rate = partial.errors / (partial.calls + remaining)
-    if lowest_rate - baseline.error_rate > limits.max_error_rate_increase:
-        return Regressed(ERRORS, f"{partial.errors} of {partial.calls} calls raised "
-                                 f"({partial.error_rate:.1%}) against {baseline.errors} of "
-                                 f"{baseline.calls} ({baseline.error_rate:.1%}) before the "
-                                 f"swap; the limit is +{limits.max_error_rate_increase:.1%}")
-    return None
-
-
-def _latency_ratio(baseline: Window, canary: Window, limits: CanaryLimits) -> float | None:
-    if min(len(baseline.latencies), len(canary.latencies)) < limits.min_latency_calls:
-        return None
-    before, after = baseline.median_latency, canary.median_latency
-    if not before or after is None:
-        return None
-    return after / before
-
-
-def _ms(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds * 1e3:.3f} ms"
 
 
 def is_pure(target: str, pure_globs: Iterable[str]) -> bool:

@@ -1,4 +1,4 @@
-"""Tests for daemon.canary: the verdict over windows, the watching probe, and live rollbacks."""
+"""Tests for daemon.canary: the watching probe, and live canaries, rollouts and rollbacks."""
 
 from __future__ import annotations
 
@@ -6,124 +6,41 @@ import random
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from daemon import events as ev
 from daemon.canary import (
-    ERRORS,
     LATENCY,
     MISMATCH,
     Canary,
     CanaryLimits,
-    Mismatch,
     Passed,
     Regressed,
     Watch,
-    Window,
-    early_verdict,
-    is_pure,
     roll_back,
-    verdict,
 )
 from daemon.ledger import Ledger
 from daemon.swap import SwapManager
 from daemon.synthesis.base import Candidate
-from envelope.policy import DEFAULT_POLICY
+from envelope.policy import Canary as CanaryPolicy
 from invariants.targets import sha256_text
 from snapshots import Snapshots
 from snapshots.versions import VersionStatus
 from tests.daemon.fixtures import canary_targets
 
-LIMITS = CanaryLimits(calls=100, seconds=5.0, max_latency_ratio=1.5,
-                      max_error_rate_increase=0.01, compare_sample=0.5, min_latency_calls=20)
+
+def canary_limits(*, baseline_seconds: float | None = None, **canary: Any) -> CanaryLimits:
+    """The limits of a policy canary section with ``canary`` set (and the baseline, if given)."""
+    built = CanaryLimits.from_policy(CanaryPolicy(**canary))
+    return built if baseline_seconds is None else replace(built, baseline_seconds=baseline_seconds)
+
+
 CHECKSUM = "tests.daemon.fixtures.canary_targets:checksum"
 WEIGH = "tests.daemon.fixtures.canary_targets:weigh"
-
-
-def window(calls: int, latency: float = 1e-3, errors: int = 0,
-           mismatches: tuple[Mismatch, ...] = (), compared: int = 0) -> Window:
-    return Window(calls=calls, errors=errors, latencies=(latency,) * calls, compared=compared,
-                  mismatches=mismatches)
-
-
-# -- the verdict ---------------------------------------------------------------------------
-
-
-def test_a_version_as_fast_and_as_reliable_passes():
-    """Equal latency and no new errors pass, with the measured ratio."""
-    result = verdict(window(100, 1e-3, errors=1), window(100, 1.2e-3, errors=1), LIMITS)
-    assert isinstance(result, Passed)
-    assert result.latency_ratio == pytest.approx(1.2)
-    assert result.error_rate_increase == 0.0 and result.note == ""
-
-
-def test_a_slower_median_latency_is_a_latency_regression():
-    """A median above the allowed ratio rolls back, with both medians in the evidence."""
-    result = verdict(window(100, 1e-3), window(100, 3e-3), LIMITS)
-    assert isinstance(result, Regressed) and result.reason == LATENCY
-    assert "3.00x" in result.detail and "1.5x" in result.detail
-
-
-def test_the_median_ignores_a_few_stalled_calls():
-    """A handful of very slow calls (a GC pause, a preempted thread) do not move the median."""
-    stalled = Window(calls=100, latencies=(1e-3,) * 90 + (1.0,) * 10)
-    assert isinstance(verdict(window(100, 1e-3), stalled, LIMITS), Passed)
-
-
-def test_latency_is_not_judged_on_too_few_calls():
-    """Fewer calls than min_latency_calls in a window pass, saying latency was not judged."""
-    result = verdict(window(100, 1e-3), window(5, 9e-3), LIMITS)
-    assert isinstance(result, Passed) and result.latency_ratio is None
-    assert "latency not judged" in result.note
-    empty = verdict(Window(), Window(), LIMITS)
-    assert isinstance(empty, Passed) and "no live calls" in empty.note
-
-
-def test_an_error_rate_above_the_baseline_is_an_error_regression():
-    """Five percent of calls raising where none did is more than the one percent allowed."""
-    result = verdict(window(100), window(100, errors=5), LIMITS)
-    assert isinstance(result, Regressed) and result.reason == ERRORS
-    assert "5 of 100" in result.detail
-
-
-def test_errors_the_previous_code_had_too_are_not_a_regression():
-    """An error rate no higher than the baseline's (plus the allowance) passes."""
-    assert isinstance(verdict(window(100, errors=10), window(100, errors=10), LIMITS), Passed)
-    assert isinstance(verdict(window(100), window(200, errors=2), LIMITS), Passed)
-
-
-def test_a_single_mismatch_is_a_mismatch_regression_before_anything_else():
-    """One differing outcome rolls back, even with slower latency, and names the input."""
-    mismatch = Mismatch("((40, 2), {})", "value", "42", "43")
-    result = verdict(window(100), window(100, 9e-3, errors=50, mismatches=(mismatch,),
-                                         compared=30), LIMITS)
-    assert isinstance(result, Regressed) and result.reason == MISMATCH
-    assert "1 of 30" in result.detail and "((40, 2), {})" in result.detail
-    assert "42" in result.detail and "43" in result.detail
-
-
-def test_early_verdict_is_given_only_when_the_rest_of_the_window_cannot_undo_it():
-    """Errors end the window early once even error-free remaining calls keep the rate too high."""
-    assert early_verdict(window(100), window(10, errors=1), LIMITS) is None  # 1/100 at best
-    certain = early_verdict(window(100), window(10, errors=2), LIMITS)  # 2/100 at best
-    assert isinstance(certain, Regressed) and certain.reason == ERRORS
-    assert early_verdict(window(100), window(10), LIMITS) is None
-    mismatch = Mismatch("()", "value", "1", "2")
-    found = early_verdict(window(100), window(1, mismatches=(mismatch,)), LIMITS)
-    assert isinstance(found, Regressed) and found.reason == MISMATCH
-
-
-def test_limits_follow_the_policy_and_pure_follows_its_globs():
-    """The policy's canary section maps onto the limits; pure globs match targets."""
-    limits = CanaryLimits.from_policy(DEFAULT_POLICY.canary)
-    assert (limits.calls, limits.seconds, limits.compare_sample) == (
-        DEFAULT_POLICY.canary.calls, DEFAULT_POLICY.canary.seconds,
-        DEFAULT_POLICY.canary.compare_sample)
-    assert limits.baseline_seconds < limits.seconds
-    assert is_pure("shop.prices:total", ["shop.*"]) and not is_pure("shop.prices:total", [])
 
 
 # -- the watching probe --------------------------------------------------------------------
@@ -306,7 +223,7 @@ def assert_rolled_back(setting: tuple[SwapManager, Ledger, ev.EventBus, list[ev.
 
 def test_a_version_wrong_on_five_percent_of_inputs_is_rolled_back_for_mismatch(setting):
     """Planted past the shadow on a pure target, a 5%-wrong version is caught and rolled back."""
-    limits = CanaryLimits(calls=5000, seconds=60.0, compare_sample=0.5, baseline_seconds=5.0)
+    limits = canary_limits(calls=5000, seconds=60.0, compare_sample=0.5, baseline_seconds=5.0)
     result, vid, load = run_canary(setting, CHECKSUM, canary_targets.WRONG_ON_FIVE_PERCENT,
                                    limits, pure=True)
     assert_rolled_back(setting, result, vid, CHECKSUM, MISMATCH)
@@ -316,7 +233,7 @@ def test_a_version_wrong_on_five_percent_of_inputs_is_rolled_back_for_mismatch(s
 
 def test_a_version_three_times_slower_is_rolled_back_for_latency(setting):
     """Planted past the shadow, a correct but 3x slower version is rolled back on latency."""
-    limits = CanaryLimits(calls=400, seconds=60.0, compare_sample=0.0, baseline_seconds=5.0)
+    limits = canary_limits(calls=400, seconds=60.0, compare_sample=0.0, baseline_seconds=5.0)
     result, vid, load = run_canary(setting, WEIGH, canary_targets.THREE_TIMES_SLOWER, limits,
                                    pure=False)
     assert_rolled_back(setting, result, vid, WEIGH, LATENCY)
@@ -326,7 +243,7 @@ def test_a_version_three_times_slower_is_rolled_back_for_latency(setting):
 def test_a_good_version_passes_and_its_probes_are_removed(setting):
     """An equivalent version passes on a pure target; the live code is the version's, unprobed."""
     swapper, ledger, _, seen = setting
-    limits = CanaryLimits(calls=400, seconds=60.0, compare_sample=0.5, baseline_seconds=5.0)
+    limits = canary_limits(calls=400, seconds=60.0, compare_sample=0.5, baseline_seconds=5.0)
     result, vid, load = run_canary(setting, CHECKSUM, canary_targets.EQUIVALENT, limits,
                                    pure=True)
     assert isinstance(result, Passed), result
@@ -357,7 +274,7 @@ def test_a_regression_over_an_earlier_version_falls_back_to_that_version(setting
     earlier = plant(swapper, ledger, CHECKSUM, canary_targets.EQUIVALENT)
     earlier_code = swapper.compile(CHECKSUM, canary_targets.EQUIVALENT, earlier)
     swapper.install(CHECKSUM, earlier, earlier_code)
-    limits = CanaryLimits(calls=5000, seconds=60.0, compare_sample=0.5, baseline_seconds=5.0)
+    limits = canary_limits(calls=5000, seconds=60.0, compare_sample=0.5, baseline_seconds=5.0)
     result, vid, load = run_canary(setting, CHECKSUM, canary_targets.WRONG_ON_FIVE_PERCENT,
                                    limits, pure=True)
     assert isinstance(result, Regressed) and result.reason == MISMATCH, result
@@ -384,8 +301,8 @@ def test_roll_out_installs_records_and_judges_a_version(setting):
     swapper, ledger, bus, seen = setting
     vid = _proposed(ledger, swapper, CHECKSUM, canary_targets.EQUIVALENT)
     code = swapper.compile(CHECKSUM, canary_targets.EQUIVALENT, vid)
-    canary = Canary(swapper, ledger, bus, CanaryLimits(calls=50, seconds=0.5,
-                                                       baseline_seconds=0.1),
+    canary = Canary(swapper, ledger, bus, canary_limits(calls=50, seconds=0.5, compare_sample=0.1,
+                                                 baseline_seconds=0.1),
                     pure=True, stop=threading.Event())
     rollout = canary.roll_out(CHECKSUM, vid, code, {"speedup": 1.5}, expect_live="")
     assert rollout.installed is not None and isinstance(rollout.verdict, Passed)
@@ -402,7 +319,7 @@ def test_roll_out_refuses_a_version_made_from_code_no_longer_live(setting):
     swapper.install(CHECKSUM, live, swapper.compile(CHECKSUM, canary_targets.EQUIVALENT, live))
     source = canary_targets.EQUIVALENT.replace("item", "entry")
     vid = _proposed(ledger, swapper, CHECKSUM, source)
-    canary = Canary(swapper, ledger, bus, CanaryLimits(seconds=0.2, baseline_seconds=0.05),
+    canary = Canary(swapper, ledger, bus, canary_limits(seconds=0.2, baseline_seconds=0.05),
                     pure=False, stop=threading.Event())
     rollout = canary.roll_out(CHECKSUM, vid, swapper.compile(CHECKSUM, source, vid), {},
                               expect_live="")
