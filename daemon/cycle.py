@@ -12,7 +12,6 @@ share; what each candidate and the cycle ended with are the values of
 from __future__ import annotations
 
 import dataclasses
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +37,7 @@ from daemon.synthesis.base import (
     Proposer,
     self_correcting,
 )
+from daemon.target_info import child_sys_path, input_shapes, module_source
 from daemon.verification import evidence_checks, job_checks
 from envelope.policy import Policy
 from envelope.sandbox import Sandbox, ShadowJob
@@ -126,8 +126,8 @@ class Cycle:
                           parent=parent, corpus_calls=calls)
 
         request = ProposalRequest(
-            target=target, source=current_source, module_source=_module_source(func),
-            profile_share=spot.share, input_shapes=_shapes(corpus),
+            target=target, source=current_source, module_source=module_source(func),
+            profile_share=spot.share, input_shapes=input_shapes(corpus),
             allowed_imports=tuple(policy.static.allowed_imports),
             intent=policy.proposers.llm.intent,
         )
@@ -269,7 +269,7 @@ class Cycle:
             return reject("static", gate.rule, f"line {gate.line}:{gate.col}: {gate.reason}")
 
         job = ShadowJob(target=target, candidate_source=candidate.source,
-                        corpus_path=str(judging.corpus_file), sys_path=_child_sys_path(target),
+                        corpus_path=str(judging.corpus_file), sys_path=child_sys_path(target),
                         repeats=policy.acceptance.repeats,
                         bench_calls=self._config.bench_calls,
                         min_sample_seconds=self._config.min_sample_seconds,
@@ -357,51 +357,3 @@ class _Rejecter:
 
 def _replace(outcome: CandidateOutcome, **changes: Any) -> CandidateOutcome:
     return dataclasses.replace(outcome, **changes)
-
-
-def _module_source(func: Any) -> str:
-    import inspect
-
-    try:
-        module = inspect.getmodule(func)
-        return inspect.getsource(module) if module is not None else ""
-    except (OSError, TypeError):
-        return ""
-
-
-def _shapes(corpus: Corpus, limit: int = 3) -> tuple[str, ...]:
-    shapes = []
-    for record in corpus.records[:limit]:
-        try:
-            args, kwargs = record.load_args()
-        except Exception:
-            continue
-        shapes.append(_shape((args, kwargs)))
-    return tuple(shapes)
-
-
-def _shape(value: Any, depth: int = 0) -> str:
-    if depth > 2:
-        return "…"
-    if isinstance(value, (list, tuple, set, frozenset)):
-        kind = type(value).__name__
-        inner = _shape(next(iter(value)), depth + 1) if value else ""
-        return f"{kind}[{len(value)}]({inner})"
-    if isinstance(value, dict):
-        if not value:
-            return "dict[0]"
-        key, val = next(iter(value.items()))
-        return f"dict[{len(value)}]({_shape(key, depth + 1)}: {_shape(val, depth + 1)})"
-    return type(value).__name__
-
-
-def _child_sys_path(target: str) -> tuple[str, ...]:
-    """Import roots the shadow needs: the target module's root, then the daemon's own path."""
-    module = sys.modules.get(target.partition(":")[0])
-    roots: list[str] = []
-    file = getattr(module, "__file__", None)
-    if module is not None and file:
-        depth = module.__name__.count(".") + (1 if file.endswith("__init__.py") else 0)
-        roots.append(str(Path(file).resolve().parents[depth]))
-    roots.extend(p for p in sys.path if p and Path(p).is_dir() and p not in roots)
-    return tuple(roots)
