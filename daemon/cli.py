@@ -283,19 +283,32 @@ def cmd_envelope_schema(args: argparse.Namespace) -> int:
 # -- the model server -------------------------------------------------------------------
 
 def cmd_llm_check(args: argparse.Namespace) -> int:
-    from daemon.lifecycle import make_llm_client
+    from daemon.proposers import make_llm_client
 
-    with make_llm_client(_config(args)) as client:
+    config = _config(args)
+    with make_llm_client(config) as client:
         health = client.health()
-    data = {"ok": health.ok, "base_url": _config(args).llm.base_url, "model": health.model,
-            "models": list(health.models), "latency_seconds": health.latency_seconds,
-            "error": health.error}
+        structured = client.probe_structured_output() if health.ok else None
+    data: dict[str, Any] = {
+        "ok": health.ok, "base_url": config.llm.base_url, "model": health.model,
+        "models": list(health.models), "latency_seconds": health.latency_seconds,
+        "error": health.error, "context_length": health.context_length,
+        "max_tokens": config.llm.max_tokens,
+        "structured_output": structured.supported if structured else None,
+        "structured_output_detail": structured.detail if structured else ""}
 
     def text(d: dict[str, Any]) -> str:
-        if d["ok"]:
-            return (f"{d['base_url']}: OK, model {d['model']} "
-                    f"({d['latency_seconds'] * 1000:.0f} ms); served: {', '.join(d['models'])}")
-        return f"{d['base_url']}: NOT OK: {d['error']}"
+        if not d["ok"]:
+            return f"{d['base_url']}: NOT OK: {d['error']}"
+        context = (f"{d['context_length']} tokens" if d["context_length"]
+                   else "not reported by the server")
+        supported = {True: "yes", False: "no (selfmod asks for fenced code instead)",
+                     None: "unknown"}[d["structured_output"]]
+        return "\n".join([
+            f"{d['base_url']}: OK, model {d['model']} ({d['latency_seconds'] * 1000:.0f} ms); "
+            f"served: {', '.join(d['models'])}",
+            f"context length: {context}; llm.max_tokens: {d['max_tokens']}",
+            f"structured output: {supported} ({d['structured_output_detail']})"])
 
     _emit(args, data, text)
     return 0 if health.ok else 1

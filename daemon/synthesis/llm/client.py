@@ -25,6 +25,7 @@ line of ours; the configuration holds only where it comes from.
 
 from __future__ import annotations
 
+import json
 import os
 import random as _random
 import time
@@ -90,6 +91,18 @@ class HealthReport:
     models: tuple[str, ...] = ()
     latency_seconds: float = 0.0
     error: str = ""
+    context_length: int | None = None  # the model's context window, where the server says
+
+
+@dataclass(frozen=True)
+class StructuredOutput:
+    """Whether the server constrains answers to a JSON schema (``response_format``).
+
+    ``supported`` is None when the probe could not tell (the server was down).
+    """
+
+    supported: bool | None
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -205,11 +218,17 @@ class LLMClient:
         started = self._clock()
         model = self.config.model
         try:
-            # /health is vLLM's, not part of the OpenAI API: the SDK's generic GET reaches it
-            self._call("GET /health", lambda: self._sdk.get(
-                f"{self.base_url}/health", cast_to=cast(Any, httpx.Response),
-                options={"headers": self._headers}), lambda _: None, retry=False, guarded=False)
-            models = self._call(
+            # /health is vLLM's (and llama.cpp's), not part of the OpenAI API: the SDK's
+            # generic GET reaches it; a server without it (Ollama) answers 404, which is fine
+            try:
+                self._call("GET /health", lambda: self._sdk.get(
+                    f"{self.base_url}/health", cast_to=cast(Any, httpx.Response),
+                    options={"headers": self._headers}), lambda _: None, retry=False,
+                    guarded=False)
+            except LLMRequestRejected as exc:
+                if exc.status_code != 404:
+                    raise
+            listed = self._call(
                 "GET /v1/models",
                 lambda: self._sdk.models.with_raw_response.list(extra_headers=self._headers),
                 _parse_models, retry=False, guarded=False)
@@ -218,6 +237,7 @@ class LLMClient:
             return HealthReport(False, model, (), self._clock() - started,
                                 f"{type(exc).__name__}: {exc}")
         latency = self._clock() - started
+        models = tuple(listed)
         if not model and models:
             model = models[0]
         if model not in models:
@@ -226,7 +246,34 @@ class LLMClient:
                                 f"the server serves {', '.join(models) or 'no model'}, "
                                 f"not {model}; set llm.model to one of them")
         self._set_up(True)
-        return HealthReport(True, model, models, latency)
+        return HealthReport(True, model, models, latency, context_length=listed[model])
+
+    def probe_structured_output(self) -> StructuredOutput:
+        """Ask for a tiny JSON object under a JSON schema and see what comes back; never raises.
+
+        A server that refuses ``response_format`` (a 4xx) or answers with text
+        that is not a JSON object does not constrain its output; the proposer then
+        asks for a fenced code block instead.
+        """
+        messages = [{"role": "user", "content": 'Reply with the JSON object {"ok": true}.'}]
+        schema = {"type": "json_schema", "json_schema": {"name": "probe", "strict": True,
+                  "schema": {"type": "object", "properties": {"ok": {"type": "boolean"}},
+                             "required": ["ok"], "additionalProperties": False}}}
+        try:
+            result = self.chat(messages, n=1, max_tokens=32, temperature=0.0,
+                               response_format=schema)
+        except LLMRequestRejected as exc:
+            return StructuredOutput(False, f"the server refused response_format: {exc}")
+        except LLMError as exc:
+            return StructuredOutput(None, f"could not probe: {type(exc).__name__}: {exc}")
+        text = result.texts[0] if result.texts else ""
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = None
+        if isinstance(value, dict):
+            return StructuredOutput(True, "answers follow the requested JSON schema")
+        return StructuredOutput(False, f"asked for a JSON object, got {_excerpt(text.encode())}")
 
     def chat(
         self,
@@ -368,14 +415,29 @@ def _result(exc: LLMError) -> str:
 
 # -- response shapes ----------------------------------------------------------------------------
 
-def _parse_models(raw: Any) -> tuple[str, ...]:
+def _parse_models(raw: Any) -> dict[str, int | None]:
+    """Served model ids, each with its context length where the server says.
+
+    vLLM lists ``max_model_len``; llama.cpp's server puts ``n_ctx`` (or
+    ``n_ctx_train``) under ``meta``; others say nothing.
+    """
     data = raw.parse().data
     if not isinstance(data, list):
         raise LLMBadResponse("/v1/models: 'data' is not a list")
-    ids = tuple(entry.id for entry in data)
+    ids = [entry.id for entry in data]
     if not all(isinstance(i, str) for i in ids):
         raise LLMBadResponse("/v1/models: a model id is not a string")
-    return ids
+    return {entry.id: _context_length(entry.model_extra or {}) for entry in data}
+
+
+def _context_length(extra: Mapping[str, Any]) -> int | None:
+    meta = extra.get("meta")
+    for value in (extra.get("max_model_len"),
+                  *((meta.get("n_ctx"), meta.get("n_ctx_train")) if isinstance(meta, dict)
+                    else ())):
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
 
 
 def _parse_chat(raw: Any) -> tuple[list[str], list[str], int, int]:
