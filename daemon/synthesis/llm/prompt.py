@@ -75,7 +75,8 @@ class PromptLimits:
     shape_chars: int = 200
     feedback_items: int = 3  # the most recent failures
     evidence_chars: int = 1200
-    candidate_chars: int = 2000
+    candidate_chars: int = 1500  # with the rest at their bounds, a request fits 8192 tokens
+    intent_chars: int = 4000  # the policy's own bound on proposers.llm.intent
 
 
 DEFAULT_LIMITS = PromptLimits()
@@ -122,7 +123,7 @@ def user_message(request: ProposalRequest, limits: PromptLimits = DEFAULT_LIMITS
         f"Share of the profile: {request.profile_share:.1%} of the in-scope samples",
         f"Allowed imports: {allowed}",
         "Operator's intent (trusted, from the policy): "
-        + (_one_line(request.intent) or "none given"),
+        + (_clip(_one_line(request.intent), limits.intent_chars) or "none given"),
     ]
     context = module_context(request.module_source, qualname, request.source, limits)
     if context:

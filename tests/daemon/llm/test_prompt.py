@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon.config import DaemonConfig
 from daemon.synthesis.base import Feedback, ProposalRequest
 from daemon.synthesis.llm import SYSTEM_PROMPT, build_messages, response_format
 from daemon.synthesis.llm.prompt import PromptLimits, data_block, module_context
@@ -265,3 +266,26 @@ def test_prompt_on_the_demo_targets(name: str) -> None:
     for helper in local_helpers:
         assert f"def {helper}(" in context or "more context omitted" in context
     assert len(text) < 12_000
+
+
+CONTEXT_7B = 8192  # the smallest context a 7B coder model is commonly served with
+CHARS_PER_TOKEN = 3  # pessimistic for code and English under a BPE tokenizer (about 3.5-4)
+
+
+@pytest.mark.parametrize("name", _demo_functions())
+def test_prompt_fits_a_7b_context(name: str) -> None:
+    """Every demo target, with its largest inputs and three maximal rejections, fits 8192 tokens
+    together with the default max_tokens: the limits bound every part of the prompt."""
+    module_source = LOGSTATS.read_text()
+    node = next(n for n in ast.parse(module_source).body
+                if isinstance(n, ast.FunctionDef) and n.name == name)
+    source = ast.get_source_segment(module_source, node) or ""
+    worst = Feedback("x = 1\n" * 2000, "shadow", "mismatch", "expected 1, got 2\n" * 1000)
+    request = ProposalRequest(f"demo.logstats:{name}", source, module_source,
+                              profile_share=0.5, input_shapes=["[" + "1, " * 2000 + "]"] * 20,
+                              allowed_imports=["collections", "heapq", "itertools"],
+                              intent=("latency matters more than memory " * 200)[:4000],
+                              feedback=[worst] * 10)
+    chars = sum(len(message["content"]) for message in build_messages(request))
+    max_tokens = DaemonConfig().llm.max_tokens
+    assert chars / CHARS_PER_TOKEN + max_tokens <= CONTEXT_7B, (chars, max_tokens)
