@@ -106,14 +106,24 @@ def candidate_schema(max_code_chars: int | None = None,
     return {**CANDIDATE_SCHEMA, "properties": {"code": code, "rationale": rationale}}
 
 
-def build_messages(request: ProposalRequest,
-                   limits: PromptLimits = DEFAULT_LIMITS) -> list[dict[str, str]]:
-    """The chat messages for one request: the constant system prompt, then the target."""
+FENCED_ANSWER = ("This server cannot hold answers to a JSON schema. Instead of the JSON "
+                 "object, answer with the complete function in one ```python fenced code "
+                 "block, then one or two sentences on why it is faster.")
+
+
+def build_messages(request: ProposalRequest, limits: PromptLimits = DEFAULT_LIMITS, *,
+                   fenced: bool = False) -> list[dict[str, str]]:
+    """The chat messages for one request: the constant system prompt, then the target.
+
+    ``fenced`` asks for a fenced code block instead of the JSON object, for a
+    server without structured output; the system prompt stays the same (and cached).
+    """
     return [{"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": user_message(request, limits)}]
+            {"role": "user", "content": user_message(request, limits, fenced=fenced)}]
 
 
-def user_message(request: ProposalRequest, limits: PromptLimits = DEFAULT_LIMITS) -> str:
+def user_message(request: ProposalRequest, limits: PromptLimits = DEFAULT_LIMITS, *,
+                 fenced: bool = False) -> str:
     qualname = request.target.partition(":")[2] or request.target
     name = qualname.rpartition(".")[2]
     allowed = ", ".join(sorted(request.allowed_imports)) or (
@@ -141,7 +151,7 @@ def user_message(request: ProposalRequest, limits: PromptLimits = DEFAULT_LIMITS
         parts.append("Earlier candidates were rejected; avoid their mistakes:\n"
                      + "\n".join(_render_feedback(i, f, limits)
                                  for i, f in enumerate(feedback, 1)))
-    parts.append("Return the JSON object now.")
+    parts.append(FENCED_ANSWER if fenced else "Return the JSON object now.")
     return "\n\n".join(parts) + "\n"
 
 

@@ -6,6 +6,11 @@ a :class:`~daemon.synthesis.llm.parse.ParseFailure` for the cycle to record as
 a rejection at stage ``parse``. A failed request (server down, timeout, breaker
 open, garbage body) yields no candidates and the error, never an exception:
 the daemon goes on with whatever other proposers offer.
+
+Structured output is asked for (a JSON-schema ``response_format``) until the
+server refuses it: then the proposer says so once in the log and from then on
+asks for a fenced code block, which the parser reads as well. Servers differ
+here (llama.cpp and vLLM constrain output, some Ollama versions refuse).
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import structlog
+
 from daemon.synthesis.base import Candidate, ProposalRequest
 from daemon.synthesis.llm.client import ChatResult
-from daemon.synthesis.llm.errors import LLMError
+from daemon.synthesis.llm.errors import LLMError, LLMRequestRejected
 from daemon.synthesis.llm.parse import Parsed, ParseFailure, parse_sample
 from daemon.synthesis.llm.prompt import (
     DEFAULT_LIMITS,
@@ -28,6 +35,9 @@ from daemon.synthesis.llm.prompt import (
     build_messages,
     response_format,
 )
+
+# Words of a 4xx that is about response_format itself, not about the prompt or the model.
+_FORMAT_WORDS = ("response_format", "json_schema", "guided", "grammar", "structured")
 
 UNCHANGED = "unchanged"
 DUPLICATE = "duplicate"
@@ -67,7 +77,7 @@ class LLMProposer:
     def __init__(self, client: ChatClient, model_name: str, *, samples: int = 2,
                  max_tokens: int = 1024, temperature: float = 0.7,
                  max_code_chars: int | None = 8000, max_rationale_chars: int | None = 600,
-                 limits: PromptLimits = DEFAULT_LIMITS) -> None:
+                 limits: PromptLimits = DEFAULT_LIMITS, log: Any = None) -> None:
         self.client = client
         self.model_name = model_name
         self.origin = f"llm:{model_name}"
@@ -76,6 +86,8 @@ class LLMProposer:
         self.temperature = temperature
         self.limits = limits
         self._response_format = response_format(max_code_chars, max_rationale_chars)
+        self._structured = True  # until the server refuses response_format
+        self._log = log if log is not None else structlog.get_logger("selfmod.llm")
         self._last = threading.local()
 
     def __repr__(self) -> str:
@@ -93,6 +105,25 @@ class LLMProposer:
         last: Proposal | None = getattr(self._last, "proposal", None)
         return last.error if last else None
 
+    def _chat(self, request: ProposalRequest) -> ChatResult:
+        """One request, structured while the server allows it, fenced code after that."""
+        if self._structured:
+            try:
+                return self.client.chat(build_messages(request, self.limits), n=self.samples,
+                                        max_tokens=self.max_tokens,
+                                        temperature=self.temperature,
+                                        response_format=self._response_format)
+            except LLMRequestRejected as exc:
+                if not _refuses_format(exc):
+                    raise
+                self._structured = False
+                self._log.warning("llm_structured_output_unsupported", model=self.model_name,
+                                  detail=str(exc)[:300],
+                                  fallback="asking for a fenced code block from now on")
+        return self.client.chat(build_messages(request, self.limits, fenced=True),
+                                n=self.samples, max_tokens=self.max_tokens,
+                                temperature=self.temperature)
+
     def propose(self, request: ProposalRequest) -> list[Candidate]:
         """The :class:`~daemon.synthesis.base.Proposer` call; see :meth:`propose_detailed`."""
         proposal = self.propose_detailed(request)
@@ -102,9 +133,7 @@ class LLMProposer:
     def propose_detailed(self, request: ProposalRequest) -> Proposal:
         """One request to the model; never raises an :class:`LLMError`."""
         try:
-            result = self.client.chat(build_messages(request, self.limits), n=self.samples,
-                                      max_tokens=self.max_tokens, temperature=self.temperature,
-                                      response_format=self._response_format)
+            result = self._chat(request)
         except LLMError as exc:
             return Proposal(error=exc)
         cost = {"prompt_tokens": float(result.prompt_tokens),
@@ -134,6 +163,12 @@ class LLMProposer:
                                         origin=self.origin, parent=parent,
                                         rationale=parsed_or_failure.rationale, cost=dict(share)))
         return Proposal(candidates, failures, cost)
+
+
+def _refuses_format(exc: LLMRequestRejected) -> bool:
+    """Whether a rejected request was refused for its ``response_format``."""
+    text = str(exc).lower()
+    return exc.status_code in (400, 422, 501) and any(word in text for word in _FORMAT_WORDS)
 
 
 def _novelty(parsed: Parsed, original: str, tried: set[str], seen: set[str],
