@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from structlog.testing import capture_logs
 
 from daemon.synthesis.base import ProposalRequest
@@ -16,7 +18,7 @@ REQUEST = ProposalRequest(
 FENCED = "```python\ndef total(xs):\n    return sum(xs)\n```\nThe builtin sums in C."
 
 
-def _refusing(message: str) -> object:
+def _refusing(message: str) -> Callable[[Seen], Reply]:
     def reply(seen: Seen) -> Reply:
         if isinstance(seen.body, dict) and "response_format" in seen.body:
             return Reply(400, {"error": {"message": message}})
