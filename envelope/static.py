@@ -35,6 +35,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from envelope.scopes import plain_locals
+from envelope.shape import (
+    all_args,
+    declarations,
+    locally_bound,
+    root_of,
+    signature_difference,
+    stored_roots,
+)
 
 if TYPE_CHECKING:
     from envelope.policy import StaticPolicy
@@ -157,7 +165,7 @@ class _Gate:
                                 "one function definition and nothing else")
         func, orig = body[0], original.body[0]
         assert isinstance(orig, _FUNCTIONS)
-        problem = _signature_difference(func, orig)
+        problem = signature_difference(func, orig)
         if problem is not None:
             return self._reject("signature", func, problem + "; keep the original's signature")
         found = sorted(self._scan(func, orig),
@@ -206,14 +214,14 @@ class _Gate:
               orig: ast.FunctionDef | ast.AsyncFunctionDef) -> Iterator[tuple[str, int, int, str]]:
         # Decorators and defaults equal the original's (checked above) and are never run
         # from the candidate, so they are not held against it.
-        top_args = _all_args(func.args)
+        top_args = all_args(func.args)
         skip = {id(n) for n in [*func.decorator_list, *func.args.defaults, *top_args,
                                 *(d for d in func.args.kw_defaults if d is not None)]}
         self.params = {a.arg for a in top_args}
         self.plain_locals = plain_locals(self.candidate)
-        self.local = _locally_bound(func)
-        self.orig_declared = _declarations(orig)
-        self.orig_stored = _stored_roots(orig, _locally_bound(orig))
+        self.local = locally_bound(func)
+        self.orig_declared = declarations(orig)
+        self.orig_stored = stored_roots(orig, locally_bound(orig))
         stack: list[ast.AST] = [func]
         for arg in top_args:  # the names equal the original's; annotations still count
             if arg.annotation is not None:
@@ -341,7 +349,7 @@ class _Gate:
                 yield "format-string", node, f".{attr}() {problem}"
 
     def _is_local(self, expr: ast.expr | None) -> bool:
-        root = _root(expr) if expr is not None else None
+        root = root_of(expr) if expr is not None else None
         return isinstance(root, ast.Name) and root.id in self.local
 
     def _getter_call(self, getter: str, call: ast.Call) -> Iterator[tuple[str, ast.AST, str]]:
@@ -369,7 +377,7 @@ class _Gate:
                     yield rule, call, f"{getter}({arg.value!r}): {reason}"
 
     def _store(self, target: ast.Attribute | ast.Subscript) -> Iterator[tuple[str, ast.AST, str]]:
-        root = _root(target)
+        root = root_of(target)
         name = root.id if isinstance(root, ast.Name) else None
         if name is None:
             yield "shared-state", target, ("stores into an object that is not a local name; "
@@ -377,11 +385,6 @@ class _Gate:
         elif name not in self.local and name not in self.orig_stored:
             yield "shared-state", target, (f"stores into {name!r}, which is not local to the "
                                            "function; the change would outlive the call")
-
-
-def _all_args(args: ast.arguments) -> list[ast.arg]:
-    extra = [a for a in (args.vararg, args.kwarg) if a is not None]
-    return [*args.posonlyargs, *args.args, *args.kwonlyargs, *extra]
 
 
 def _format_problem(receiver: ast.expr | None) -> str | None:
@@ -395,82 +398,3 @@ def _format_problem(receiver: ast.expr | None) -> str | None:
         if "." in field or "[" in field:
             return f"field {{{field}}} reads attributes or items of an argument"
     return None
-
-
-def _signature_difference(new: ast.FunctionDef | ast.AsyncFunctionDef,
-                          old: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
-    if new.name != old.name:
-        return f"function is named {new.name!r}, the original {old.name!r}"
-    if type(new) is not type(old):
-        return "async-ness differs from the original"
-    if _is_generator(new) != _is_generator(old):
-        return "the original is " + ("" if _is_generator(old) else "not ") + "a generator"
-    a, b = new.args, old.args
-    for kind in ("posonlyargs", "args", "kwonlyargs"):
-        if [x.arg for x in getattr(a, kind)] != [x.arg for x in getattr(b, kind)]:
-            return f"parameters ({kind}) differ from the original's"
-    for kind in ("vararg", "kwarg"):
-        x, y = getattr(a, kind), getattr(b, kind)
-        if (x and x.arg) != (y and y.arg):
-            return f"*{kind} differs from the original's"
-    if [ast.dump(d) for d in a.defaults] != [ast.dump(d) for d in b.defaults]:
-        return "default values differ from the original's"
-    if [d and ast.dump(d) for d in a.kw_defaults] != [d and ast.dump(d) for d in b.kw_defaults]:
-        return "keyword-only default values differ from the original's"
-    if [ast.dump(d) for d in new.decorator_list] != [ast.dump(d) for d in old.decorator_list]:
-        return "decorators differ from the original's"
-    return None
-
-
-def _own_scope(func: ast.AST) -> Iterator[ast.AST]:
-    """Nodes of ``func``'s body that belong to its own scope (not nested functions or classes)."""
-    stack = list(ast.iter_child_nodes(func))
-    while stack:
-        node = stack.pop()
-        yield node
-        if not isinstance(node, _SCOPES):
-            stack.extend(ast.iter_child_nodes(node))
-
-
-def _is_generator(func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
-    return any(isinstance(n, (ast.Yield, ast.YieldFrom)) for n in _own_scope(func))
-
-
-def _declarations(func: ast.AST) -> set[tuple[str, str]]:
-    found: set[tuple[str, str]] = set()
-    for node in ast.walk(func):
-        if isinstance(node, ast.Global):
-            found.update(("global", n) for n in node.names)
-        elif isinstance(node, ast.Nonlocal):
-            found.update(("nonlocal", n) for n in node.names)
-    return found
-
-
-def _locally_bound(func: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
-    """Names bound by assignment or as parameters anywhere in ``func`` (imports excluded:
-    a module is shared state, not a local object)."""
-    bound = {a.arg for node in ast.walk(func) if isinstance(node, (*_FUNCTIONS, ast.Lambda))
-             for a in _all_args(node.args)}
-    for node in ast.walk(func):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-            bound.add(node.id)
-        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
-            bound.add(node.name)
-    return bound - {name for kind, name in _declarations(func)}
-
-
-def _root(node: ast.expr) -> ast.expr:
-    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
-        node = node.func if isinstance(node, ast.Call) else node.value
-    return node
-
-
-def _stored_roots(func: ast.FunctionDef | ast.AsyncFunctionDef, local: set[str]) -> set[str]:
-    roots: set[str] = set()
-    for node in ast.walk(func):
-        if isinstance(node, (ast.Attribute, ast.Subscript)) and \
-                isinstance(node.ctx, (ast.Store, ast.Del)):
-            root = _root(node)
-            if isinstance(root, ast.Name) and root.id not in local:
-                roots.add(root.id)
-    return roots
