@@ -69,7 +69,6 @@ _FORMAT_METHODS: Final = frozenset({"format", "format_map", "vformat", "get_fiel
 _INTROSPECTION_PREFIXES: Final = ("gi_", "cr_", "ag_", "f_", "tb_", "co_")
 
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
-_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 
 # Ordering of violations found at the same position.
 _PRIORITY: Final = ("import", "forbidden-name", "dunder", "introspection", "private",
