@@ -25,11 +25,11 @@ from demo.workload import DemoWorkload
 from envelope.isolation import Isolation, probe_isolation
 from envelope.policy import Policy, load_policy
 from envelope.sandbox import Sandbox, SandboxLimits, ShadowJob
-from envelope.static import Rejected as StaticRejected
 from envelope.static import check_candidate
 from invariants.accept import Accepted, decide
 from invariants.report import ShadowReport
 from invariants.targets import original_source, sha256_text
+from invariants.verdict import Rejected
 from snapshots.corpus import Corpus, corpus_path, write_corpus
 
 POLICY_FILE = ROOT / "config" / "envelope.yaml"
@@ -108,8 +108,8 @@ class Gate:
     def judge(self, target: str, source: str, original: str,
               min_speedup: float | None = None) -> Verdict:
         gate = check_candidate(source, original, self.policy.static)
-        if isinstance(gate, StaticRejected):
-            return Verdict(True, "static", gate.rule, "static", gate.reason)
+        if isinstance(gate, Rejected):
+            return Verdict(True, "static", gate.reason, "static", gate.detail)
         report = self.shadow(target, source, original)
         return self.decide(report, min_speedup)
 

@@ -41,11 +41,11 @@ from daemon.target_info import child_sys_path, input_shapes, module_source
 from daemon.verification import evidence_checks, job_checks
 from envelope.policy import Policy
 from envelope.sandbox import Sandbox, ShadowJob
-from envelope.static import Rejected as StaticRejected
 from envelope.static import check_candidate
 from invariants.accept import Accepted, decide
 from invariants.report import ShadowReport
 from invariants.targets import TargetError, sha256_text
+from invariants.verdict import Rejected
 from snapshots.corpus import Corpus, CorpusError, corpus_path, read_corpus, write_corpus
 
 __all__ = ["CandidateOutcome", "Cycle", "CycleReport"]
@@ -265,8 +265,9 @@ class Cycle:
         reject = _Rejecter(self._ledger, self._bus, candidate, version)
 
         gate = check_candidate(candidate.source, judging.original, policy.static)
-        if isinstance(gate, StaticRejected):
-            return reject("static", gate.rule, f"line {gate.line}:{gate.col}: {gate.reason}")
+        if isinstance(gate, Rejected):
+            return reject(gate.stage, gate.reason,
+                          f"line {gate.line}:{gate.col}: {gate.detail}")
 
         job = ShadowJob(target=target, candidate_source=candidate.source,
                         corpus_path=str(judging.corpus_file), sys_path=child_sys_path(target),

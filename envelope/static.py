@@ -34,6 +34,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from envelope.denylist import (
+    FORBIDDEN_ATTRIBUTES,
+    FORBIDDEN_BUILTINS,
+    FORBIDDEN_MODULES,
+)
+from envelope.denylist import MODULES_STRIPPED as _MODULES_STRIPPED
 from envelope.scopes import plain_locals
 from envelope.shape import (
     all_args,
@@ -43,16 +49,12 @@ from envelope.shape import (
     signature_difference,
     stored_roots,
 )
+from invariants.verdict import Rejected, Stage
 
 if TYPE_CHECKING:
     from envelope.policy import StaticPolicy
 
-from envelope.denylist import (
-    FORBIDDEN_ATTRIBUTES,
-    FORBIDDEN_BUILTINS,
-    FORBIDDEN_MODULES,
-)
-from envelope.denylist import MODULES_STRIPPED as _MODULES_STRIPPED
+__all__ = ["Allowed", "Rejected", "check_candidate", "is_dunder"]
 
 # Allowed as attribute names although they are forbidden builtins: ``re.compile``
 # is the point of the ``re`` module and cannot reach the builtin.
@@ -83,21 +85,9 @@ class Allowed:
     original_nodes: int
 
 
-@dataclass(frozen=True)
-class Rejected:
-    """The candidate broke ``rule`` at ``line``:``col`` (1-based); ``reason`` says how.
-
-    ``str()`` gives the whole message: ``static/import at line 2, col 5: import of 'os'
-    is not allowed (allowed: ...)``.
-    """
-
-    rule: str
-    reason: str
-    line: int = 1
-    col: int = 1
-
-    def __str__(self) -> str:
-        return f"static/{self.rule} at line {self.line}, col {self.col}: {self.reason}"
+def _rejected(rule: str, reason: str, line: int = 1, col: int = 1) -> Rejected:
+    """The gate's verdict that the candidate broke ``rule`` at ``line``:``col``."""
+    return Rejected(Stage.STATIC, rule, reason, line, col)
 
 
 def check_candidate(candidate_source: str, original_source: str,
@@ -106,7 +96,7 @@ def check_candidate(candidate_source: str, original_source: str,
     try:
         return _Gate(candidate_source, original_source, policy).check()
     except Exception as exc:  # deny by default: a failure of the gate is a rejection
-        return Rejected("internal", f"the gate could not judge this candidate "
+        return _rejected("internal", f"the gate could not judge this candidate "
                         f"({type(exc).__name__}: {exc}); rejected by default")
 
 
@@ -141,14 +131,14 @@ class _Gate:
     def check(self) -> Allowed | Rejected:
         limit = max(20_000, math.ceil(len(self.original) * self.policy.max_growth * 4))
         if len(self.candidate) > limit:
-            return Rejected("size", f"the candidate is {len(self.candidate)} characters, "
+            return _rejected("size", f"the candidate is {len(self.candidate)} characters, "
                             f"more than the {limit} this original allows")
         try:
             original = ast.parse(self.original)
         except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
-            return Rejected("original", f"the original does not parse ({exc})")
+            return _rejected("original", f"the original does not parse ({exc})")
         if len(original.body) != 1 or not isinstance(original.body[0], _FUNCTIONS):
-            return Rejected("original", "the original is not one function definition")
+            return _rejected("original", "the original is not one function definition")
         parsed = self._parse()
         if isinstance(parsed, Rejected):
             return parsed
@@ -157,7 +147,7 @@ class _Gate:
         if len(body) != 1 or not isinstance(body[0], _FUNCTIONS):
             extra = next((s for s in body if not isinstance(s, _FUNCTIONS)), None)
             if not body:
-                return Rejected("one-function", "the candidate defines no function")
+                return _rejected("one-function", "the candidate defines no function")
             node = extra if extra is not None else body[1]
             what = "a second function" if extra is None else f"a top-level {type(node).__name__}"
             return self._reject("one-function", node, f"{what}; the candidate must be exactly "
@@ -171,7 +161,7 @@ class _Gate:
                        key=lambda v: (v[1], v[2], _PRIORITY.index(v[0])))
         if found:
             rule, line, col, reason = found[0]
-            return Rejected(rule, reason, line, col)
+            return _rejected(rule, reason, line, col)
         nodes = sum(1 for _ in ast.walk(tree))
         original_nodes = sum(1 for _ in ast.walk(original))
         if nodes > self.policy.max_growth * original_nodes:
@@ -190,9 +180,9 @@ class _Gate:
                 compile(tree, "<candidate>", "exec", dont_inherit=True)  # scoping errors
         except SyntaxError as exc:
             line, col = exc.lineno or 1, exc.offset or 1
-            return Rejected("syntax", exc.msg, line, col)
+            return _rejected("syntax", exc.msg, line, col)
         except (ValueError, RecursionError, MemoryError) as exc:
-            return Rejected("syntax", f"{type(exc).__name__}: {exc}")
+            return _rejected("syntax", f"{type(exc).__name__}: {exc}")
         return tree
 
     def _position(self, node: ast.AST) -> tuple[int, int]:
@@ -205,7 +195,7 @@ class _Gate:
 
     def _reject(self, rule: str, node: ast.AST, reason: str) -> Rejected:
         line, col = self._position(node)
-        return Rejected(rule, reason, line, col)
+        return _rejected(rule, reason, line, col)
 
     # -- the walk ---------------------------------------------------------------------------
 

@@ -44,6 +44,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from invariants.report import ShadowReport
+from invariants.verdict import Rejected, Stage
+
+__all__ = ["Accepted", "Rejected", "decide", "expanded_level", "speedup_interval",
+           "student_t_quantile", "trimmed_mean"]
 
 RESAMPLES = 2000
 MIN_PAIRS = 5
@@ -63,37 +67,27 @@ class Accepted:
     confidence: float = 0.95
 
 
-@dataclass(frozen=True)
-class Rejected:
-    """Why not. ``stage`` is ``shadow`` or ``accept``; ``reason`` is a short, stable label
-    (fit for a metric), ``detail`` the sentence for people and for the proposer."""
-
-    stage: str
-    reason: str
-    detail: str
-
-
 def decide(report: ShadowReport, min_speedup: float, confidence: float = 0.95,
            min_calls: int = 1, seed: int = 0) -> Accepted | Rejected:
     """Accept ``report``'s candidate, or say at which stage and why not."""
     if report.status != "ok":
-        return Rejected("shadow", report.status, _shadow_detail(report))
+        return Rejected(Stage.SHADOW, report.status, _shadow_detail(report))
     if report.mismatches:
-        return Rejected("shadow", "mismatch", _shadow_detail(report))
+        return Rejected(Stage.SHADOW, "mismatch", _shadow_detail(report))
     if report.calls < min_calls:
-        return Rejected("accept", "too_few_calls",
+        return Rejected(Stage.ACCEPT, "too_few_calls",
                         f"{report.calls} calls replayed; the policy asks for {min_calls}")
     pairs = [(o, c) for o, c in zip(report.original_times, report.candidate_times,
                                     strict=False)
              if o > 0 and c > 0 and math.isfinite(o) and math.isfinite(c)]
     if len(pairs) < MIN_PAIRS:
-        return Rejected("accept", "too_few_samples",
+        return Rejected(Stage.ACCEPT, "too_few_samples",
                         f"{len(pairs)} usable benchmark pairs; at least {MIN_PAIRS} are needed")
     point, low, high = speedup_interval([o for o, _ in pairs], [c for _, c in pairs],
                                         confidence, seed)
     if low >= min_speedup:
         return Accepted(point, low, high, len(pairs), report.calls, confidence)
-    return Rejected("accept", "speedup_below_minimum",
+    return Rejected(Stage.ACCEPT, "speedup_below_minimum",
                     f"speedup {point:.3f} ({confidence:.0%} interval {low:.3f}-{high:.3f}, "
                     f"{len(pairs)} pairs, {report.calls} calls); the lower bound must reach "
                     f"{min_speedup:g}")

@@ -605,9 +605,9 @@ def test_each_escape_is_rejected_with_its_rule_and_line(original: str, candidate
     """Each hostile or non-conforming candidate is refused by the expected rule at its line."""
     verdict = check_candidate(src(candidate), original, POLICY)
     assert isinstance(verdict, Rejected), f"allowed: {candidate}"
-    assert (verdict.rule, verdict.line) == (rule, line), verdict
+    assert (verdict.reason, verdict.line) == (rule, line), verdict
     assert str(verdict).startswith(f"static/{rule} at line {line}, col {verdict.col}: ")
-    assert verdict.reason and not verdict.reason.startswith("line")
+    assert verdict.detail and not verdict.detail.startswith("line")
 
 
 def test_the_table_is_large_enough() -> None:
@@ -625,7 +625,7 @@ def test_columns_count_characters_not_bytes() -> None:
             s = "éé"; return eval(s)
         """), TOTAL, POLICY)
     assert isinstance(verdict, Rejected)
-    assert (verdict.rule, verdict.line, verdict.col) == ("forbidden-name", 2, 22)
+    assert (verdict.reason, verdict.line, verdict.col) == ("forbidden-name", 2, 22)
 
 
 def test_policy_names_are_refused_in_addition() -> None:
@@ -634,7 +634,7 @@ def test_policy_names_are_refused_in_addition() -> None:
     for body in ("return sorted(items)", "import collections\n    "
                  "return collections.Counter(items).most_common(1)"):
         verdict = check_candidate(f"def total(items, scale=1):\n    {body}\n", TOTAL, policy)
-        assert isinstance(verdict, Rejected) and verdict.rule == "forbidden-name", verdict
+        assert isinstance(verdict, Rejected) and verdict.reason == "forbidden-name", verdict
 
 
 def test_an_unvalidated_policy_cannot_allow_a_forbidden_module() -> None:
@@ -643,7 +643,7 @@ def test_an_unvalidated_policy_cannot_allow_a_forbidden_module() -> None:
                                           max_growth=3.0)
     verdict = check_candidate("def total(items, scale=1):\n    import os\n    return 0\n",
                               TOTAL, policy)
-    assert isinstance(verdict, Rejected) and verdict.rule == "forbidden-name"
+    assert isinstance(verdict, Rejected) and verdict.reason == "forbidden-name"
 
 
 def test_the_earliest_violation_is_reported() -> None:
@@ -653,7 +653,7 @@ def test_the_earliest_violation_is_reported() -> None:
             x = items.__class__
             return eval("1")
         """), TOTAL, POLICY)
-    assert isinstance(verdict, Rejected) and (verdict.rule, verdict.line) == ("dunder", 2)
+    assert isinstance(verdict, Rejected) and (verdict.reason, verdict.line) == ("dunder", 2)
 
 
 def _probe(path: str) -> bool:
