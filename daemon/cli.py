@@ -316,6 +316,35 @@ def cmd_llm_check(args: argparse.Namespace) -> int:
 
 # -- the parser -------------------------------------------------------------------------
 
+# -- jail --------------------------------------------------------------------------------
+
+def cmd_jail_run(args: argparse.Namespace) -> int:
+    from envelope.isolation import probe_isolation
+    from envelope.jail import Jail, SandboxLimits
+    from envelope.policy import DEFAULT_POLICY, load_policy
+
+    path = Path(args.file)
+    if not path.is_file():
+        _fail(args, f"{path}: no such file")
+        return 2
+    config = _config(args)
+    policy = load_policy(config.policy) if config.policy is not None else DEFAULT_POLICY
+    isolation = probe_isolation()
+    jail = Jail(SandboxLimits.from_policy(policy.sandbox), isolation)
+    run = jail.run_file(path, args.args)
+    if args.json:
+        print(json.dumps({"exit_status": run.exit_status, "timed_out": run.timed_out,
+                          "stdout": run.stdout.decode("utf-8", "replace"),
+                          "stderr": run.stderr.decode("utf-8", "replace"),
+                          "layers": isolation.as_dict()}, indent=2, sort_keys=True))
+    else:
+        sys.stdout.buffer.write(run.stdout)
+        sys.stdout.flush()
+        sys.stderr.buffer.write(run.stderr)
+        sys.stderr.flush()
+    return run.exit_status
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output")
@@ -379,6 +408,12 @@ def _parser() -> argparse.ArgumentParser:
     llm.add_parser("check", parents=[common],
                    help="reach the configured model server; report model and latency"
                    ).set_defaults(func=cmd_llm_check)
+    jail = sub.add_parser("jail", help="the shadow's jail").add_subparsers(metavar="ACTION")
+    jail_run = jail.add_parser("run", parents=[common],
+                               help="run a Python file in exactly the jail a shadow gets")
+    jail_run.add_argument("file")
+    jail_run.add_argument("args", nargs=argparse.REMAINDER)
+    jail_run.set_defaults(func=cmd_jail_run)
     return parser
 
 

@@ -36,7 +36,9 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import pwd
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -45,10 +47,17 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import invariants
+import snapshots
+from envelope.jailroot import enter_private_root
+from invariants.job import ShadowLimits
+
 PROBE_TIMEOUT = 10.0
 SETPRIV_ARGS = ("--bounding-set=-all", "--inh-caps=-all", "--ambient-caps=-all",
                 "--no-new-privs")
 JAIL_FAILED = 125  # exit status of ``init`` when a layer it was asked for could not be set up
+SHADOW_USER = "selfmod-shadow"  # systemd/selfmod-sysusers.conf; nobody (65534) where missing
+NOBODY = 65534
 
 _OCTAL = re.compile(rb"\\([0-7]{3})")
 _MS_RDONLY, _MS_REMOUNT, _MS_BIND = 1, 32, 4096
@@ -69,6 +78,8 @@ class Isolation:
     capabilities_dropped: bool = False
     rlimits: bool = False
     audit_hook: bool = False
+    private_root: bool = False
+    unprivileged_user: bool = False
 
     def as_dict(self) -> dict[str, bool]:
         return asdict(self)
@@ -133,9 +144,89 @@ def probe_isolation(python: str = sys.executable, tmp_root: Path | None = None) 
     rlimits = _works([python, "-I", "-c", "import resource as r; "
                       "r.setrlimit(r.RLIMIT_CORE, (0, 0)); r.setrlimit(r.RLIMIT_CPU, (60, 61))"])
     audit = _works([python, "-I", "-c", "import sys; sys.addaudithook(lambda e, a: None)"])
-    return Isolation(network_namespace=network, pid_namespace=pid, ipc_namespace=ipc,
-                     mount_namespace=mount, readonly_filesystem=readonly,
-                     capabilities_dropped=caps, rlimits=rlimits, audit_hook=audit)
+    found = Isolation(network_namespace=network, pid_namespace=pid, ipc_namespace=ipc,
+                      mount_namespace=mount, readonly_filesystem=readonly,
+                      capabilities_dropped=caps, rlimits=rlimits, audit_hook=audit)
+    if base is not None and mount and readonly:
+        private = _probe_private_root(found, python, tmp_root, unprivileged=False)
+        unprivileged = private and caps and os.geteuid() == 0 and \
+            _probe_private_root(found, python, tmp_root, unprivileged=True)
+        found = Isolation(**{**found.as_dict(), "private_root": private,
+                             "unprivileged_user": unprivileged})
+    return found
+
+
+_PRIVATE_ROOT_CHECK = ("import os, sys\n"
+                       "want_uid = int(sys.argv[1])\n"
+                       "open('inside', 'w').close()\n"
+                       "assert sorted(os.listdir('/dev')) == ['fd', 'null', 'urandom', 'zero']\n"
+                       "assert not os.path.exists(sys.argv[2])\n"
+                       "assert want_uid < 0 or os.getuid() == os.geteuid() == want_uid\n")
+
+
+def _probe_private_root(found: Isolation, python: str, tmp_root: Path | None, *,
+                        unprivileged: bool) -> bool:
+    """Whether a shadow-like command runs in a new root (and, if asked, as the shadow user)."""
+    with tempfile.TemporaryDirectory(prefix="selfmod-probe-", dir=tmp_root) as outer:
+        inner = Path(outer, "jail")
+        inner.mkdir(mode=0o700)
+        hidden = Path(outer, "hidden")
+        hidden.touch()
+        user = shadow_user() if unprivileged else None
+        if user is not None:
+            os.chown(inner, *user)
+        trial = Isolation(**{**found.as_dict(), "private_root": True,
+                             "unprivileged_user": unprivileged})
+        command = [*jail_command(trial, str(inner), python), python, "-I", "-c",
+                   _PRIVATE_ROOT_CHECK, str(user[0] if user else -1), str(hidden)]
+        try:
+            completed = subprocess.run(command, stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                       timeout=PROBE_TIMEOUT, check=False, cwd=inner,
+                                       start_new_session=True)
+        except (OSError, subprocess.SubprocessError):
+            return False
+        return completed.returncode == 0 and (inner / "inside").exists()
+
+
+def shadow_user() -> tuple[int, int] | None:
+    """The uid and gid a shadow drops to: ``selfmod-shadow`` if the host has it, else nobody.
+
+    ``None`` when the daemon is not root: it cannot change its uid, and inside its
+    user namespace only its own uid is mapped.
+    """
+    if os.geteuid() != 0:
+        return None
+    try:
+        entry = pwd.getpwnam(SHADOW_USER)
+    except KeyError:
+        return NOBODY, NOBODY
+    return entry.pw_uid, entry.pw_gid
+
+
+def jail_user(isolation: Isolation) -> tuple[int, int] | None:
+    """The uid and gid :func:`jail_command` drops to with ``isolation``, or ``None``."""
+    if isolation.unprivileged_user and isolation.private_root and \
+            isolation.capabilities_dropped and isolation.readonly_code and \
+            shutil.which("setpriv") is not None and _unshare_base() is not None:
+        return shadow_user()
+    return None
+
+
+def default_read_paths(python: str = sys.executable) -> list[str]:
+    """What any shadow reads: the interpreter, its libraries and site-packages, and selfmod.
+
+    Taken from this process (the shadow runs the same interpreter): its import
+    path, its prefixes, and the folders holding the ``invariants`` and
+    ``snapshots`` packages (an editable install finds them through a hook, not
+    through ``sys.path``).
+    """
+    paths = {entry for entry in sys.path if os.path.isabs(entry) and os.path.exists(entry)}
+    paths |= {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    paths.add(str(Path(os.path.realpath(python)).parent.parent))
+    for package in (invariants, snapshots):
+        paths.add(str(Path(package.__path__[0]).parent))
+    return sorted(paths)
 
 
 def _probe_readonly(base: list[str], python: str, tmp_root: Path | None) -> bool:
@@ -149,8 +240,16 @@ def _probe_readonly(base: list[str], python: str, tmp_root: Path | None) -> bool
         return _works(command) and not outside.exists() and (inner / "inside").exists()
 
 
-def jail_command(isolation: Isolation, tmpdir: str, python: str = sys.executable) -> list[str]:
-    """The command prefix that runs a command inside every available layer (may be empty)."""
+def jail_command(isolation: Isolation, tmpdir: str, python: str = sys.executable, *,
+                 read_paths: Sequence[str] = (), limits: ShadowLimits | None = None
+                 ) -> list[str]:
+    """The command prefix that runs a command inside every available layer (may be empty).
+
+    With ``private_root``, the command sees only :func:`default_read_paths`,
+    ``read_paths`` and ``tmpdir``; with ``unprivileged_user`` too (and the
+    daemon root), it runs as :func:`shadow_user`, which must own ``tmpdir``.
+    ``limits`` are set by the jail on the command before it starts.
+    """
     base = _unshare_base()
     flags: list[str] = []
     if base is not None:
@@ -165,13 +264,23 @@ def jail_command(isolation: Isolation, tmpdir: str, python: str = sys.executable
             flags += ["--mount", "--propagation", "private"]
     prefix = [*base, *flags, "--"] if base is not None and flags else []
     init: list[str] = []
-    if isolation.readonly_filesystem and isolation.mount_namespace and prefix:
+    mounted = isolation.mount_namespace and bool(prefix)
+    if isolation.readonly_filesystem and mounted:
         init.append("--readonly")
+        if isolation.private_root:
+            init.append("--private-root")
+            for path in sorted({*default_read_paths(python), *read_paths}):
+                init += ["--read", path]
     setpriv = shutil.which("setpriv")
     if isolation.capabilities_dropped and setpriv is not None:
         init += ["--drop-caps", setpriv]
+        user = jail_user(isolation)
+        if user is not None:
+            init += ["--user", f"{user[0]}:{user[1]}"]
     if isolation.pid_namespace and prefix:
         init.append("--reap")
+    if limits is not None:
+        init += ["--limits", *limits.to_argv()]
     if init:
         prefix += [python, "-I", "-m", "envelope.isolation", "init", "--tmpdir", tmpdir,
                    *init, "--"]
@@ -219,6 +328,23 @@ def make_readonly(tmpdir: str) -> list[str]:
     return writable
 
 
+def apply_limits(limits: ShadowLimits) -> None:
+    """Set ``limits`` on this process (inherited by what it executes); never raises them."""
+    wanted = {
+        resource.RLIMIT_CPU: (limits.cpu_seconds, limits.cpu_seconds + 1),
+        resource.RLIMIT_AS: (limits.memory_mb << 20,) * 2,
+        resource.RLIMIT_FSIZE: (limits.file_size_mb << 20,) * 2,
+        resource.RLIMIT_NOFILE: (limits.open_files,) * 2,
+        resource.RLIMIT_NPROC: (limits.processes,) * 2,
+        resource.RLIMIT_CORE: (0, 0),
+    }
+    for which, (soft, hard) in wanted.items():
+        _, current_hard = resource.getrlimit(which)
+        if current_hard != resource.RLIM_INFINITY:
+            soft, hard = min(soft, current_hard), min(hard, current_hard)
+        resource.setrlimit(which, (soft, hard))
+
+
 def _init(options: argparse.Namespace) -> int:
     command = list(options.command)
     if command[:1] == ["--"]:
@@ -226,18 +352,35 @@ def _init(options: argparse.Namespace) -> int:
     if not command:
         print("jail init: no command", file=sys.stderr)
         return JAIL_FAILED
+    tmpdir = os.path.realpath(options.tmpdir)
+    if options.private_root:
+        try:
+            enter_private_root(tmpdir, options.read, fresh_proc=options.reap)
+        except OSError as exc:
+            print(f"jail init: no private root: {exc}", file=sys.stderr)
+            return JAIL_FAILED
     if options.readonly:
-        writable = make_readonly(os.path.realpath(options.tmpdir))
+        writable = make_readonly(tmpdir)
         if writable:
             print(f"jail init: still writable: {', '.join(writable[:5])}", file=sys.stderr)
             return JAIL_FAILED
+        os.chdir(tmpdir)  # the writable bind is on top of the directory we were in
     if options.drop_caps:
-        command = [options.drop_caps, *SETPRIV_ARGS, "--", *command]
+        user: list[str] = []
+        if options.user:
+            uid, _, gid = options.user.partition(":")
+            user = [f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
+        command = [options.drop_caps, *user, *SETPRIV_ARGS, "--", *command]
+    limits = ShadowLimits.from_args(options) if options.limits else None
     if not options.reap:
+        if limits is not None:
+            apply_limits(limits)
         os.execv(command[0], command)
     child = os.fork()
     if child == 0:
         try:
+            if limits is not None:
+                apply_limits(limits)
             os.execv(command[0], command)
         finally:
             os._exit(JAIL_FAILED)
@@ -259,6 +402,12 @@ def main(argv: list[str] | None = None) -> int:
     init.add_argument("--readonly", action="store_true")
     init.add_argument("--drop-caps", metavar="SETPRIV")
     init.add_argument("--reap", action="store_true")
+    init.add_argument("--private-root", action="store_true")
+    init.add_argument("--read", action="append", default=[], metavar="PATH")
+    init.add_argument("--user", metavar="UID:GID")
+    init.add_argument("--limits", action="store_true",
+                      help="set the resource limits below on the command")
+    ShadowLimits.add_arguments(init)
     init.add_argument("command", nargs=argparse.REMAINDER)
     sub.add_parser("probe", help="print the layers that work here, as JSON")
     options = parser.parse_args(argv)

@@ -20,80 +20,22 @@ Only a bad configuration raises (:class:`envelope.errors.LimitsError`), never a 
 
 from __future__ import annotations
 
-import os
 import secrets
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
-from envelope.collector import Captured, Collector
+from envelope.collector import Captured
 from envelope.errors import LimitsError, SandboxError
-from envelope.isolation import JAIL_FAILED, Isolation, jail_command
-from envelope.policy import SandboxPolicy
-from invariants.errors import ProtocolError
-from invariants.job import ShadowJob, ShadowLimits
+from envelope.isolation import JAIL_FAILED, Isolation
+from envelope.jail import Jail, SandboxLimits
+from invariants.job import ShadowJob
 from invariants.report import Mismatch, ShadowReport, error_report, parse_child_report, tail
 
-CHILD_PATH = "/usr/local/bin:/usr/bin:/bin"
-_POLICY = SandboxPolicy()  # the one set of defaults, the policy's
-
 __all__ = ["LimitsError", "Sandbox", "SandboxError", "SandboxLimits", "ShadowJob"]
-
-
-@dataclass(frozen=True)
-class SandboxLimits:
-    """Resource limits of one shadow process; :meth:`from_policy` fills them from the policy.
-
-    The first six are the child's own (:class:`invariants.job.ShadowLimits`, whose
-    defaults and bounds the policy shares); the rest bind the parent's side.
-    ``processes`` becomes RLIMIT_NPROC, which the kernel does not enforce for
-    root; when the daemon runs as root the PID namespace and the tripwire hold
-    process creation instead. ``wall_seconds`` is the deadline of each child.
-    """
-
-    cpu_seconds: int = ShadowLimits.cpu_seconds
-    memory_mb: int = ShadowLimits.memory_mb
-    file_size_mb: int = ShadowLimits.file_size_mb
-    open_files: int = ShadowLimits.open_files
-    processes: int = ShadowLimits.processes
-    result_bytes: int = ShadowLimits.result_bytes
-    wall_seconds: float = _POLICY.wall_seconds
-    output_bytes: int = _POLICY.output_bytes
-    require_network_namespace: bool = False
-    require_mount_namespace: bool = False  # the code must be read-only in the jail
-
-    def __post_init__(self) -> None:
-        try:
-            self.shadow()
-        except ProtocolError as exc:
-            raise LimitsError(str(exc)) from exc
-        if not self.wall_seconds > 0:
-            raise LimitsError(f"sandbox.wall_seconds must be positive, not {self.wall_seconds!r}")
-        if type(self.output_bytes) is not int or self.output_bytes < 1:
-            raise LimitsError(f"sandbox.output_bytes must be a positive integer, "
-                              f"not {self.output_bytes!r}")
-
-    def shadow(self) -> ShadowLimits:
-        """The limits the child applies to itself."""
-        return ShadowLimits(cpu_seconds=self.cpu_seconds, memory_mb=self.memory_mb,
-                            file_size_mb=self.file_size_mb, open_files=self.open_files,
-                            processes=self.processes, result_bytes=self.result_bytes)
-
-    @classmethod
-    def from_policy(cls, policy: SandboxPolicy) -> SandboxLimits:
-        """The limits a policy's ``sandbox`` section sets (the only way the daemon builds them)."""
-        return cls(cpu_seconds=policy.cpu_seconds, memory_mb=policy.memory_mb,
-                   file_size_mb=policy.file_size_mb, open_files=policy.open_files,
-                   processes=policy.processes, wall_seconds=policy.wall_seconds,
-                   output_bytes=policy.output_bytes, result_bytes=policy.result_bytes,
-                   require_network_namespace=policy.require.network_namespace,
-                   require_mount_namespace=policy.require.mount_namespace)
 
 
 class Sandbox:
@@ -104,10 +46,7 @@ class Sandbox:
                  cancel: threading.Event | None = None) -> None:
         self.limits = limits
         self.isolation = isolation
-        self.python = python
-        self.tmp_root = tmp_root
-        # Set by the daemon on shutdown: the running child's group is killed at once.
-        self.cancel = cancel
+        self.jail = Jail(limits, isolation, python, tmp_root, cancel)
 
     def run(self, job: ShadowJob) -> ShadowReport:
         """Replay, compare and benchmark ``job`` in the jail; always returns a report."""
@@ -151,45 +90,30 @@ class Sandbox:
         return replace(first, hash_seeds_checked=tuple(checked), audit_events=tuple(events))
 
     def _run_child(self, job: ShadowJob, seed: int, mode: str) -> ShadowReport:
-        tmpdir = Path(tempfile.mkdtemp(prefix="selfmod-shadow-", dir=self.tmp_root))
-        try:
-            nonce = secrets.token_hex(16)
-            captured = self._spawn_and_collect(job, seed, mode, nonce, tmpdir)
-        finally:
-            shutil.rmtree(tmpdir, ignore_errors=True)
+        nonce = secrets.token_hex(16)
+        jail = self.jail
+        with jail.workdir() as tmpdir:
+            # The corpus sits in the daemon's state directory, which the jailed user
+            # cannot read and the jail's private root does not even contain: the child
+            # gets its own read-only copy in its own directory instead of a window onto
+            # the state directory (a bind of one file would still show its real path,
+            # owner and mode, and tie the jail's layout to the daemon's).
+            corpus = jail.give(tmpdir, Path(job.corpus_path), "corpus")
+            payload = replace(job, corpus_path=str(corpus)).to_json(nonce)
+            limits = self.limits.shadow().to_argv()
+
+            def shadow_args(result_fd: int) -> list[str]:
+                return ["-m", "invariants.shadow", "--result-fd", str(result_fd),
+                        "--tmpdir", str(tmpdir), "--mode", mode, *limits]
+
+            captured = jail.run(shadow_args, tmpdir, payload=payload, hash_seed=seed,
+                                read_paths=job.sys_path)
         report = self._classify(captured, nonce)
         if report.hash_seeds_checked not in ((), (seed,)):
             report = error_report(f"the shadow ran under hash seed "
                                   f"{report.hash_seeds_checked}, not {seed}")
         return replace(report, stdout_tail=tail(bytes(captured.stdout)),
                        stderr_tail=tail(bytes(captured.stderr)))
-
-    def _command(self, tmpdir: Path, result_fd: int, mode: str) -> list[str]:
-        limits = self.limits
-        return [*jail_command(self.isolation, str(tmpdir), self.python),
-                self.python, "-s", "-P", "-m", "invariants.shadow",
-                "--result-fd", str(result_fd), "--tmpdir", str(tmpdir), "--mode", mode,
-                *limits.shadow().to_argv()]
-
-    def _spawn_and_collect(self, job: ShadowJob, seed: int, mode: str, nonce: str,
-                           tmpdir: Path) -> Captured:
-        payload = job.to_json(nonce)
-        env = {"PATH": CHILD_PATH, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
-               "PYTHONHASHSEED": str(seed), "PYTHONDONTWRITEBYTECODE": "1"}
-        read_fd, write_fd = os.pipe()
-        try:
-            process = subprocess.Popen(
-                self._command(tmpdir, write_fd, mode), stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(write_fd,),
-                cwd=tmpdir, env=env, start_new_session=True, close_fds=True)
-        except BaseException:
-            os.close(read_fd)
-            raise
-        finally:
-            os.close(write_fd)
-        return Collector(process, read_fd, payload, wall_seconds=self.limits.wall_seconds,
-                         output_bytes=self.limits.output_bytes,
-                         result_bytes=self.limits.result_bytes, cancel=self.cancel).collect()
 
     def _classify(self, captured: Captured, nonce: str) -> ShadowReport:
         limits = self.limits
