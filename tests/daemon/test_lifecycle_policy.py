@@ -31,7 +31,7 @@ policy: envelope.yaml
 proposer: rules
 log: {format: json}
 metrics: {port: 0}
-workload: {threads: 1}
+workload: {options: {workers: 1}}
 cycle: {warmup_seconds: 1.0, interval_seconds: 0.2, min_samples: 20}
 """
 FIRST = """\
