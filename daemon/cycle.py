@@ -160,15 +160,35 @@ class Cycle:
         correcting = [p for p in self._proposers if self_correcting(p)]
         rounds = 0
         while True:
-            judged = []
+            judged: list[tuple[Candidate, CandidateOutcome]] = []
+            passed: list[_Passed] = []
             for candidate in candidates[: self._config.max_candidates]:
                 if self._stop.is_set():
                     break
-                outcome = self._judge(candidate, judge)
-                shadow_total += outcome.shadow_seconds
-                judged.append((candidate, outcome))
-                if outcome.verdict in FINAL:
-                    break
+                assessed = self._assess(candidate, judge)
+                if isinstance(assessed, _Passed):
+                    shadow_total += assessed.outcome.shadow_seconds
+                    passed.append(assessed)
+                else:
+                    shadow_total += assessed.shadow_seconds
+                    judged.append((candidate, assessed))
+            # n-best: of the candidates that passed, the one proven fastest goes live
+            passed.sort(key=lambda p: (p.outcome.ci_low or 0.0, p.outcome.speedup or 0.0),
+                        reverse=True)
+            for index, assessed in enumerate(passed):
+                if index == 0:
+                    outcome = self._go_live(assessed.candidate, assessed.outcome,
+                                            assessed.evidence, judge, assessed.reject)
+                else:
+                    best = passed[0].outcome
+                    outcome = assessed.reject(
+                        "accept", "outperformed",
+                        f"accepted at {assessed.outcome.speedup:.3g}x "
+                        f"(lower bound {assessed.outcome.ci_low:.3g}x), but another candidate "
+                        f"of the same request was proven faster ({best.speedup:.3g}x, "
+                        f"lower bound {best.ci_low:.3g}x)",
+                        assessed.outcome.shadow_seconds, calls=assessed.outcome.calls)
+                judged.append((assessed.candidate, outcome))
             outcomes.extend(o for _, o in judged)
             done = any(o.verdict in FINAL for _, o in judged)
             if rounds:
@@ -256,8 +276,8 @@ class Cycle:
                                                 f"{proposal.error}"))
         return list(proposal.candidates)
 
-    def _judge(self, candidate: Candidate, judging: _Judging) -> CandidateOutcome:
-        """Gate, shadow and accept one candidate; an accepted one goes on to :meth:`_go_live`."""
+    def _assess(self, candidate: Candidate, judging: _Judging) -> CandidateOutcome | _Passed:
+        """Gate, shadow and accept one candidate: its rejection, or what passed for go-live."""
         target, policy = candidate.target, judging.policy
         version = self._ledger.propose(candidate, sha256_text(judging.original))
         self._bus.publish(ev.CandidateProposed(target, version, candidate.origin,
@@ -293,7 +313,7 @@ class Cycle:
                                     verdict=CandidateVerdict.ACCEPTED, speedup=verdict.speedup,
                                     ci_low=verdict.ci_low, ci_high=verdict.ci_high,
                                     calls=verdict.calls, shadow_seconds=report.duration)
-        return self._go_live(candidate, accepted, evidence, judging, reject)
+        return _Passed(candidate, accepted, evidence, reject)
 
     def _go_live(self, candidate: Candidate, accepted: CandidateOutcome,
                  evidence: dict[str, Any], judging: _Judging,
@@ -321,6 +341,16 @@ class Cycle:
                             reason=rollout.verdict.reason,
                             detail=rollout.verdict.detail[:DETAIL_CHARS])
         return _replace(accepted, verdict=CandidateVerdict.SWAPPED)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Passed:
+    """A candidate that passed the gate, the shadow and the statistics, not yet live."""
+
+    candidate: Candidate
+    outcome: CandidateOutcome
+    evidence: dict[str, Any]
+    reject: _Rejecter
 
 
 @dataclasses.dataclass(frozen=True)

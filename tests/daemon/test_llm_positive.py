@@ -41,6 +41,30 @@ def dedupe_sessions(records):
     return list(dict.fromkeys((rec[1], rec[8]) for rec in records))
 '''
 SCOPE = ["demo.logstats:unique_visitors", "demo.logstats:dedupe_sessions"]
+# two correct answers in one response: one copies the sorted list at every point, the
+# other sorts once and indexes; the second is several times faster
+SLOWER_CURVE = '''\
+def latency_distribution(values):
+    """The latency curve as (per_mille, latency) points; empty for no values."""
+    if not values:
+        return []
+    once = sorted(values)
+    curve = []
+    for per_mille in DISTRIBUTION_PER_MILLE:
+        ordered = list(once)
+        rank = (per_mille * len(ordered) + 999) // 1000
+        curve.append((per_mille, ordered[max(rank, 1) - 1]))
+    return curve
+'''
+FASTER_CURVE = '''\
+def latency_distribution(values):
+    """The latency curve as (per_mille, latency) points; empty for no values."""
+    if not values:
+        return []
+    ordered = sorted(values)
+    n = len(ordered)
+    return [(p, ordered[max((p * n + 999) // 1000, 1) - 1]) for p in DISTRIBUTION_PER_MILLE]
+'''
 
 
 def _metric(text: str, name: str, labels: str = "") -> float:
@@ -141,3 +165,32 @@ def test_a_good_candidate_goes_live_and_a_wrong_one_is_corrected_from_its_eviden
     assert run["workload"]["oracle_mismatches"] == 0
     swapped = [c for c in run["cycles"] if c["outcome"] == "swapped"]
     assert {c["target"] for c in swapped} == set(SCOPE)
+
+
+@pytest.mark.timeout(600)
+def test_rules_and_model_together_the_fastest_proven_candidate_goes_live(tmp_path):
+    """With [rules, llm], every candidate of a cycle is judged and the one with the best
+    proven speedup goes live; of the model's two correct choices the slower one never does."""
+    model = ScriptedModel({"latency_distribution": [Step((SLOWER_CURVE, FASTER_CURVE))]},
+                          name=MODEL)
+    target = "demo.logstats:latency_distribution"
+    state, report = tmp_path / "state", tmp_path / "report.json"
+    with StandIn(model) as server:
+        config = _configure(tmp_path, server.url, "both", rules=True, samples=2)
+        _run_until_swapped(config, state, tmp_path, [target], report)
+
+    assert model.for_target("latency_distribution"), "the model was never asked"
+    audit = [json.loads(line) for line in (state / "audit.log").read_text().splitlines()]
+    accepted = {r["body"]["version"]: r["body"] for r in audit if r["kind"] == "accepted"}
+    origins = {body["origin"].partition(":")[0] for body in accepted.values()}
+    assert origins == {"rules", "llm"}, accepted  # both tiers had a correct, faster candidate
+    [live] = [v for v in _history(state, tmp_path)
+              if v["status"] == "active" and v["target"] == target]
+    best = max(accepted.values(), key=lambda body: body["ci_low"])
+    assert live["id"] == best["version"]
+    slower = next(b for b in accepted.values()
+                  if b["origin"].startswith("llm:") and b["version"] != live["id"]
+                  and b["ci_low"] < max(a["ci_low"] for a in accepted.values()))
+    outperformed = [r["body"] for r in audit if r["kind"] == "rejected"
+                    and r["body"]["version"] == slower["version"]]
+    assert outperformed and outperformed[0]["reason"] == "outperformed", outperformed
