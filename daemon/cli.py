@@ -361,7 +361,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="host this app instead of the bundled demo")
     run.add_argument("--scope", metavar="GLOB", nargs="+",
                      help="target globs (module:qualname), overriding the policy's include")
-    run.add_argument("--proposer", choices=("rules", "llm", "both"))
+    run.add_argument("--proposer", metavar="P[,P]",
+                     help="rules, llm, or both as 'rules,llm' (overrides the config)")
     run.add_argument("--max-cycles", type=int, metavar="N")
     run.add_argument("--exit-when-idle", action="store_true",
                      help="stop once no hot target is left to try, and write the report")

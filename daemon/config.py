@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from daemon.errors import ConfigError
 
@@ -81,7 +81,7 @@ class DaemonConfig(_Section):
     version: int = CONFIG_FORMAT
     state_dir: Path = Path(".selfmod")
     policy: Path | None = None  # None: the embedded default policy, not watched
-    proposer: Literal["rules", "llm", "both"] = "rules"
+    proposer: Literal["rules", "llm", "both"] = "rules"  # also a list: [rules, llm]
     log: LogConfig = LogConfig()
     metrics: MetricsConfig = MetricsConfig()
     control: ControlConfig = ControlConfig()
@@ -89,6 +89,20 @@ class DaemonConfig(_Section):
     cycle: CycleConfig = CycleConfig()
     workload: WorkloadConfig = WorkloadConfig()
     llm: LLMConfig = LLMConfig()
+
+    @field_validator("proposer", mode="before")
+    @classmethod
+    def _proposer_list(cls, value: Any) -> Any:
+        """``[rules, llm]`` (or ``rules,llm`` on the command line) is the same as ``both``."""
+        if isinstance(value, str) and "," in value:
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, (list, tuple)):
+            names = set(value)
+            unknown = names - {"rules", "llm"}
+            if unknown or not names:
+                raise ValueError(f"proposer list may name rules and llm, not {sorted(unknown)}")
+            return "both" if names == {"rules", "llm"} else next(iter(names))
+        return value
 
     @property
     def control_socket(self) -> Path:
@@ -105,7 +119,13 @@ class DaemonConfig(_Section):
             for parent in parents:
                 node = node[parent]
             node[leaf] = value
-        return DaemonConfig.model_validate(data)
+        try:
+            return DaemonConfig.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            dotted = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"{dotted}: {first['msg']} (got {first['input']!r} from the "
+                              "command line)") from None
 
 
 def load_config(path: Path | None) -> DaemonConfig:

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from daemon.config import DaemonConfig, WorkloadConfig, load_config
 from daemon.errors import ConfigError
@@ -37,3 +38,26 @@ def test_overrides_replace_dotted_fields_and_ignore_none():
     """with_overrides sets nested fields and leaves a None override alone."""
     config = DaemonConfig().with_overrides(**{"workload.app": "m:f", "proposer": None})
     assert config.workload.app == "m:f" and config.proposer == "rules"
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("rules", "rules"), ("llm", "llm"), ("both", "both"), (["rules", "llm"], "both"),
+    (["llm"], "llm"), ("rules,llm", "both"), ("llm, rules", "both")])
+def test_proposer_takes_a_list(value: object, expected: str) -> None:
+    """`proposer: [rules, llm]` (and rules,llm from the CLI) means both; one name stays itself."""
+    assert DaemonConfig.model_validate({"proposer": value}).proposer == expected
+
+
+@pytest.mark.parametrize("value", [["rules", "gpu"], [], "rules,magic"])
+def test_proposer_list_with_an_unknown_name_is_refused(value: object) -> None:
+    """A proposer list naming anything but rules and llm is a validation error."""
+    with pytest.raises(ValidationError):
+        DaemonConfig.model_validate({"proposer": value})
+
+
+def test_a_bad_command_line_override_is_one_clear_error() -> None:
+    """An out-of-range value from the command line is a ConfigError naming the setting."""
+    with pytest.raises(ConfigError, match=r"metrics.port: .*99999"):
+        DaemonConfig().with_overrides(**{"metrics.port": 99999})
+    with pytest.raises(ConfigError, match=r"proposer: .*magic"):
+        DaemonConfig().with_overrides(proposer="magic")
