@@ -176,7 +176,7 @@ def test_rules_and_model_together_the_fastest_proven_candidate_goes_live(tmp_pat
     target = "demo.logstats:latency_distribution"
     state, report = tmp_path / "state", tmp_path / "report.json"
     with StandIn(model) as server:
-        config = _configure(tmp_path, server.url, "both", rules=True, samples=2)
+        config = _configure(tmp_path, server.url, "[rules, llm]", rules=True, samples=2)
         _run_until_swapped(config, state, tmp_path, [target], report)
 
     assert model.for_target("latency_distribution"), "the model was never asked"
