@@ -10,25 +10,28 @@ layer that works. With all of them::
 
     unshare --net --ipc --uts --pid --fork --kill-child --mount-proc --mount
             --propagation private --
-      python -I -m envelope.isolation init --tmpdir DIR --readonly --drop-caps SETPRIV
-             --reap --
+      python -I -m envelope.isolation init --tmpdir DIR --readonly --private-root
+             --read PATH... --drop-caps SETPRIV --user UID:GID --reap --limits ... --seccomp --
         <the shadow command>
 
 The ``init`` step (``main`` below) runs as PID 1 of the new PID namespace. It
-remounts every mount read-only in the private mount namespace, except the run's
-temporary directory; then it forks the shadow through ``setpriv``, which empties
-the capability bounding set (so nothing can remount, load modules or override file
-permissions) and sets no_new_privs; then it reaps until the shadow exits and
-exits with the shadow's status (128 + N when killed by signal N). When PID 1 of a
-PID namespace exits, the kernel kills everything left in it, which is what makes
-the wall-clock deadline final.
+builds a new root holding only the interpreter, selfmod's packages, the read
+paths, a private ``/dev`` and ``/tmp`` and the run's tmp dir
+(:mod:`envelope.jailroot`), remounts all of it read-only except the tmp dir, and
+forks the shadow. The child moves into a user namespace of its own
+(:func:`own_user_namespace`), sets the resource limits, installs the seccomp
+filter (:mod:`envelope.seccomp`) and executes ``setpriv``, which drops to the
+shadow user (:func:`shadow_user`) with no supplementary groups, empties the
+capability bounding set and sets no_new_privs. ``init`` then reaps until the
+shadow exits and exits with its status (128 + N when killed by signal N). When
+PID 1 of a PID namespace exits, the kernel kills everything left in it, which is
+what makes the wall-clock deadline final.
 
-Not covered, and said plainly: as root, RLIMIT_NPROC is not enforced by the
-kernel (a fork bomb is held by the tripwire, the PID namespace being torn down at
-the deadline, and the address-space limit, not by a process count); the shadow
-runs with uid 0 without capabilities, so files owned by root stay readable to it,
-and Unix sockets on the file system stay connectable (a read-only mount does not
-stop ``connect``): the daemon's control socket must check its peer.
+When the daemon is not root (the shipped unit), the namespaces are made inside a
+user namespace where only the daemon's uid is mapped, and no other uid can be
+switched to: the shadow keeps the daemon's uid, so what keeps it from the state
+directory, the config and the control socket is that the private root does not
+contain them (and is read-only), and the PID namespace hides the daemon.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from pathlib import Path
 
 import invariants
 import snapshots
+from envelope import seccomp
 from envelope.jailroot import enter_private_root
 from invariants.job import ShadowLimits
 
@@ -80,6 +84,7 @@ class Isolation:
     audit_hook: bool = False
     private_root: bool = False
     unprivileged_user: bool = False
+    seccomp: bool = False
 
     def as_dict(self) -> dict[str, bool]:
         return asdict(self)
@@ -153,7 +158,20 @@ def probe_isolation(python: str = sys.executable, tmp_root: Path | None = None) 
             _probe_private_root(found, python, tmp_root, unprivileged=True)
         found = Isolation(**{**found.as_dict(), "private_root": private,
                              "unprivileged_user": unprivileged})
+    if seccomp.available():
+        filtered = _works([*jail_command(Isolation(seccomp=True), ".", python), python, "-I",
+                           "-c", _SECCOMP_CHECK])
+        found = Isolation(**{**found.as_dict(), "seccomp": filtered})
     return found
+
+
+_SECCOMP_CHECK = ("import socket, sys\n"
+                  "status = dict(l.split(':', 1) for l in open('/proc/self/status'))\n"
+                  "try:\n"
+                  "    socket.socket(socket.AF_UNIX)\n"
+                  "except PermissionError:\n"
+                  "    sys.exit(0 if status['Seccomp'].strip() == '2' else 1)\n"
+                  "sys.exit(1)\n")
 
 
 _PRIVATE_ROOT_CHECK = ("import os, sys\n"
@@ -281,6 +299,8 @@ def jail_command(isolation: Isolation, tmpdir: str, python: str = sys.executable
         init.append("--reap")
     if limits is not None:
         init += ["--limits", *limits.to_argv()]
+    if isolation.seccomp:
+        init.append("--seccomp")
     if init:
         prefix += [python, "-I", "-m", "envelope.isolation", "init", "--tmpdir", tmpdir,
                    *init, "--"]
@@ -345,6 +365,54 @@ def apply_limits(limits: ShadowLimits) -> None:
         resource.setrlimit(which, (soft, hard))
 
 
+_CLONE_NEWUSER, _CLONE_NEWNS = 0x10000000, 0x20000
+
+
+def own_user_namespace(uid: int, gid: int) -> None:
+    """Move this process into a user namespace of its own mapping only root and ``uid``/``gid``.
+
+    Why: RLIMIT_NPROC counts the processes of a uid per user namespace. In the
+    host's namespace every shadow (and anything else running as nobody) shares
+    one count, so ``processes: 1`` would refuse the second shadow running at the
+    same time; in a namespace of its own the shadow counts only itself. Root
+    (mapped to itself) is kept so that ``setpriv`` still has the capabilities to
+    empty the bounding set and switch to ``uid``; the maps are written by a helper
+    process that stays in the parent namespace, where it may map other ids.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    ready_read, ready_write = os.pipe()
+    helper = os.fork()
+    if helper == 0:
+        code = 1
+        try:
+            os.close(ready_write)
+            if os.read(ready_read, 1) == b"u":
+                # The jail's /proc is read-only: write through a proc of our own,
+                # mounted in a mount namespace of our own that nobody else sees.
+                if libc.unshare(_CLONE_NEWNS) != 0 or \
+                        libc.mount(b"proc", b"/proc", b"proc", 0, None) != 0:
+                    raise OSError(ctypes.get_errno(), "no writable /proc")
+                parent = os.getppid()
+                for name, inner in (("uid_map", uid), ("gid_map", gid)):
+                    with open(f"/proc/{parent}/{name}", "w") as fh:
+                        fh.write(f"0 0 1\n{inner} {inner} 1\n")
+                code = 0
+        except OSError as exc:
+            print(f"jail init: user namespace map: {exc}", file=sys.stderr)
+        finally:
+            os._exit(code)
+    os.close(ready_read)
+    failed = libc.unshare(_CLONE_NEWUSER) != 0
+    error = ctypes.get_errno()
+    os.write(ready_write, b"x" if failed else b"u")
+    os.close(ready_write)
+    _, status = os.waitpid(helper, 0)
+    if failed:
+        raise OSError(error, f"jail init: no user namespace: {os.strerror(error)}")
+    if status != 0:
+        raise OSError(0, "jail init: could not map the shadow user in its user namespace")
+
+
 def _init(options: argparse.Namespace) -> int:
     command = list(options.command)
     if command[:1] == ["--"]:
@@ -372,16 +440,35 @@ def _init(options: argparse.Namespace) -> int:
             user = [f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
         command = [options.drop_caps, *user, *SETPRIV_ARGS, "--", *command]
     limits = ShadowLimits.from_args(options) if options.limits else None
-    if not options.reap:
+
+    def start() -> None:
+        """User namespace, limits, the filter (which nothing later may need), the command."""
+        if options.user:
+            uid, _, gid = options.user.partition(":")
+            try:
+                own_user_namespace(int(uid), int(gid))
+            except OSError as exc:
+                print(exc.strerror, file=sys.stderr)
+                raise
         if limits is not None:
             apply_limits(limits)
+        if options.seccomp:
+            try:
+                seccomp.install_filter()
+            except OSError as exc:
+                print(f"jail init: no seccomp filter: {exc}", file=sys.stderr)
+                raise
         os.execv(command[0], command)
+
+    if not options.reap:
+        try:
+            start()
+        except OSError:
+            return JAIL_FAILED
     child = os.fork()
     if child == 0:
         try:
-            if limits is not None:
-                apply_limits(limits)
-            os.execv(command[0], command)
+            start()
         finally:
             os._exit(JAIL_FAILED)
     # Only the shadow may hold the pipes: their end of file means it is gone.
@@ -408,6 +495,8 @@ def main(argv: list[str] | None = None) -> int:
     init.add_argument("--limits", action="store_true",
                       help="set the resource limits below on the command")
     ShadowLimits.add_arguments(init)
+    init.add_argument("--seccomp", action="store_true",
+                      help="deny the system calls of envelope.seccomp to the command")
     init.add_argument("command", nargs=argparse.REMAINDER)
     sub.add_parser("probe", help="print the layers that work here, as JSON")
     options = parser.parse_args(argv)

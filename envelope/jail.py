@@ -45,9 +45,10 @@ class SandboxLimits:
 
     The first six are the child's own (:class:`invariants.job.ShadowLimits`, whose
     defaults and bounds the policy shares); the rest bind the parent's side.
-    ``processes`` becomes RLIMIT_NPROC, which the kernel does not enforce for
-    root; when the daemon runs as root the PID namespace and the tripwire hold
-    process creation instead. ``wall_seconds`` is the deadline of each child.
+    ``processes`` becomes RLIMIT_NPROC, counted per user namespace: it binds the
+    shadow user (a root daemon's jail), not uid 0 (a daemon that cannot switch
+    users; there the PID namespace and the seccomp filter hold process creation).
+    ``wall_seconds`` is the deadline of each child.
     """
 
     cpu_seconds: int = ShadowLimits.cpu_seconds
