@@ -38,7 +38,7 @@ from daemon.errors import ConfigError
 from daemon.ledger import Ledger
 from daemon.logs import EventLogger, get_logger, log_context
 from daemon.metrics import Metrics, MetricsServer
-from daemon.notify import Notifier, ProgressWatchdog
+from daemon.notify import Liveness, Notifier
 from daemon.operator import Operator
 from daemon.outcome import CycleReport
 from daemon.profiler import HotSpot, Profiler
@@ -92,17 +92,16 @@ class Daemon:
         self.paused = threading.Event()
         # systemd's view of us (inert outside a Type=notify unit); the watchdog exists
         # only when systemd asked for one, from READY on.
-        self.notifier = notifier if notifier is not None else Notifier()
-        self.watchdog: ProgressWatchdog | None = None
-        self._loop_thread: threading.Thread | None = None
-        self._stopping_sent = False
+        self.liveness = Liveness(notifier if notifier is not None else Notifier(),
+                                 stage_bound=self._stage_bound, clock=clock,
+                                 on_error=self._thread_error)
         self.metrics = Metrics(registry, wall=wall)
         self.bus = ev.EventBus(on_error=self._subscriber_failed)
         self.snapshots = Snapshots(config.state_dir, clock=wall)
         self.bus.subscribe(self.metrics.on_event)
         self.bus.subscribe(EventLogger(self.log))
         self.bus.subscribe(self._audit)
-        self.bus.subscribe(self._cycle_step)
+        self.bus.subscribe(self.liveness.on_event)
         self.swapper = SwapManager()
         self.ledger = Ledger.writer(self.snapshots, wall)
         self.isolation = probe_isolation()
@@ -178,12 +177,12 @@ class Daemon:
 
     def reload_policy(self) -> None:
         """Load the policy file again (the watcher also reloads on every change)."""
-        self.notifier.reloading()
+        self.liveness.reloading()
         if self.watcher is not None:
             self.watcher.reload()
         else:
             self.log.info("policy_not_reloaded", reason="no policy file; embedded defaults")
-        self.notifier.ready(status=self._serving_status())
+        self.liveness.ready(status=self._serving_status())
 
     def _policy_loaded(self, policy: Policy) -> None:
         self.set_policy(policy)
@@ -217,7 +216,7 @@ class Daemon:
                                           self.isolation.as_dict()))
         self.metrics.describe_run(started_at=self.started_wall, version=_version(),
                                   proposer=self.config.proposer)
-        self.notifier.status("restoring state")
+        self.liveness.status("restoring state")
         self.restore()
         self.workload = self._make_workload()
         self.workload.start()
@@ -248,31 +247,12 @@ class Daemon:
         self._servers.append(control)
         # Only now: systemd orders dependent units after READY, and they expect the
         # restored code, the workload and both endpoints to be there.
-        self.notifier.ready(status=self._serving_status())
-        self.watchdog = ProgressWatchdog.from_notifier(self.notifier, clock=self.clock,
-                                                       on_error=self._thread_error)
-        if self.watchdog is not None:
-            self.watchdog.start()
+        self.liveness.ready(status=self._serving_status())
+        self.liveness.start_watchdog()
 
     def _serving_status(self) -> str:
         return (f"serving: {len(self.swapper.active())} patches active, "
                 f"policy version {self.policy().version}")
-
-    def _progress(self, grace: float = 0.0) -> None:
-        if self.watchdog is not None:
-            self.watchdog.progress(grace)
-
-    def _cycle_step(self, event: ev.Event) -> None:
-        """Bus subscriber: an event the main loop publishes is a step of the cycle in flight.
-
-        Each stage of a cycle (recording, one proposer call, one shadow run) ends at
-        its own deadline, and the cycle publishes an event between stages; so the
-        watchdog keeps pinging for one stage's bound after each event, and stops
-        only when a stage is stuck past its deadline. Events from other threads
-        (policy watcher, workload, control socket) say nothing about the loop.
-        """
-        if threading.current_thread() is self._loop_thread:
-            self._progress(grace=self._stage_bound())
 
     def _stage_bound(self) -> float:
         """Seconds the longest single stage of a cycle may take under the policy in force."""
@@ -320,10 +300,10 @@ class Daemon:
         cfg = self.config.cycle
         idle_since: float | None = None
         started = self.clock()
-        self._loop_thread = threading.current_thread()
+        self.liveness.loop_started()
         while not self.stop_event.is_set():
             wait = cfg.interval_seconds if self.cycles else 0.2
-            self._progress(grace=wait)  # a long configured interval is not a hang
+            self.liveness.progress(grace=wait)  # a long configured interval is not a hang
             if self.stop_event.wait(wait):
                 break
             if self.halted and self.options.exit_when_idle:
@@ -380,8 +360,7 @@ class Daemon:
         with log_context(target=spot.target, version=version):
             report = cycle.run(spot)
         self.cycles.append(report)
-        self.notifier.status(f"cycle {len(self.cycles)}: {report.target} "
-                             f"→ {report.outcome}")
+        self.liveness.status(f"cycle {len(self.cycles)}: {report.target} → {report.outcome}")
         self.selection.finished(spot.target, version, report.outcome)
         self.last_cycle = {"target": report.target, "outcome": report.outcome,
                            "reason": report.reason, "seconds": report.seconds,
@@ -428,20 +407,14 @@ class Daemon:
     def request_stop(self, reason: str) -> None:
         if not self.exit_reason:
             self.exit_reason = reason
-        self._notify_stopping()
+        self.liveness.stopping()
         self.stop_event.set()
-
-    def _notify_stopping(self) -> None:
-        if not self._stopping_sent:
-            self._stopping_sent = True
-            self.notifier.stopping()
 
     def shutdown(self) -> None:
-        self._notify_stopping()
+        self.liveness.stopping()
         self.stop_event.set()
         self.operator.join(10.0)
-        if self.watchdog is not None:
-            self.watchdog.stop_and_join()
+        self.liveness.stop()
         if self.watcher is not None:
             self.watcher.stop()
         for thread in (self.profiler, self.integrity, self._workload_watch):

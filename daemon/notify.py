@@ -30,6 +30,7 @@ from __future__ import annotations
 import enum
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 
@@ -218,3 +219,71 @@ class ProgressWatchdog(StoppableThread):
         if self.notifier.watchdog():
             self.pings += 1
             self.last_ping_at = self._clock()
+
+
+class Liveness:
+    """What systemd hears from one daemon: READY, STATUS, RELOADING, STOPPING and the watchdog.
+
+    STOPPING is sent once, however many ways the daemon is asked to stop. The
+    watchdog, when systemd asked for one, starts with :meth:`start_watchdog`
+    (after the first READY) and pings only while the main loop makes progress:
+    the loop calls :meth:`progress` each iteration, and as a bus subscriber
+    (:meth:`on_event`) every event published from the loop's thread counts as a
+    step of the cycle in flight. Each stage of a cycle (recording, one proposer
+    call, one shadow run) ends at its own deadline and the cycle publishes an
+    event between stages, so pings go on for ``stage_bound()`` seconds after each
+    event and stop only when a stage is stuck past its deadline. Events from other
+    threads (policy watcher, workload, control socket) say nothing about the loop.
+    """
+
+    def __init__(self, notifier: Notifier, *, stage_bound: Callable[[], float],
+                 clock: Callable[[], float] = time.monotonic,
+                 on_error: Callable[[BaseException], None] | None = None) -> None:
+        self.notifier = notifier
+        self.watchdog: ProgressWatchdog | None = None
+        self._stage_bound = stage_bound
+        self._clock = clock
+        self._on_error = on_error
+        self._loop_thread: threading.Thread | None = None
+        self._stopping_sent = False
+
+    def status(self, text: str) -> None:
+        self.notifier.status(text)
+
+    def ready(self, status: str) -> None:
+        self.notifier.ready(status=status)
+
+    def reloading(self) -> None:
+        self.notifier.reloading()
+
+    def stopping(self) -> None:
+        """STOPPING=1, the first time only."""
+        if not self._stopping_sent:
+            self._stopping_sent = True
+            self.notifier.stopping()
+
+    def start_watchdog(self) -> None:
+        """Start pinging, if systemd asked for a watchdog (``WatchdogSec``)."""
+        self.watchdog = ProgressWatchdog.from_notifier(self.notifier, clock=self._clock,
+                                                       on_error=self._on_error)
+        if self.watchdog is not None:
+            self.watchdog.start()
+
+    def loop_started(self) -> None:
+        """The calling thread is the main loop: its events are steps of a cycle."""
+        self._loop_thread = threading.current_thread()
+
+    def progress(self, grace: float = 0.0) -> None:
+        """The main loop moved on; ``grace``: how long its next step may take."""
+        if self.watchdog is not None:
+            self.watchdog.progress(grace)
+
+    def on_event(self, _event: object) -> None:
+        """Bus subscriber: an event the main loop publishes is a step of the cycle in flight."""
+        if threading.current_thread() is self._loop_thread:
+            self.progress(grace=self._stage_bound())
+
+    def stop(self) -> None:
+        """Stop the watchdog thread, if one runs."""
+        if self.watchdog is not None:
+            self.watchdog.stop_and_join()

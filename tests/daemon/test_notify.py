@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.notify import Notifier, NotifyError, ProgressWatchdog
+from daemon.notify import Liveness, Notifier, NotifyError, ProgressWatchdog
 
 WATCHDOG_TIMEOUT = 0.2  # pings every 0.1 s: short enough for a test, long enough for 2 cores
 
@@ -255,3 +256,50 @@ def test_pid_default_is_this_process() -> None:
     """Without an injected getpid, WATCHDOG_PID is compared with the real pid."""
     environ = {"WATCHDOG_USEC": "1000000", "WATCHDOG_PID": str(os.getpid())}
     assert Notifier("/run/notify", environ=environ).watchdog_interval() == 1.0
+
+
+# -- what systemd hears from a daemon -------------------------------------------------------
+
+
+def test_stopping_is_sent_once_however_often_the_daemon_is_asked_to_stop(
+        notify_socket: tuple[str, socket.socket]) -> None:
+    """Liveness.stopping() sends STOPPING=1 the first time and nothing after."""
+    path, sock = notify_socket
+    liveness = Liveness(Notifier(path), stage_bound=lambda: 1.0)
+    liveness.stopping()
+    liveness.stopping()
+    assert receive(sock) == "STOPPING=1"
+    assert receive(sock, timeout=0.2) is None
+
+
+def test_only_events_from_the_loop_thread_grant_the_next_stage_its_bound(
+        notify_socket: tuple[str, socket.socket]) -> None:
+    """An event published by the main loop counts as progress; one from another thread does not."""
+    path, _ = notify_socket
+    now = [100.0]
+    liveness = Liveness(Notifier(path, environ={"WATCHDOG_USEC": "30000000"}),
+                        stage_bound=lambda: 70.0, clock=lambda: now[0])
+    liveness.start_watchdog()
+    watchdog = liveness.watchdog
+    assert watchdog is not None
+    try:
+        liveness.loop_started()
+        now[0] = 110.0
+        elsewhere = threading.Thread(target=liveness.on_event, args=(object(),))
+        elsewhere.start()
+        elsewhere.join()
+        assert watchdog.last_progress_at == 100.0
+        liveness.on_event(object())
+        assert watchdog.last_progress_at == 110.0
+    finally:
+        liveness.stop()
+    assert not watchdog.is_alive()
+
+
+def test_without_a_watchdog_progress_is_a_no_op() -> None:
+    """Outside systemd there is no watchdog thread and progress costs nothing."""
+    liveness = Liveness(Notifier(None, environ={}), stage_bound=lambda: 1.0)
+    liveness.start_watchdog()
+    liveness.progress(5.0)
+    liveness.stop()
+    assert liveness.watchdog is None
