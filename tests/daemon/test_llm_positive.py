@@ -128,7 +128,9 @@ def test_a_good_candidate_goes_live_and_a_wrong_one_is_corrected_from_its_eviden
     state, report = tmp_path / "state", tmp_path / "report.json"
     with StandIn(model) as server:
         config = _configure(tmp_path, server.url, "llm", rules=False, samples=1)
-        _, metrics = _run_until_swapped(config, state, tmp_path, SCOPE, report)
+        daemon, metrics = _run_until_swapped(config, state, tmp_path, SCOPE, report)
+    # each went live under the canary
+    assert {e["target"] for e in daemon.events("canary_passed")} >= set(SCOPE)
 
     active = {v["target"]: v for v in _history(state, tmp_path) if v["status"] == "active"}
     assert set(active) == set(SCOPE)
@@ -162,6 +164,8 @@ def test_a_good_candidate_goes_live_and_a_wrong_one_is_corrected_from_its_eviden
                    '{origin="llm",verdict="accepted"}') >= 2
     run = json.loads(report.read_text())
     assert run["compute"]["tokens"] > 0
+    model_cycles = [c for c in run["cycles"] if c["target"] in SCOPE and c["tokens"]]
+    assert model_cycles and all(c["compute_seconds"]["propose"] > 0 for c in model_cycles)
     assert run["workload"]["oracle_mismatches"] == 0
     swapped = [c for c in run["cycles"] if c["outcome"] == "swapped"]
     assert {c["target"] for c in swapped} == set(SCOPE)
