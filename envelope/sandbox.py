@@ -131,13 +131,15 @@ class Sandbox:
             return _signalled(killed, limits)
         stderr = bytes(captured.stderr)
         if code == JAIL_FAILED and b"jail init:" in stderr:
-            return error_report(f"the jail could not be set up: {_last_line(stderr)}")
+            return error_report(f"the jail could not be set up (exit status {code}); "
+                                f"{candidate_output(stderr)}")
         if code != 0:
             if b"MemoryError" in stderr:
                 return ShadowReport(status="limit", reason=f"memory limit of "
-                                    f"{limits.memory_mb} MiB reached (MemoryError)")
-            return ShadowReport(status="crashed", reason=f"the shadow exited with status {code}: "
-                                f"{_last_line(stderr)}")
+                                    f"{limits.memory_mb} MiB reached (exit status {code} "
+                                    f"with a MemoryError in its output)")
+            return ShadowReport(status="crashed", reason=f"exit status {code}; "
+                                f"{candidate_output(stderr)}")
         if captured.result_overflow:
             return error_report(f"the shadow's report exceeds {limits.result_bytes} bytes")
         if not captured.result:
@@ -168,9 +170,25 @@ def _signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-def _last_line(data: bytes) -> str:
-    lines = [line for line in data.decode("utf-8", "replace").splitlines() if line.strip()]
-    return lines[-1][:300] if lines else "(no output)"
+EXCERPT_CHARS = 200
+
+
+def candidate_output(data: bytes, limit: int = EXCERPT_CHARS) -> str:
+    """The end of a child's stderr as evidence, never as the sandbox's own words.
+
+    Whatever the child printed is the candidate's to choose, so it is labelled
+    as such, cut to its last ``limit`` characters and escaped (``repr``: no
+    newline, control character, ANSI sequence or lookalike quote reaches the
+    audit log or the operator's terminal as itself). The sandbox's own
+    classification (exit status, signal, limit) comes before it.
+    """
+    text = data.decode("utf-8", "backslashreplace").strip()
+    if not text:
+        return "no candidate output"
+    cut = len(text) > limit
+    excerpt = ascii(text[-limit:])
+    return (f"candidate output (escaped, {limit} chars max"
+            f"{', cut at the start' if cut else ''}): {excerpt}")
 
 
 def _seed_mismatch(first: ShadowReport, other: ShadowReport, seed: int,
