@@ -9,9 +9,12 @@ loaded once. ``reload()`` does the same at once and is what the daemon calls on
 SIGHUP.
 
 A valid policy whose bytes differ from the one in force replaces it and is
-passed to ``on_loaded``. Anything else (a syntax error, a wrong type, an unknown
-key, an empty or half-written file, deletion, a symlink, a world-writable file)
-goes to ``on_error`` and the last good policy stays ``current``. Policies are
+passed to ``on_loaded``, provided its ``version`` is higher: a lower version (an
+old policy put back, by mistake or by someone replaying it) or new content under
+the same version is refused like any bad policy, unless the daemon was started
+with ``allow_downgrade`` (``selfmod run --allow-policy-downgrade``, audited).
+Anything else (a syntax error, a wrong type, an unknown key, an empty or
+half-written file, deletion, a symlink, a world-writable file) goes to ``on_error`` and the last good policy stays ``current``. Policies are
 frozen, so handing the new object over is the whole swap: a cycle that already
 holds the old one finishes with it. Nothing raises out of the watching threads.
 """
@@ -47,8 +50,9 @@ class PolicyWatcher:
 
     def __init__(self, path: Path, on_loaded: Callable[[Policy], None],
                  on_error: Callable[[PolicyError], None], debounce: float = 0.2, *,
-                 current: Policy | None = None) -> None:
+                 current: Policy | None = None, allow_downgrade: bool = False) -> None:
         self.path = Path(os.path.abspath(path))
+        self.allow_downgrade = allow_downgrade
         self.debounce = debounce
         self._on_loaded = on_loaded
         self._on_error = on_error
@@ -119,6 +123,11 @@ class PolicyWatcher:
             return
         if self._current is not None and self._current.sha256 == policy.sha256:
             return
+        if self._current is not None and not self.allow_downgrade:
+            refused = version_refusal(self._current, policy)
+            if refused is not None:
+                self._call(self._on_error, refused)
+                return
         self._current = policy
         self._call(self._on_loaded, policy)
 
@@ -128,6 +137,20 @@ class PolicyWatcher:
             callback(arg)
         except Exception:
             _log.exception("a policy watcher callback failed")
+
+
+def version_refusal(current: Policy, new: Policy) -> PolicyError | None:
+    """Why ``new`` may not replace ``current``: its version does not move forward."""
+    if new.version > current.version:
+        return None
+    if new.version < current.version:
+        problem = (f"version {new.version} is lower than version {current.version} in force: "
+                   "a policy only moves forward (is an old policy being put back?)")
+    else:
+        problem = f"the content changed but the version is still {current.version}"
+    return PolicyError.single(
+        new.source, problem, f"set `version: {current.version + 1}` or higher; to go back "
+        "on purpose, restart with --allow-policy-downgrade", location="version")
 
 
 class _Handler(FileSystemEventHandler):

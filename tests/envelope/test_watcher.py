@@ -256,3 +256,43 @@ def test_missing_directory_cannot_be_watched(tmp_path: Path) -> None:
         watcher.start()
     assert watcher.current is None
     watcher.stop()
+
+
+def test_a_lower_version_is_refused_and_the_last_good_policy_kept(watched: Watched) -> None:
+    """Putting back an older policy (a lower version) is an error; the newer one stays."""
+    before = watched.watcher.attempts
+    write(watched.path, "version: 3\nbudgets: {cycles_per_hour: 6}\n")
+    watched.settle(before)
+    before = watched.watcher.attempts
+    write(watched.path, "version: 2\nbudgets: {cycles_per_hour: 60}\n")
+    watched.settle(before)
+    current = watched.watcher.current
+    assert current is not None and current.version == 3
+    assert current.budgets.cycles_per_hour == 6
+    [error] = watched.calls.errors
+    assert "version 2 is lower than version 3" in str(error)
+    assert error.issues[0].location == "version" and "version: 4" in str(error)
+
+
+def test_new_content_under_the_same_version_is_refused(watched: Watched) -> None:
+    """An edit that forgets to bump the version is refused, saying which version to set."""
+    before = watched.watcher.attempts
+    write(watched.path, "version: 1\nacceptance:\n  min_speedup: 3.0\n")
+    watched.settle(before)
+    current = watched.watcher.current
+    assert current is not None and current.acceptance.min_speedup == 1.05
+    [error] = watched.calls.errors
+    assert "still 1" in str(error) and "version: 2" in str(error)
+
+
+def test_a_downgrade_is_loaded_when_the_operator_allows_it(tmp_path: Path) -> None:
+    """With allow_downgrade an older policy replaces the one in force."""
+    path = tmp_path / "envelope.yaml"
+    write(path, "version: 5\n")
+    path.chmod(0o644)
+    calls = Calls()
+    watcher = PolicyWatcher(path, calls.loaded.append, calls.errors.append,
+                            current=load_policy(path), allow_downgrade=True)
+    write(path, "version: 4\nbudgets: {cycles_per_hour: 6}\n")
+    watcher.reload()
+    assert calls.errors == [] and [p.version for p in calls.loaded] == [4]
