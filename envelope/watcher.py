@@ -14,8 +14,9 @@ old policy put back, by mistake or by someone replaying it) or new content under
 the same version is refused like any bad policy, unless the daemon was started
 with ``allow_downgrade`` (``selfmod run --allow-policy-downgrade``, audited).
 Anything else (a syntax error, a wrong type, an unknown key, an empty or
-half-written file, deletion, a symlink, a world-writable file) goes to ``on_error`` and the last good policy stays ``current``. Policies are
-frozen, so handing the new object over is the whole swap: a cycle that already
+half-written file, deletion, a symlink, a world-writable file) goes to
+``on_error`` and the last good policy stays ``current``. Policies are frozen,
+so handing the new object over is the whole swap: a cycle that already
 holds the old one finishes with it. Nothing raises out of the watching threads.
 """
 

@@ -28,7 +28,8 @@ def test_sighup_reloads_the_config_file(tmp_path):
                      "--metrics-port", "0", "--scope", "demo.logstats:percentile"],
                     tmp_path)
     daemon.wait_for("metrics_listening", 60)
-    config.write_text("version: 1\ncycle: {interval_seconds: 2.0}\nworkload: {options: {seed: 99}}\n")
+    config.write_text("version: 1\ncycle: {interval_seconds: 2.0}\n"
+                      "workload: {options: {seed: 99}}\n")
     daemon.proc.send_signal(signal.SIGHUP)
     reloaded = _wait_for_new(daemon, "config_reloaded", 0)
     assert reloaded["applied"] == ["cycle"]
