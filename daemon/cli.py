@@ -33,7 +33,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at exit
+        return code
+    except BrokenPipeError:
+        # the reader went away (`selfmod envelope schema | head`): not an error of ours;
+        # point stdout at /dev/null so the interpreter's final flush stays quiet
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except SelfmodError as exc:
         _fail(args, str(exc))
         return 1
@@ -316,6 +323,15 @@ def cmd_llm_check(args: argparse.Namespace) -> int:
 
 # -- the parser -------------------------------------------------------------------------
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("selfmod")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 # -- jail --------------------------------------------------------------------------------
 
 def cmd_jail_run(args: argparse.Namespace) -> int:
@@ -354,6 +370,7 @@ def _parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="selfmod", description="A self-modifying runtime daemon with a safety envelope.")
+    parser.add_argument("--version", action="version", version=f"selfmod {_version()}")
     sub = parser.add_subparsers(metavar="COMMAND")
 
     run = sub.add_parser("run", parents=[common], help="run the daemon")
