@@ -68,11 +68,30 @@ def _emit(args: argparse.Namespace, data: Any, text: Callable[[Any], str]) -> No
         print(text(data))
 
 
+STATE_DIR_ENV = "SELFMOD_STATE_DIR"
+
+
 def _config(args: argparse.Namespace) -> DaemonConfig:
     config = load_config(Path(args.config) if getattr(args, "config", None) else None)
-    if getattr(args, "state_dir", None):
-        config = config.with_overrides(state_dir=args.state_dir)
+    state_dir = getattr(args, "state_dir", None) or os.environ.get(STATE_DIR_ENV)
+    if state_dir:
+        config = config.with_overrides(state_dir=state_dir)
     return config
+
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    """The state directory a reading command works on; a ConfigError when there is none.
+
+    A missing directory is not an empty history: every command that reads one
+    refuses the same way, saying where it looked and how to point it elsewhere.
+    """
+    state_dir = _config(args).state_dir
+    if not state_dir.is_dir():
+        raise ConfigError(
+            f"no state directory at {state_dir.resolve()}: pass --state-dir DIR, set "
+            f"{STATE_DIR_ENV}, or run from the directory the daemon ran in (the unit's is "
+            "/var/lib/selfmod)")
+    return state_dir
 
 
 # -- run ---------------------------------------------------------------------------------
@@ -121,9 +140,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         from snapshots.state import StateStore
 
-        config = _config(args)
-        state = StateStore(config.state_dir).load()
-        data = {"running": False, "state_dir": str(config.state_dir),
+        state_dir = _state_dir(args)
+        state = StateStore(state_dir).load()
+        data = {"running": False, "state_dir": str(state_dir),
                 "active": dict(state.active)}
 
     def text(d: dict[str, Any]) -> str:
@@ -191,7 +210,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         from daemon.ledger import Ledger
         from snapshots import Snapshots
 
-        with Snapshots(_config(args).state_dir) as snapshots:
+        with Snapshots(_state_dir(args)) as snapshots:
             answer = Ledger.writer(snapshots).rollback_offline(args.id)
     _emit(args, answer, lambda d: f"rolled back {short_id(d['rolled_back'])} on {d['target']}; "
                                   f"now live: {_live_name(d.get('restored', ''))}")
@@ -203,7 +222,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_history(args: argparse.Namespace) -> int:
     from daemon.ledger import Ledger
 
-    versions = Ledger.reader(_config(args).state_dir).history()
+    versions = Ledger.reader(_state_dir(args)).history()
     data = [{"id": v.id, "target": v.target, "status": v.status, "origin": v.origin,
              "parent": v.parent, "created_at": v.created_at,
              "speedup": v.evidence.get("speedup"), "ci_low": v.evidence.get("ci_low"),
@@ -228,7 +247,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_diff(args: argparse.Namespace) -> int:
     from daemon.ledger import Ledger
 
-    ledger = Ledger.reader(_config(args).state_dir)
+    ledger = Ledger.reader(_state_dir(args))
     version = ledger.find(args.id)
     base = ledger.source(version.base_sha)
     new = ledger.source(version.id)
@@ -244,7 +263,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from daemon.ledger import Ledger
 
-    written = Ledger.reader(_config(args).state_dir).export(Path(args.out))
+    written = Ledger.reader(_state_dir(args)).export(Path(args.out))
     _emit(args, {"written": [str(p) for p in written]},
           lambda d: "\n".join(d["written"]) or "no active versions to export")
     return 0
@@ -254,7 +273,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     from snapshots import AUDIT_FILE
     from snapshots.audit import verify_file
 
-    result = verify_file(_config(args).state_dir / AUDIT_FILE)
+    result = verify_file(_state_dir(args) / AUDIT_FILE)
     data = {"ok": result.ok, "records": result.records, "first_bad_seq": result.first_bad_seq,
             "problem": result.problem, "torn_tail": result.torn_tail}
 
