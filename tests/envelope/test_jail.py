@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from envelope.isolation import Isolation, probe_isolation
+from envelope.isolation import Isolation, default_read_paths, probe_isolation
 
 SELFMOD = [sys.executable, "-c", "import sys; from daemon.cli import main; sys.exit(main())"]
 MEMORY_MB = 256
@@ -131,6 +132,20 @@ def _():
         fh.write("pwned")
     return "written"
 
+@attempt("write_state_dir")
+def _():
+    with open(os.path.join(os.path.dirname(args["state_file"]), "forged"), "w") as fh:
+        fh.write("pwned")
+    return "written"
+
+@attempt("see_other_processes")
+def _():
+    others = [int(p) for p in os.listdir("/proc")
+              if p.isdigit() and int(p) not in (1, os.getpid())]
+    if others:
+        return others
+    raise OSError(errno.ESRCH, "no other process visible")
+
 open("inside", "w").write("ok")  # the run's own tmp dir stays writable
 status = dict(line.split(":", 1) for line in open("/proc/self/status"))
 print(json.dumps({"results": results, "uid": os.getuid(),
@@ -154,13 +169,15 @@ def refusing_layer(name: str, result: dict[str, object], seccomp_mode: str) -> s
     if number == errno.EACCES:
         return "unprivileged_user (file permissions)"
     if number == errno.EPERM:
-        return "unprivileged_user (no capabilities)"
+        return "capabilities_dropped"
     if number == errno.EAGAIN:
         return "rlimits (RLIMIT_NPROC)"
     if number == errno.EROFS:
         return "readonly_filesystem"
     if number in (errno.ENETUNREACH, errno.ECONNREFUSED):
         return "network_namespace"
+    if number == errno.ESRCH:
+        return "pid_namespace"
     return f"unknown (errno {number}: {result['error']})"
 
 
@@ -169,7 +186,7 @@ EXPECTED = {
     "read_state_file": "private_root (not in the jail's file system)",
     "read_config": "private_root (not in the jail's file system)",
     "open_device_rw": "private_root (not in the jail's file system)",
-    "mknod": "unprivileged_user (no capabilities)",
+    "mknod": "capabilities_dropped",
     "fork_exec_sh": "rlimits (RLIMIT_NPROC)",
     "connect_unix_socket": "seccomp",
     "connect_loopback_tcp": "seccomp",
@@ -178,16 +195,21 @@ EXPECTED = {
     "ptrace_parent": "seccomp",
     "unshare_user_namespace": "seccomp",
     "allocate_past_memory_limit": "rlimits (RLIMIT_AS)",
-    "write_outside_tmp_dir": "private_root (not in the jail's file system)",
+    # Next to the run's tmp dir: its parent exists in the jail (the path to the tmp
+    # dir), on the private root's read-only tmpfs.
+    "write_outside_tmp_dir": "readonly_filesystem",
     "write_visible_code": "readonly_filesystem",
+    "write_state_dir": "private_root (not in the jail's file system)",
+    "see_other_processes": "pid_namespace",
 }
 LAYERS = ("network_namespace", "pid_namespace", "mount_namespace", "readonly_filesystem",
           "capabilities_dropped", "rlimits", "private_root", "unprivileged_user", "seccomp")
+NOBODY = 65534
 
 
 @dataclass
 class Host:
-    """What the attack aims at, all outside the jail."""
+    """What the attack aims at, all outside the jail, and how the daemon's side runs."""
 
     root: Path
     config: Path
@@ -196,6 +218,7 @@ class Host:
     port: int
     outside: Path
     device: str
+    daemon_uid: int  # 0: the root layout; else the daemon's own uid (the shipped unit's)
 
 
 @pytest.fixture(scope="module")
@@ -203,47 +226,74 @@ def available() -> Isolation:
     return probe_isolation()
 
 
-@pytest.fixture
-def host(tmp_path: Path) -> Iterator[Host]:
-    """A root-only state directory, config and Unix socket, and a loopback TCP listener."""
+@pytest.fixture(params=["root", "unprivileged-daemon"])
+def host(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Host]:
+    """A state directory, config and Unix socket only the daemon's uid may read, and a
+    loopback TCP listener; the daemon is root, or an unprivileged user as under the unit."""
     if os.geteuid() != 0:
-        pytest.skip("the root layout needs root")
+        pytest.skip("both layouts are set up by root")
     device = next((path for path in DEVICES if os.path.exists(path)), None)
     if device is None:
         pytest.skip(f"none of {DEVICES} exists here")
-    state = tmp_path / "state"
+    uid = 0 if request.param == "root" else NOBODY
+    root = tmp_path / "host"
+    root.mkdir(mode=0o700)
+    state = root / "state"
     state.mkdir(mode=0o700)
     state_file = state / "audit.log"
     state_file.write_text('{"seq": 1}\n')
-    state_file.chmod(0o600)
-    (tmp_path / "envelope.yaml").write_text(f"version: 1\nsandbox:\n  memory_mb: {MEMORY_MB}\n")
-    config = tmp_path / "selfmod.yaml"
+    (root / "envelope.yaml").write_text(f"version: 1\nsandbox:\n  memory_mb: {MEMORY_MB}\n")
+    config = root / "selfmod.yaml"
     config.write_text(f"version: 1\nstate_dir: {state}\npolicy: envelope.yaml\n")
-    for path in (config, tmp_path / "envelope.yaml"):
-        path.chmod(0o600)
-    sockets = tmp_path / "sockets"
+    sockets = root / "sockets"
     sockets.mkdir(mode=0o700)
     unix_socket = sockets / "control.sock"
     with socket.socket(socket.AF_UNIX) as unix, socket.socket() as tcp:
         unix.bind(str(unix_socket))
-        unix_socket.chmod(0o600)
         unix.listen()
         tcp.bind(("127.0.0.1", 0))
         tcp.listen()
+        for path in (state_file, config, root / "envelope.yaml", unix_socket):
+            path.chmod(0o600)
+        for path in (root, state, state_file, config, root / "envelope.yaml", sockets,
+                     unix_socket):
+            os.chown(path, uid, uid)
         # Both are reachable from outside the jail: a refusal inside is the jail's doing.
         with socket.socket(socket.AF_UNIX) as probe:
             probe.connect(str(unix_socket))
         socket.create_connection(tcp.getsockname(), timeout=5).close()
-        yield Host(tmp_path, config, state_file, unix_socket, tcp.getsockname()[1],
-                   tmp_path / "outside", device)
+        yield Host(root, config, state_file, unix_socket, tcp.getsockname()[1],
+                   tmp_path / "outside", device, uid)
+
+
+def as_daemon(host: Host) -> list[str]:
+    """The prefix that runs the CLI as the daemon's uid (nothing for the root layout).
+
+    A simulated host for an unprivileged daemon: its own mount and PID namespace
+    showing what an installed daemon sees (interpreter, selfmod, its directory),
+    run as ``host.daemon_uid`` in a user namespace mapping that uid to itself. The
+    jail it then builds is the unprivileged one: ``unshare --user --map-root-user``.
+    """
+    if host.daemon_uid == 0:
+        return []
+    unshare, setpriv = shutil.which("unshare"), shutil.which("setpriv")
+    assert unshare and setpriv
+    reads = [arg for path in default_read_paths() for arg in ("--read", path)]
+    return [unshare, "--pid", "--fork", "--kill-child", "--mount-proc", "--mount",
+            "--propagation", "private", "--", sys.executable, "-I", "-m", "envelope.isolation",
+            "init", "--tmpdir", str(host.root), "--private-root", *reads,
+            "--drop-caps", setpriv, "--user", f"{host.daemon_uid}:{host.daemon_uid}", "--reap",
+            "--"]
 
 
 def jail_run(host: Host, script: str, *args: str) -> subprocess.CompletedProcess[str]:
     path = host.root / "attack.py"
     path.write_text(script)
-    return subprocess.run([*SELFMOD, "jail", "run", "--json", "--config", str(host.config),
-                           str(path), *args], capture_output=True, text=True, timeout=120,
-                          check=False, cwd=Path(__file__).parents[2])
+    os.chown(path, host.daemon_uid, host.daemon_uid)
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "TMPDIR": str(host.root)}
+    return subprocess.run([*as_daemon(host), *SELFMOD, "jail", "run", "--json", "--config",
+                           str(host.config), str(path), *args], capture_output=True, text=True,
+                          timeout=120, check=False, cwd=host.root, env=env)
 
 
 def attack(host: Host) -> dict[str, object]:
@@ -273,8 +323,16 @@ def test_every_attempt_is_refused_by_a_named_kernel_layer(host: Host,
     succeeded = [name for name, result in results.items() if not result["refused"]]
     assert not succeeded, {name: results[name] for name in succeeded}
     assert refused == EXPECTED
-    assert report["uid"] != 0 and report["inside"] is True
+    layers = report["layers"]
+    assert isinstance(layers, dict)
+    if host.daemon_uid == 0:  # the jail drops to the shadow user
+        assert report["uid"] != 0 and layers["unprivileged_user"] is True
+    else:  # it cannot: the shadow is the daemon's uid, shut out by the private root
+        assert layers["unprivileged_user"] is False
+    assert all(layers[name] for name in LAYERS if name != "unprivileged_user")
+    assert report["inside"] is True
     assert not host.outside.exists()
+    assert os.listdir(host.state_file.parent) == ["audit.log"]
 
 
 def test_the_jailed_script_runs_with_the_policys_limits_and_exit_status(host: Host) -> None:
