@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from envelope.isolation import Isolation, jail_command, probe_isolation
+from envelope.isolation import JAIL_FAILED, Isolation, jail_command, jail_user, probe_isolation
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +132,63 @@ def test_a_signal_death_is_reported_through_the_namespace_init(available: Isolat
 def test_no_layers_means_no_prefix(tmp_path: Path) -> None:
     """With nothing available the command runs as it is."""
     assert jail_command(Isolation(), str(tmp_path)) == []
+
+
+def test_the_private_root_shows_only_the_interpreter_the_code_and_the_tmp_dir(
+        available: Isolation, tmp_path: Path) -> None:
+    """In the private root, files next to the tmp dir, /etc/shadow and device nodes are gone."""
+    isolation = only(available, mount_namespace=True, readonly_filesystem=True,
+                     private_root=True)
+    inner = tmp_path / "jail"
+    inner.mkdir(mode=0o700)
+    (tmp_path / "secret").write_text("state")
+    code = ("import os, sys\n"
+            "print(sorted(os.listdir('/dev')), os.path.exists('/etc/shadow'),\n"
+            "      os.path.exists(sys.argv[1]), os.listdir(os.path.dirname(sys.argv[2])))\n")
+    result = jailed(isolation, inner, code, str(tmp_path / "secret"), str(inner))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[0] == "['fd', 'null', 'urandom', 'zero'] False False ['jail']"
+
+
+def test_a_read_path_of_slash_is_refused(available: Isolation, tmp_path: Path) -> None:
+    """Naming / as a read path would expose the whole host: the jail refuses to start."""
+    isolation = only(available, mount_namespace=True, readonly_filesystem=True,
+                     private_root=True)
+    command = [*jail_command(isolation, str(tmp_path), read_paths=["/"]), sys.executable,
+               "-I", "-c", "print('ran')"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30, cwd=tmp_path,
+                            check=False, start_new_session=True)
+    assert result.returncode == JAIL_FAILED and "ran" not in result.stdout
+    assert "whole root file system" in result.stderr
+
+
+def test_the_jailed_process_runs_as_the_shadow_user_without_groups(available: Isolation,
+                                                                   tmp_path: Path) -> None:
+    """With unprivileged_user the command runs as the shadow user, no groups, in its own userns."""
+    isolation = only(available, mount_namespace=True, readonly_filesystem=True,
+                     private_root=True, capabilities_dropped=True, unprivileged_user=True)
+    user = jail_user(isolation)
+    assert user is not None
+    os.chown(tmp_path, *user)
+    code = ("import os\n"
+            "print(os.getuid(), os.getgid(), os.getgroups(),\n"
+            "      len(open('/proc/self/uid_map').read().splitlines()))\n")
+    result = jailed(isolation, tmp_path, code)
+    assert result.stdout.split() == [str(user[0]), str(user[1]), "[]", "2"], result.stderr
+
+
+def test_seccomp_denies_sockets_and_namespaces_with_eperm(available: Isolation,
+                                                          tmp_path: Path) -> None:
+    """Under the filter socket() and unshare() fail with EPERM while ordinary calls work."""
+    isolation = only(available, seccomp=True)
+    code = ("import ctypes, errno, os, socket\n"
+            "libc = ctypes.CDLL(None, use_errno=True)\n"
+            "try:\n"
+            "    socket.socket()\n"
+            "except PermissionError:\n"
+            "    print('socket refused')\n"
+            "print('unshare', libc.unshare(0x10000000), errno.errorcode[ctypes.get_errno()])\n"
+            "print('files work', len(os.listdir('.')) >= 0)\n")
+    result = jailed(isolation, tmp_path, code)
+    assert result.stdout.splitlines() == ["socket refused", "unshare -1 EPERM",
+                                          "files work True"], result.stderr
