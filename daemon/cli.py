@@ -261,11 +261,27 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from daemon.export import export_versions
     from daemon.ledger import Ledger
+    from snapshots import AUDIT_FILE
 
-    written = Ledger.reader(_state_dir(args)).export(Path(args.out))
-    _emit(args, {"written": [str(p) for p in written]},
-          lambda d: "\n".join(d["written"]) or "no active versions to export")
+    state_dir = _state_dir(args)
+    ledger = Ledger.reader(state_dir)
+    written = export_versions(ledger.active_versions(), ledger.source, Path(args.out),
+                              audit_log=state_dir / AUDIT_FILE,
+                              root=Path(args.root) if args.root else None)
+    data = {"written": [{"patch": str(e.path), "version": e.version, "target": e.target,
+                         "file": str(e.file) if e.file else None} for e in written],
+            "summary": str(Path(args.out) / "SUMMARY.md")}
+
+    def text(d: dict[str, Any]) -> str:
+        if not d["written"]:
+            return "no active versions to export"
+        rows = [f"{w['patch']}  ({'applies to ' + w['file'] if w['file'] else 'function only'})"
+                for w in d["written"]]
+        return "\n".join([*rows, f"summary: {d['summary']}"])
+
+    _emit(args, data, text)
     return 0
 
 
@@ -428,6 +444,9 @@ def _parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", parents=[common],
                             help="active versions as patch files to upstream by hand")
     export.add_argument("--out", required=True, metavar="DIR")
+    export.add_argument("--root", metavar="DIR",
+                        help="the source tree the patches apply to (default: the git top "
+                             "level of each file, else the working directory)")
     export.set_defaults(func=cmd_export)
 
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(metavar="ACTION")

@@ -192,22 +192,3 @@ class Ledger:
                                           "detail": "offline: daemon not running",
                                           "restored": replaced})
         return {"rolled_back": record.id, "target": record.target, "restored": replaced}
-
-    def export(self, out: Path) -> list[Path]:
-        """Write each active version as a unified diff against its base, to upstream by hand."""
-        import difflib
-
-        out.mkdir(parents=True, exist_ok=True)
-        written = []
-        for record in self.active_versions():
-            base, new = self.source(record.base_sha), self.source(record.id)
-            module, _, qualname = record.target.partition(":")
-            path = out / f"{module}.{qualname}.{short_id(record.id)}.patch"
-            header = (f"# selfmod version {record.id}\n# target: {record.target}\n"
-                      f"# origin: {record.origin}\n# evidence: {dict(record.evidence)}\n")
-            diff = "".join(difflib.unified_diff(
-                base.splitlines(True), new.splitlines(True),
-                fromfile=f"a/{record.target}", tofile=f"b/{record.target}"))
-            path.write_text(header + diff)
-            written.append(path)
-        return written
