@@ -226,22 +226,42 @@ def cmd_history(args: argparse.Namespace) -> int:
     data = [{"id": v.id, "target": v.target, "status": v.status, "origin": v.origin,
              "parent": v.parent, "created_at": v.created_at,
              "speedup": v.evidence.get("speedup"), "ci_low": v.evidence.get("ci_low"),
-             "ci_high": v.evidence.get("ci_high"), "reason": v.evidence.get("reason", "")}
+             "ci_high": v.evidence.get("ci_high"), "stage": v.evidence.get("stage", ""),
+             "reason": v.evidence.get("reason", ""), "detail": v.evidence.get("detail", "")}
             for v in versions]
 
     def text(rows: list[dict[str, Any]]) -> str:
         if not rows:
             return "no versions yet"
-        out = [f"{'id':12}  {'status':11}  {'speedup':>16}  {'origin':28}  target"]
+        table = [("id", "created (UTC)", "status", "speedup [interval]", "origin", "target",
+                  "why")]
         for r in rows:
-            speed = (f"{r['speedup']:.2f}x [{r['ci_low']:.2f},{r['ci_high']:.2f}]"
+            speed = (f"{r['speedup']:.3g}x [{r['ci_low']:.3g}, {r['ci_high']:.3g}]"
                      if r["speedup"] else "")
-            out.append(f"{short_id(r['id'])}  {r['status']:11}  {speed:>16}  "
-                       f"{r['origin'][:28]:28}  {r['target']}")
-        return "\n".join(out)
+            why = f"{r['stage']}/{r['reason']}" if r["reason"] else ""
+            table.append((short_id(r["id"]), _utc(r["created_at"]), str(r["status"]), speed,
+                          r["origin"], r["target"], why))
+        return _table(table, right=frozenset({3}))
 
     _emit(args, data, text)
     return 0
+
+
+def _utc(timestamp: float) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _table(rows: Sequence[Sequence[str]], right: frozenset[int] = frozenset()) -> str:
+    """Rows as columns sized to their widest cell, so nothing misaligns whatever the values."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [cell.rjust(w) if i in right else cell.ljust(w)
+                 for i, (cell, w) in enumerate(zip(row, widths, strict=True))]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
 
 
 def cmd_diff(args: argparse.Namespace) -> int:

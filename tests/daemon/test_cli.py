@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -50,3 +51,36 @@ def test_the_state_dir_can_come_from_the_environment(tmp_path) -> None:
                          env={**os.environ, "SELFMOD_STATE_DIR": str(state)})
     assert out.returncode == 0, out.stderr
     assert '"records": 0' in out.stdout
+
+
+def test_history_is_a_table_that_holds_its_shape_and_says_why(tmp_path) -> None:
+    """Long origins and 100x speedups keep the columns aligned; rejections show stage/reason."""
+    from daemon.ledger import Ledger
+    from daemon.synthesis.base import Candidate
+    from snapshots import Snapshots
+
+    state = tmp_path / "state"
+    base = "0" * 64
+    with Snapshots(state) as snapshots:
+        ledger = Ledger.writer(snapshots)
+        good = ledger.propose(Candidate("shop.pricing:total", "def total(xs):\n    return 1\n",
+                                        "llm:Qwen/Qwen2.5-Coder-32B-Instruct-AWQ-long", base), base)
+        ledger.activate("shop.pricing:total", good,
+                        {"speedup": 123.456, "ci_low": 101.2, "ci_high": 140.9})
+        bad = ledger.propose(Candidate("shop.pricing:total", "def total(xs):\n    return 2\n",
+                                       "rules:manual-sum", base), base)
+        ledger.reject(bad, "accept", "speedup_below_minimum", "1.01x, needs 1.05x")
+    out = subprocess.run([*SELFMOD, "history", "--state-dir", str(state)],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    header, *rows = out.splitlines()
+    column = header.index("target")
+    assert all(row[column:].startswith("shop.pricing:total") for row in rows), out
+    assert "123x [101, 141]" in out and "llm:Qwen/Qwen2.5-Coder-32B-Instruct-AWQ-long" in out
+    assert "accept/speedup_below_minimum" in out
+    assert good[:12] in out and good[:13] not in out
+    data = json.loads(subprocess.run([*SELFMOD, "history", "--json", "--state-dir", str(state)],
+                                     capture_output=True, text=True, timeout=60,
+                                     check=True).stdout)
+    rejected = next(r for r in data if r["id"] == bad)
+    assert (rejected["stage"], rejected["reason"], rejected["detail"]) == \
+        ("accept", "speedup_below_minimum", "1.01x, needs 1.05x")
