@@ -1,13 +1,20 @@
 """The sandbox: runs a candidate's shadow in a jail and turns whatever happens into a report.
 
 :meth:`Sandbox.run` never raises for anything the child does. It starts
-``python -s -P -m invariants.shadow`` (see that module for why not ``-I``) inside
-the layers :func:`envelope.isolation.jail_command` can give, with an
-environment built from scratch, a private working directory (mode 0700, removed
-afterwards), its own session and process group. The job goes to the child's
-stdin as JSON (:mod:`invariants.job`); nothing from the child is ever unpickled.
-Feeding it, draining its pipes under caps, the deadline and reaping the whole
-process group is :mod:`envelope.collector`; no zombie and no process is left behind.
+``python -s -P -m invariants.shadow`` (see that module for why not ``-I``) through
+:class:`envelope.jail.Jail`, the one spawn path for untrusted code (``selfmod jail
+run`` uses it too): every layer :func:`envelope.isolation.jail_command` can give,
+an environment built from scratch, a private working directory owned by the
+shadow user (removed afterwards), its own session and process group. The job
+goes to the child's stdin as JSON (:mod:`invariants.job`), with the corpus path
+pointing at a read-only copy in that directory (see :meth:`Sandbox._run_child`);
+nothing from the child is ever unpickled. Feeding it, draining its pipes under
+caps, the deadline and reaping the whole process group is
+:mod:`envelope.collector`; no zombie and no process is left behind.
+
+A failure's reason is the sandbox's own classification (exit status, signal,
+limit); what the child printed is only quoted after it, escaped and bounded
+(:func:`candidate_output`).
 
 The corpus is replayed once per hash seed in ``job.hash_seeds``: the first child
 replays, runs the property checks on generated inputs (``job.examples``; none for
