@@ -179,9 +179,12 @@ def test_the_jailed_process_runs_as_the_shadow_user_without_groups(available: Is
 
 def test_seccomp_denies_sockets_and_namespaces_with_eperm(available: Isolation,
                                                           tmp_path: Path) -> None:
-    """Under the filter socket() and unshare() fail with EPERM while ordinary calls work."""
+    """Under the filter socket() and unshare() fail with EPERM; threads and files still work."""
     isolation = only(available, seccomp=True)
-    code = ("import ctypes, errno, os, socket\n"
+    code = ("import ctypes, errno, os, socket, threading\n"
+            "thread = threading.Thread(target=print, args=('thread ran',))\n"
+            "thread.start()\n"
+            "thread.join()\n"
             "libc = ctypes.CDLL(None, use_errno=True)\n"
             "try:\n"
             "    socket.socket()\n"
@@ -190,5 +193,5 @@ def test_seccomp_denies_sockets_and_namespaces_with_eperm(available: Isolation,
             "print('unshare', libc.unshare(0x10000000), errno.errorcode[ctypes.get_errno()])\n"
             "print('files work', len(os.listdir('.')) >= 0)\n")
     result = jailed(isolation, tmp_path, code)
-    assert result.stdout.splitlines() == ["socket refused", "unshare -1 EPERM",
+    assert result.stdout.splitlines() == ["thread ran", "socket refused", "unshare -1 EPERM",
                                           "files work True"], result.stderr
