@@ -401,7 +401,8 @@ def cmd_jail_run(args: argparse.Namespace) -> int:
     config = _config(args)
     policy = load_policy(config.policy) if config.policy is not None else DEFAULT_POLICY
     isolation = probe_isolation()
-    jail = Jail(SandboxLimits.from_policy(policy.sandbox), isolation)
+    jail = Jail(SandboxLimits.from_policy(policy.sandbox), isolation,
+                hide_paths=[str(config.state_dir.resolve())])
     run = jail.run_file(path, args.args)
     if args.json:
         print(json.dumps({"exit_status": run.exit_status, "timed_out": run.timed_out,

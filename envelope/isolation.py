@@ -235,15 +235,16 @@ def default_read_paths(python: str = sys.executable) -> list[str]:
     """What any shadow reads: the interpreter, its libraries and site-packages, and selfmod.
 
     Taken from this process (the shadow runs the same interpreter): its import
-    path, its prefixes, and the folders holding the ``invariants`` and
-    ``snapshots`` packages (an editable install finds them through a hook, not
-    through ``sys.path``).
+    path, its prefixes, and the ``invariants`` and ``snapshots`` packages
+    themselves (an editable install finds them through a hook, not through
+    ``sys.path``; binding them rather than the checkout around them keeps the
+    rest of the checkout, a ``.selfmod`` state directory included, out of view).
     """
     paths = {entry for entry in sys.path if os.path.isabs(entry) and os.path.exists(entry)}
     paths |= {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
     paths.add(str(Path(os.path.realpath(python)).parent.parent))
     for package in (invariants, snapshots):
-        paths.add(str(Path(package.__path__[0]).parent))
+        paths.add(str(package.__path__[0]))
     return sorted(paths)
 
 
@@ -259,12 +260,13 @@ def _probe_readonly(base: list[str], python: str, tmp_root: Path | None) -> bool
 
 
 def jail_command(isolation: Isolation, tmpdir: str, python: str = sys.executable, *,
-                 read_paths: Sequence[str] = (), limits: ShadowLimits | None = None
-                 ) -> list[str]:
+                 read_paths: Sequence[str] = (), hide_paths: Sequence[str] = (),
+                 limits: ShadowLimits | None = None) -> list[str]:
     """The command prefix that runs a command inside every available layer (may be empty).
 
     With ``private_root``, the command sees only :func:`default_read_paths`,
-    ``read_paths`` and ``tmpdir``; with ``unprivileged_user`` too (and the
+    ``read_paths`` and ``tmpdir``, minus ``hide_paths`` (covered by an empty
+    directory); with ``unprivileged_user`` too (and the
     daemon root), it runs as :func:`shadow_user`, which must own ``tmpdir``.
     ``limits`` are set by the jail on the command before it starts.
     """
@@ -289,6 +291,8 @@ def jail_command(isolation: Isolation, tmpdir: str, python: str = sys.executable
             init.append("--private-root")
             for path in sorted({*default_read_paths(python), *read_paths}):
                 init += ["--read", path]
+            for path in sorted(set(hide_paths)):
+                init += ["--hide", path]
     setpriv = shutil.which("setpriv")
     if isolation.capabilities_dropped and setpriv is not None:
         init += ["--drop-caps", setpriv]
@@ -423,7 +427,8 @@ def _init(options: argparse.Namespace) -> int:
     tmpdir = os.path.realpath(options.tmpdir)
     if options.private_root:
         try:
-            enter_private_root(tmpdir, options.read, fresh_proc=options.reap)
+            enter_private_root(tmpdir, options.read, fresh_proc=options.reap,
+                               hide_paths=options.hide)
         except OSError as exc:
             print(f"jail init: no private root: {exc}", file=sys.stderr)
             return JAIL_FAILED
@@ -491,6 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     init.add_argument("--reap", action="store_true")
     init.add_argument("--private-root", action="store_true")
     init.add_argument("--read", action="append", default=[], metavar="PATH")
+    init.add_argument("--hide", action="append", default=[], metavar="PATH")
     init.add_argument("--user", metavar="UID:GID")
     init.add_argument("--limits", action="store_true",
                       help="set the resource limits below on the command")

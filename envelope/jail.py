@@ -95,8 +95,11 @@ class Jail:
 
     def __init__(self, limits: SandboxLimits, isolation: Isolation,
                  python: str = sys.executable, tmp_root: Path | None = None,
-                 cancel: threading.Event | None = None) -> None:
+                 cancel: threading.Event | None = None,
+                 hide_paths: Sequence[str] = ()) -> None:
         self.limits = limits
+        # Never shown to the jailed process, even inside a read path (the state dir).
+        self.hide_paths = tuple(str(path) for path in hide_paths)
         self.isolation = isolation
         self.python = python
         self.tmp_root = tmp_root
@@ -127,18 +130,22 @@ class Jail:
         return target
 
     def run(self, args: Callable[[int], Sequence[str]], workdir: Path, *, payload: bytes = b"",
-            hash_seed: int = 0, read_paths: Sequence[str] = ()) -> Captured:
+            hash_seed: int = 0, read_paths: Sequence[str] = (),
+            hide_paths: Sequence[str] = ()) -> Captured:
         """Run ``python -s -P *args(result_fd)`` in the jail with ``payload`` on its stdin.
 
         ``read_paths`` are made visible (read-only) in a private root besides the
-        interpreter and its libraries; everything else of the host is absent.
+        interpreter and its libraries; everything else of the host is absent, and
+        so are ``hide_paths`` and :attr:`hide_paths` where a read path contains them.
         """
         env = {"PATH": CHILD_PATH, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
                "PYTHONHASHSEED": str(hash_seed), "PYTHONDONTWRITEBYTECODE": "1"}
         read_fd, write_fd = os.pipe()
         try:
             command = [*jail_command(self.isolation, str(workdir), self.python,
-                                     read_paths=read_paths, limits=self.limits.shadow()),
+                                     read_paths=read_paths,
+                                     hide_paths=[*self.hide_paths, *hide_paths],
+                                     limits=self.limits.shadow()),
                        self.python, "-s", "-P", *args(write_fd)]
             process = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -82,13 +82,16 @@ def _within(path: str, roots: Sequence[str]) -> bool:
     return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
 
 
-def enter_private_root(tmpdir: str, read_paths: Sequence[str], *, fresh_proc: bool) -> None:
+def enter_private_root(tmpdir: str, read_paths: Sequence[str], *, fresh_proc: bool,
+                       hide_paths: Sequence[str] = ()) -> None:
     """Make a new root of ``read_paths``, the system directories and ``tmpdir``, and enter it.
 
     ``read_paths`` and ``tmpdir`` are absolute paths of the current root; each
     appears at the same path in the new one (so the command line, the job's
     paths and the working directory stay valid). ``/`` itself is refused: it
-    would undo the point of the exercise.
+    would undo the point of the exercise. Each of ``hide_paths`` that a read path
+    brings into view (a state directory inside the application's checkout, say) is
+    covered by an empty tmpfs that nobody may enter.
     """
     tmpdir = os.path.realpath(tmpdir)
     wanted = sorted({os.path.normpath(path) for path in read_paths if os.path.isabs(path)})
@@ -121,6 +124,11 @@ def enter_private_root(tmpdir: str, read_paths: Sequence[str], *, fresh_proc: bo
             continue  # already visible through an enclosing bind
         m.bind(source, target)
         bound.append(path)
+    for path in sorted({os.path.normpath(p) for p in hide_paths if os.path.isabs(p)}):
+        if _within(path, bound) and os.path.isdir("/newroot" + path) and \
+                not _within(tmpdir, [path]):
+            m.mount("tmpfs", "/newroot" + path, "tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
+                    "mode=000,size=4k")
     os.makedirs("/newroot/dev", mode=0o755, exist_ok=True)
     m.mount("tmpfs", "/newroot/dev", "tmpfs", _MS_NOSUID | _MS_NOEXEC, "mode=0755,size=64k")
     for device in DEVICES:

@@ -27,11 +27,13 @@ Only a bad configuration raises (:class:`envelope.errors.LimitsError`), never a 
 
 from __future__ import annotations
 
+import os
 import secrets
 import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -50,10 +52,13 @@ class Sandbox:
 
     def __init__(self, limits: SandboxLimits, isolation: Isolation,
                  python: str = sys.executable, tmp_root: Path | None = None,
-                 cancel: threading.Event | None = None) -> None:
+                 cancel: threading.Event | None = None,
+                 hide_paths: Sequence[str | Path] = ()) -> None:
         self.limits = limits
         self.isolation = isolation
-        self.jail = Jail(limits, isolation, python, tmp_root, cancel)
+        # The daemon passes its state directory: the target's code may live around it.
+        self.jail = Jail(limits, isolation, python, tmp_root, cancel,
+                         hide_paths=[str(Path(path).resolve()) for path in hide_paths])
 
     def run(self, job: ShadowJob) -> ShadowReport:
         """Replay, compare and benchmark ``job`` in the jail; always returns a report."""
@@ -113,8 +118,10 @@ class Sandbox:
                 return ["-m", "invariants.shadow", "--result-fd", str(result_fd),
                         "--tmpdir", str(tmpdir), "--mode", mode, *limits]
 
+            # The corpus's own directory is hidden too, whoever built the sandbox.
             captured = jail.run(shadow_args, tmpdir, payload=payload, hash_seed=seed,
-                                read_paths=job.sys_path)
+                                read_paths=job.sys_path,
+                                hide_paths=[os.path.dirname(os.path.realpath(job.corpus_path))])
         report = self._classify(captured, nonce)
         if report.hash_seeds_checked not in ((), (seed,)):
             report = error_report(f"the shadow ran under hash seed "

@@ -245,6 +245,26 @@ def test_a_crashing_candidate_chooses_no_words_in_the_reason(workspace: Path,
     assert "\u2028" not in report.reason and "\\x1b[2J" in report.reason
 
 
+def test_a_hidden_path_inside_the_code_is_absent_in_the_jail(workspace: Path,
+                                                             isolation: Isolation) -> None:
+    """A state directory inside the target's code folder is covered when the sandbox hides it."""
+    if not isolation.private_root:
+        pytest.skip("no private root here")
+    state = workspace / "code" / ".selfmod"
+    state.mkdir()
+    (state / "audit.log").write_text("{}\n")
+    source = (f"def total(xs):\n"
+              f"    import os\n"
+              f"    return sum(xs) if not os.path.exists({str(state / 'audit.log')!r}) else -1\n")
+    job = ShadowJob("sbx_target:total", source, str(workspace / "total.pkl"),
+                    (str(workspace / "code"),), repeats=3, min_sample_seconds=0.002)
+    shown = Sandbox(QUICK, isolation, tmp_root=workspace / "shadows").run(job)
+    assert shown.status == "mismatch", shown.reason  # visible (read-only) without hiding
+    hidden = Sandbox(QUICK, isolation, tmp_root=workspace / "shadows",
+                     hide_paths=[state]).run(job)
+    assert hidden.status == "ok", hidden.reason
+
+
 def test_sys_exit_is_an_error(workspace: Path, isolation: Isolation) -> None:
     """sys.exit in the candidate is caught as an attempt to end the process."""
     report = run(workspace, isolation, "def total(xs):\n    raise SystemExit(0)\n")
