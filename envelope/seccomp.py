@@ -67,12 +67,17 @@ class SeccompError(OSError):
 
 
 def _library() -> ctypes.CDLL:
-    name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
+    # The soname first: find_library runs ldconfig in a subprocess, which the jail's
+    # init would rather not do inside the new root.
     try:
-        lib = ctypes.CDLL(name, use_errno=True)
-    except OSError as exc:
-        raise SeccompError(0, f"libseccomp is not installed ({exc}); on Debian: "
-                              "apt-get install libseccomp2") from exc
+        lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+    except OSError:
+        try:
+            lib = ctypes.CDLL(ctypes.util.find_library("seccomp") or "libseccomp.so",
+                              use_errno=True)
+        except OSError as exc:
+            raise SeccompError(0, f"libseccomp is not installed ({exc}); on Debian: "
+                                  "apt-get install libseccomp2") from exc
     lib.seccomp_init.argtypes = [ctypes.c_uint32]
     lib.seccomp_init.restype = ctypes.c_void_p
     lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
