@@ -19,7 +19,12 @@ Write order for a new version is object, then audit record, then state: a
 crash between steps can leave an unreferenced object or an audit record of a
 decision whose state change was lost, never a state naming a missing object.
 
-The bottom layer: it imports only the standard library, never :mod:`daemon`,
+With an :class:`Anchor` (a signing key and a checkpoint file, both outside
+this directory), the audit log is checked against its signed checkpoints when
+it is opened, and :class:`Snapshots` refuses to open (AuditRefused) when the
+log fails that check: the daemon must not start on a log it cannot vouch for.
+
+The bottom layer: it imports only the standard library and ``cryptography``, never :mod:`daemon`,
 :mod:`envelope` or :mod:`invariants` (import-linter contracts in
 ``pyproject.toml``).
 """
@@ -34,10 +39,13 @@ from pathlib import Path
 from types import TracebackType
 
 from .audit import AuditLog, AuditRecord, VerifyResult, read_records, verify_chain, verify_file
+from .checkpoint import Anchor
 from .corpus import remove_corpus_temps
 from .crash import CRASH_POINTS, crash_point
 from .errors import (
+    AnchorError,
     AuditError,
+    AuditRefused,
     AuditTampered,
     IntegrityError,
     ObjectMissing,
@@ -47,6 +55,7 @@ from .errors import (
     UnknownVersion,
     VersionConflict,
 )
+from .keys import credential_key_path, generate_keypair, load_private_key, load_public_key
 from .restore import RestoreAction, RestoreDecision, plan_restore
 from .state import State, StateStore, activate, deactivate, mark, with_version
 from .store import OBJECTS_DIR, VersionStore
@@ -64,10 +73,12 @@ class Snapshots:
     corpora that the daemon loads), takes the lock, cleans up after a crash,
     and exposes ``.store``, ``.audit`` and ``.state``. ``removed_temps`` lists
     the temporary files a crashed writer had left; ``audit.repaired`` says
-    whether the audit log's tail was repaired.
+    whether the audit log's tail was repaired. ``anchor`` anchors the audit
+    log (see :class:`snapshots.audit.AuditLog`); without it the log is unanchored.
     """
 
-    def __init__(self, state_dir: Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, state_dir: Path, clock: Callable[[], float] = time.time,
+                 anchor: Anchor | None = None) -> None:
         self.state_dir = state_dir
         try:
             state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -83,7 +94,7 @@ class Snapshots:
             self.removed_temps = (self.state.remove_temps() + self.store.remove_temps()
                                   + remove_corpus_temps(state_dir / CORPUS_DIR))
             self.store.ensure_format()
-            self.audit = AuditLog(state_dir / AUDIT_FILE, clock)
+            self.audit = AuditLog(state_dir / AUDIT_FILE, clock, anchor)
         except BaseException:
             self._release()
             raise
@@ -148,9 +159,12 @@ __all__ = [
     "CORPUS_DIR",
     "CRASH_POINTS",
     "LOCK_FILE",
+    "Anchor",
+    "AnchorError",
     "AuditError",
     "AuditLog",
     "AuditRecord",
+    "AuditRefused",
     "AuditTampered",
     "IntegrityError",
     "ObjectMissing",
@@ -171,7 +185,11 @@ __all__ = [
     "VersionStore",
     "activate",
     "crash_point",
+    "credential_key_path",
     "deactivate",
+    "generate_keypair",
+    "load_private_key",
+    "load_public_key",
     "mark",
     "plan_restore",
     "read_records",

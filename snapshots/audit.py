@@ -14,14 +14,19 @@ and ``hash`` is the sha256 of the canonical JSON of all the other fields
 (:func:`canonical_json`). Editing, deleting, moving or inserting a record breaks
 the chain at that point, unless whoever did it also recomputed every later hash:
 an unanchored chain proves order and detects careless edits, it cannot stop an
-attacker who can rewrite the whole file. Keeping the head hash elsewhere is the
-remedy for that.
+attacker who can rewrite the whole file, or one who cuts records off the end.
+The remedy is an :class:`~snapshots.checkpoint.Anchor`: signed checkpoints of
+the head in a file outside the state directory (:mod:`snapshots.checkpoint`),
+against which the log is checked on open; the writer refuses to append to a
+log that fails (AuditRefused), and writes nothing, not even a repair.
 
 Crash or tamper: a record is written with a single ``write`` on an O_APPEND
 descriptor, so a crash mid-write can only leave a *prefix* of the last line,
 which lacks its newline (or, on some file systems after power loss, is not
 JSON). Only the last line can be torn; any bad line before it, and any last
-line that parses but does not verify, is tampering. :func:`verify_chain`
+line that parses but does not verify, is tampering. Anchored, a torn line must
+also lack its newline and no checkpoint may vouch for it (checkpoints are
+written only after their record is fsynced). :func:`verify_chain`
 reports the two apart, and :class:`AuditLog` repairs a torn tail when it
 opens the log: it truncates the torn bytes and appends an ``audit_repaired``
 record with their length, hash and first bytes, so the repair is itself on the
@@ -36,176 +41,62 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from . import crash
-from .errors import AuditError, AuditTampered
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-# History of AUDIT_FORMAT:
-#   1 — first format: {v, seq, ts, prev, kind, body, hash}; hash over canonical JSON
-#       of the other six fields; seq from 1; prev of the first record is 64 zeros.
-AUDIT_FORMAT = 1
-GENESIS = "0" * 64
-FIELDS = ("v", "seq", "ts", "prev", "kind", "body", "hash")
+from . import crash
+from .chain import (
+    AUDIT_FORMAT,
+    FIELDS,
+    GENESIS,
+    AuditRecord,
+    VerifyResult,
+    _entries,
+    canonical_json,
+    make_record,
+    parse_line,
+    record_hash,
+    verify_chain,
+)
+from .checkpoint import Anchor, Checkpoints, CheckpointWriter, read_checkpoints
+from .errors import AuditError, AuditRefused, AuditTampered
+from .keys import load_private_key
+
+__all__ = [  # the record format lives in snapshots.chain; these names stay importable from here
+    "AUDIT_FORMAT",
+    "FIELDS",
+    "GENESIS",
+    "REPAIRED_KIND",
+    "Anchor",
+    "AuditLog",
+    "AuditRecord",
+    "VerifyResult",
+    "canonical_json",
+    "make_record",
+    "read_records",
+    "record_hash",
+    "verify_chain",
+    "verify_file",
+]
+
 REPAIRED_KIND = "audit_repaired"
 _TAIL_CHUNK = 64 * 1024
 _DROPPED_SHOWN = 256
 
 
-def canonical_json(obj: Any) -> str:
-    """The one serialisation hashes are computed over."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
-
-
-@dataclass(frozen=True)
-class AuditRecord:
-    """One line of the audit log."""
-
-    v: int
-    seq: int
-    ts: float
-    prev: str
-    kind: str
-    body: Mapping[str, Any]
-    hash: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in FIELDS}
-
-    def line(self) -> str:
-        """The record as written: fields in the documented order, then a newline."""
-        return json.dumps(self.to_json(), separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False) + "\n"
-
-
-def record_hash(fields: Mapping[str, Any]) -> str:
-    """The sha256 of the canonical JSON of every field but ``hash``."""
-    rest = {key: value for key, value in fields.items() if key != "hash"}
-    return hashlib.sha256(canonical_json(rest).encode("utf-8")).hexdigest()
-
-
-def make_record(seq: int, prev: str, ts: float, kind: str, body: Mapping[str, Any]) -> AuditRecord:
-    """The record that follows ``prev`` as number ``seq``; AuditError if ``body`` is not JSON.
-
-    The body is normalised through JSON first (tuples become lists, keys
-    strings), so the record hashes the same after it is read back.
-    """
-    try:
-        plain = json.loads(canonical_json(dict(body)))
-    except (TypeError, ValueError) as exc:
-        raise AuditError(f"audit body for {kind!r} is not plain JSON: {exc}") from exc
-    fields = {"v": AUDIT_FORMAT, "seq": seq, "ts": float(ts), "prev": prev, "kind": kind,
-              "body": plain}
-    return AuditRecord(**fields, hash=record_hash(fields))
-
-
-# -- verification (pure) -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    """What :func:`verify_chain` found.
-
-    ``ok`` means no sign of tampering (a torn tail alone is a crash, so it is
-    ok, with ``torn_tail`` set). ``records`` counts the records that form an
-    intact chain from the start. ``first_bad_seq`` is the sequence number
-    expected at the first place the chain fails: every record before it links.
-    """
-
-    ok: bool
-    records: int
-    first_bad_seq: int | None = None
-    problem: str = ""
-    torn_tail: bool = False
-
-
-def _parse(line: str) -> dict[str, Any] | None:
-    try:
-        value = json.loads(line)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def _parse_bytes(line: bytes) -> dict[str, Any] | None:
-    return _parse(line.decode("utf-8", errors="replace"))
+    return parse_line(line.decode("utf-8", errors="replace"))
 
 
-def _record_problem(fields: dict[str, Any], seq: int, prev: str) -> str:
-    """Why ``fields`` is not the valid record number ``seq`` following ``prev``; "" if it is."""
-    if set(fields) != set(FIELDS):
-        return f"fields are {sorted(fields)}, expected {sorted(FIELDS)}"
-    if fields["v"] != AUDIT_FORMAT:
-        return f"format v={fields['v']!r}, this selfmod reads v={AUDIT_FORMAT}"
-    found = fields["seq"]
-    if not isinstance(found, int) or isinstance(found, bool):
-        return f"seq {found!r} is not an integer"
-    if found != seq:
-        return f"expected seq {seq}, found {found}: a record was deleted, inserted or moved"
-    if not (isinstance(fields["ts"], int | float) and isinstance(fields["kind"], str)
-            and isinstance(fields["body"], dict)):
-        return "ts, kind or body has the wrong type"
-    try:
-        actual = record_hash(fields)
-    except (TypeError, ValueError) as exc:
-        return f"record cannot be hashed: {exc}"
-    if fields["hash"] != actual:
-        return "hash does not match the record's content: the record was edited"
-    if fields["prev"] != prev:
-        return f"prev does not match the hash of record {seq - 1}: the chain was cut here"
-    return ""
-
-
-def verify_chain(lines: Iterable[str]) -> VerifyResult:
-    """Check a log given as its lines, each with its trailing newline as read from the file.
-
-    Only the last line may be torn (no newline, or not a JSON object); that
-    is reported as ``torn_tail`` with ``ok`` true. Anything else wrong stops
-    the check at the first bad record.
-    """
-    seq, prev, count = 1, GENESIS, 0
-    for line, fields, torn in _entries(lines):
-        if torn:
-            if not line:
-                break
-            size = len(line.encode("utf-8"))
-            return VerifyResult(
-                ok=True, records=count, torn_tail=True,
-                problem=f"last line is torn ({size} bytes after record {seq - 1}): a crash "
-                        "mid-write, repaired when the daemon next opens the log")
-        if fields is None:
-            return VerifyResult(ok=False, records=count, first_bad_seq=seq,
-                                problem=f"record {seq}: line is not a JSON object")
-        problem = _record_problem(fields, seq, prev)
-        if problem:
-            return VerifyResult(ok=False, records=count, first_bad_seq=seq,
-                                problem=f"record {seq}: {problem}")
-        seq, prev, count = seq + 1, fields["hash"], count + 1
-    return VerifyResult(ok=True, records=count)
-
-
-def _entries(lines: Iterable[str]) -> Iterator[tuple[str, dict[str, Any] | None, bool]]:
-    """Each line with its parsed fields and whether it is a torn tail.
-
-    Only the last line can be torn: it has no newline, or it is not a JSON
-    object. Knowing that needs one line of look-ahead, kept here for every reader.
-    """
-    iterator = iter(lines)
-    line = next(iterator, None)
-    while line is not None:
-        following = next(iterator, None)
-        fields = _parse(line)
-        yield line, fields, following is None and (fields is None or not line.endswith("\n"))
-        line = following
+# -- reading -----------------------------------------------------------------------------------
 
 
 def _file_lines(path: Path) -> Iterator[str]:
@@ -214,14 +105,43 @@ def _file_lines(path: Path) -> Iterator[str]:
             yield raw.decode("utf-8", errors="replace")
 
 
-def verify_file(path: Path) -> VerifyResult:
-    """:func:`verify_chain` over the log at ``path``; a missing file is an empty, intact log."""
+def verify_file(path: Path, checkpoints: Path | None = None,
+                public_key: Ed25519PublicKey | None = None) -> VerifyResult:
+    """Check the log at ``path``; a missing file is an empty, intact log.
+
+    Given the checkpoint file and the key that signed it (both or neither),
+    the check is anchored (:func:`verify_chain`); a line of the checkpoint
+    file that is not a checkpoint signed by that key is tampering, reported at
+    the first record no good checkpoint before it vouches for.
+    """
+    if (checkpoints is None) != (public_key is None):
+        raise ValueError("an anchored check needs both the checkpoint file and the public key")
+    if checkpoints is None or public_key is None:
+        return _verify_lines(path, None)
+    return _verify_anchored(path, checkpoints, read_checkpoints(checkpoints, public_key))
+
+
+def _verify_lines(path: Path, vouched: Mapping[int, str] | None) -> VerifyResult:
     try:
-        return verify_chain(_file_lines(path))
+        return verify_chain(_file_lines(path), vouched)
     except FileNotFoundError:
-        return VerifyResult(ok=True, records=0)
+        return verify_chain([], vouched)
     except OSError as exc:
         raise AuditError(f"cannot read {path}: {exc}") from exc
+
+
+def _verify_anchored(path: Path, checkpoints: Path, found: Checkpoints) -> VerifyResult:
+    """The log checked against the good checkpoints, and the first bad checkpoint line if any."""
+    result = _verify_lines(path, found.vouched)
+    if not found.problem:
+        return result
+    first = found.last_seq + 1
+    if result.first_bad_seq is not None and result.first_bad_seq <= first:
+        return result
+    return replace(result, ok=False, records=min(result.records, first - 1), first_bad_seq=first,
+                   torn_tail=False,
+                   problem=f"{checkpoints}: {found.problem}; records from seq {first} on are "
+                           "vouched for by no good checkpoint")
 
 
 def read_records(path: Path, kinds: Iterable[str] | None = None) -> Iterator[AuditRecord]:
@@ -253,22 +173,34 @@ class AuditLog:
 
     Opening creates the file (mode 0600) if needed. ``repaired`` is the
     ``audit_repaired`` record written on open, or None.
+
+    With an ``anchor`` the log is checked against its signed checkpoints
+    before anything is written; when that fails, AuditRefused names the first
+    bad seq and nothing is written, not even a repair. A checkpoint of the
+    head is written after opening, every ``anchor.every`` records and at close.
     """
 
-    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time,
+                 anchor: Anchor | None = None) -> None:
         self.path = path
+        self.anchor = anchor
         self._clock = clock
         self._lock = threading.Lock()
         self._seq, self._prev, self._size = 0, GENESIS, 0
+        self._checkpoints: CheckpointWriter | None = None
+        self._public_key: Ed25519PublicKey | None = None
         try:
             self._fd: int | None = os.open(
                 path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise AuditError(f"cannot open {path}: {exc}") from exc
         try:
+            if anchor is not None:
+                self._checkpoints = self._check_anchor(anchor)
             self.repaired = self._recover()
+            self._checkpoint()
         except BaseException:
-            self.close()
+            self._close_files()
             raise
 
     @property
@@ -277,20 +209,35 @@ class AuditLog:
         with self._lock:
             return self._seq, self._prev
 
+    @property
+    def checkpointed(self) -> int | None:
+        """The seq of the last checkpoint written or found, or None when unanchored."""
+        with self._lock:
+            return None if self._checkpoints is None else self._checkpoints.last_seq
+
     def append(self, kind: str, body: Mapping[str, Any]) -> AuditRecord:
-        """Append one record and fsync it; safe to call from any thread."""
+        """Append one record and fsync it, then a checkpoint when one is due; thread-safe.
+
+        Should the checkpoint fail (AnchorError), the record is already
+        stored; the next append or close tries the checkpoint again.
+        """
         if not kind:
             raise ValueError("an audit record needs a kind")
         with self._lock:
             record = make_record(self._seq + 1, self._prev, self._clock(), kind, body)
             self._write(record.line().encode("utf-8"))
             self._seq, self._prev = record.seq, record.hash
+            if (self.anchor is not None and self._checkpoints is not None
+                    and self._seq - self._checkpoints.last_seq >= self.anchor.every):
+                self._checkpoint()
             return record
 
     def verify(self) -> VerifyResult:
-        """:func:`verify_chain` over this log, with appends held off while it reads."""
+        """:func:`verify_file` over this log (anchored if it is), with appends held off."""
         with self._lock:
-            return verify_file(self.path)
+            if self.anchor is None or self._public_key is None:
+                return verify_file(self.path)
+            return verify_file(self.path, self.anchor.checkpoints, self._public_key)
 
     def records(self, kinds: Iterable[str] | None = None) -> list[AuditRecord]:
         """The records in order, optionally only those whose kind is in ``kinds``."""
@@ -298,10 +245,13 @@ class AuditLog:
             return list(read_records(self.path, kinds))
 
     def close(self) -> None:
+        """Write the closing checkpoint (when anchored) and close the files."""
         with self._lock:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
+            try:
+                if self._fd is not None:
+                    self._checkpoint()
+            finally:
+                self._close_files()
 
     def __enter__(self) -> AuditLog:
         return self
@@ -309,6 +259,37 @@ class AuditLog:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+    def _close_files(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _check_anchor(self, anchor: Anchor) -> CheckpointWriter:
+        """Check the log against its checkpoints; if that fails, AuditRefused, nothing written."""
+        anchor.check_outside(self.path.parent)
+        private_key = load_private_key(anchor.key)
+        self._public_key = private_key.public_key()
+        found = read_checkpoints(anchor.checkpoints, self._public_key)
+        result = _verify_anchored(self.path, anchor.checkpoints, found)
+        if not result.ok:
+            assert result.first_bad_seq is not None
+            raise AuditRefused(
+                f"refusing to append to {self.path}: it fails its check against the signed "
+                f"checkpoints in {anchor.checkpoints} at seq {result.first_bad_seq}: "
+                f"{result.problem}. Nothing was written. Run `selfmod audit verify "
+                "--public-key KEY.pub --checkpoints FILE` and investigate from that seq; to "
+                "start a new chain, move the log and the checkpoint file aside (keep both as "
+                "evidence) and start again", result.first_bad_seq)
+        return CheckpointWriter(anchor.checkpoints, private_key, found)
+
+    def _checkpoint(self) -> None:
+        """Sign the head into the checkpoint file, unless unanchored or already done."""
+        writer = self._checkpoints
+        if writer is not None and self._seq > writer.last_seq:
+            writer.write(self._seq, self._prev, self._clock())
 
     def _write(self, data: bytes) -> None:
         fd = self._fd

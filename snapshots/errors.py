@@ -8,7 +8,9 @@ Every error is a :class:`SnapshotError`, so a caller that only wants to know
     ├── ObjectMissing           no stored object under that hash (also a LookupError)
     ├── CorpusError             a corpus file is missing, unreadable or of an unknown format
     ├── AuditError              the audit log cannot be read, continued or written
-    │   └── AuditTampered       the chain is broken; ``.seq`` names the first bad record
+    │   ├── AuditTampered       the chain is broken; ``.seq`` names the first bad record
+    │   │   └── AuditRefused    the writer will not append to a log its checkpoints disown
+    │   └── AnchorError         the signing key or checkpoint file cannot be used
     └── StateError              state.json is unreadable, of an unknown format or inconsistent
         ├── StateDirLocked      another process owns the state directory
         ├── UnknownVersion      a version id the state does not know (also a LookupError)
@@ -75,3 +77,14 @@ class UnknownVersion(StateError, LookupError):
 
 class VersionConflict(StateError):
     """A version id (the hash of a source) is already recorded for another target or base."""
+
+
+class AnchorError(AuditError):
+    """The audit anchor cannot be used: its key or checkpoint file is unreadable or misplaced."""
+
+
+class AuditRefused(AuditTampered):
+    """The writer will not append: the log fails its check against the signed checkpoints.
+
+    Nothing was written. ``.seq`` names the first record that cannot be trusted.
+    """

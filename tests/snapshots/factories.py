@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from snapshots import Version, source_sha
+from snapshots import Anchor, AuditLog, Version, generate_keypair, source_sha
 from snapshots.audit import GENESIS, make_record
 
 TARGET = "shop.cart:total"
@@ -37,3 +38,22 @@ def chain_lines(count: int) -> list[str]:
         lines.append(record.line())
         prev = record.hash
     return lines
+
+
+def make_anchor(root: Path, every: int = 8) -> Anchor:
+    """A fresh key pair under ``root/keys`` and an anchor writing to ``root/anchor/checkpoints``."""
+    private, _ = generate_keypair(root / "keys")
+    return Anchor(private, root / "anchor" / "checkpoints", every=every)
+
+
+def public_key_path(anchor: Anchor) -> Path:
+    """The public half that :func:`make_anchor` wrote beside the signing key."""
+    return anchor.key.with_suffix(".pub")
+
+
+def write_anchored_log(path: Path, anchor: Anchor, count: int) -> None:
+    """An anchored log of ``count`` note records at ``path``, closed (so its head is signed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with AuditLog(path, clock=lambda: 1000.0, anchor=anchor) as log:
+        for n in range(1, count + 1):
+            log.append("note", {"n": n, "text": f"record {n}"})
