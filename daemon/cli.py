@@ -306,21 +306,52 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from snapshots import AUDIT_FILE
+    from snapshots import AUDIT_FILE, load_public_key
     from snapshots.audit import verify_file
+    from snapshots.checkpoint import default_checkpoint_path
 
-    result = verify_file(_state_dir(args) / AUDIT_FILE)
+    state_dir = _state_dir(args)
+    if args.public_key is None:
+        if args.checkpoints is not None:
+            raise ConfigError("--checkpoints needs --public-key: a checkpoint is only as good "
+                              "as the signature it is checked against")
+        result = verify_file(state_dir / AUDIT_FILE)
+    else:
+        checkpoints = (Path(args.checkpoints) if args.checkpoints
+                       else default_checkpoint_path(state_dir))
+        if not checkpoints.is_file():
+            raise ConfigError(f"no checkpoint file at {checkpoints}: pass --checkpoints FILE "
+                              "(the daemon config's audit checkpoint path)")
+        result = verify_file(state_dir / AUDIT_FILE, checkpoints,
+                             load_public_key(Path(args.public_key)))
     data = {"ok": result.ok, "records": result.records, "first_bad_seq": result.first_bad_seq,
-            "problem": result.problem, "torn_tail": result.torn_tail}
+            "problem": result.problem, "torn_tail": result.torn_tail,
+            "anchored": result.anchored, "checkpoints": result.checkpoints,
+            "last_checkpoint_seq": result.last_checkpoint_seq, "anchor": result.anchor}
 
     def text(d: dict[str, Any]) -> str:
         if d["ok"]:
             tail = " (a torn last line from a crash was found)" if d["torn_tail"] else ""
-            return f"audit log OK: {d['records']} records, chain intact{tail}"
-        return f"audit log TAMPERED at seq {d['first_bad_seq']}: {d['problem']}"
+            return f"audit log OK: {d['records']} records, chain intact{tail}; {d['anchor']}"
+        return (f"audit log TAMPERED at seq {d['first_bad_seq']}: {d['problem']}; "
+                f"{d['anchor']}")
 
     _emit(args, data, text)
     return 0 if result.ok else 1
+
+
+def cmd_audit_keygen(args: argparse.Namespace) -> int:
+    from snapshots import generate_keypair, load_public_key
+    from snapshots.keys import key_id
+
+    private, public = generate_keypair(Path(args.out))
+    data = {"private_key": str(private), "public_key": str(public),
+            "key_id": key_id(load_public_key(public))}
+    _emit(args, data, lambda d: (
+        f"signing key: {d['private_key']} (give it to the daemon only, e.g. LoadCredential=)\n"
+        f"public key:  {d['public_key']} (for `selfmod audit verify --public-key`)\n"
+        f"key id:      {d['key_id']}"))
+    return 0
 
 
 # -- envelope ---------------------------------------------------------------------------
@@ -471,8 +502,16 @@ def _parser() -> argparse.ArgumentParser:
     export.set_defaults(func=cmd_export)
 
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(metavar="ACTION")
-    audit.add_parser("verify", parents=[common], help="check the hash chain").set_defaults(
-        func=cmd_audit_verify)
+    audit_verify = audit.add_parser("verify", parents=[common], help="check the hash chain")
+    audit_verify.add_argument("--public-key", metavar="FILE",
+                              help="check against the signed checkpoints (PEM or 32 raw bytes)")
+    audit_verify.add_argument("--checkpoints", metavar="FILE",
+                              help="the checkpoint file (default <state-dir>-anchor/checkpoints)")
+    audit_verify.set_defaults(func=cmd_audit_verify)
+    keygen = audit.add_parser("keygen", parents=[common],
+                              help="make the key pair that signs audit checkpoints")
+    keygen.add_argument("--out", required=True, metavar="DIR")
+    keygen.set_defaults(func=cmd_audit_keygen)
 
     envelope = sub.add_parser("envelope", help="the policy").add_subparsers(metavar="ACTION")
     check = envelope.add_parser("check", parents=[common], help="validate a policy file")
