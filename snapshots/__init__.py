@@ -39,7 +39,7 @@ from pathlib import Path
 from types import TracebackType
 
 from .audit import AuditLog, AuditRecord, VerifyResult, read_records, verify_chain, verify_file
-from .checkpoint import Anchor
+from .checkpoint import Anchor, Checkpoint
 from .corpus import remove_corpus_temps
 from .crash import CRASH_POINTS, crash_point
 from .errors import (
@@ -74,11 +74,13 @@ class Snapshots:
     and exposes ``.store``, ``.audit`` and ``.state``. ``removed_temps`` lists
     the temporary files a crashed writer had left; ``audit.repaired`` says
     whether the audit log's tail was repaired. ``anchor`` anchors the audit
-    log (see :class:`snapshots.audit.AuditLog`); without it the log is unanchored.
+    log (see :class:`snapshots.audit.AuditLog`, also for ``on_checkpoint``);
+    without it the log is unanchored.
     """
 
     def __init__(self, state_dir: Path, clock: Callable[[], float] = time.time,
-                 anchor: Anchor | None = None) -> None:
+                 anchor: Anchor | None = None,
+                 on_checkpoint: Callable[[Checkpoint], None] | None = None) -> None:
         self.state_dir = state_dir
         try:
             state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -94,7 +96,7 @@ class Snapshots:
             self.removed_temps = (self.state.remove_temps() + self.store.remove_temps()
                                   + remove_corpus_temps(state_dir / CORPUS_DIR))
             self.store.ensure_format()
-            self.audit = AuditLog(state_dir / AUDIT_FILE, clock, anchor)
+            self.audit = AuditLog(state_dir / AUDIT_FILE, clock, anchor, on_checkpoint)
         except BaseException:
             self._release()
             raise
@@ -166,6 +168,7 @@ __all__ = [
     "AuditRecord",
     "AuditRefused",
     "AuditTampered",
+    "Checkpoint",
     "IntegrityError",
     "ObjectMissing",
     "RestoreAction",

@@ -66,7 +66,7 @@ from .chain import (
     record_hash,
     verify_chain,
 )
-from .checkpoint import Anchor, Checkpoints, CheckpointWriter, read_checkpoints
+from .checkpoint import Anchor, Checkpoint, Checkpoints, CheckpointWriter, read_checkpoints
 from .errors import AuditError, AuditRefused, AuditTampered
 from .keys import load_private_key
 
@@ -78,6 +78,7 @@ __all__ = [  # the record format lives in snapshots.chain; these names stay impo
     "Anchor",
     "AuditLog",
     "AuditRecord",
+    "Checkpoint",
     "VerifyResult",
     "canonical_json",
     "make_record",
@@ -177,13 +178,18 @@ class AuditLog:
     With an ``anchor`` the log is checked against its signed checkpoints
     before anything is written; when that fails, AuditRefused names the first
     bad seq and nothing is written, not even a repair. A checkpoint of the
-    head is written after opening, every ``anchor.every`` records and at close.
+    head is written after opening, every ``anchor.every`` records and at close;
+    ``on_checkpoint`` is then called with it (under the log's lock, so it must
+    not call back into the log), for copies where the state directory's
+    writers cannot reach: the journal, a metric of the head seq.
     """
 
     def __init__(self, path: Path, clock: Callable[[], float] = time.time,
-                 anchor: Anchor | None = None) -> None:
+                 anchor: Anchor | None = None,
+                 on_checkpoint: Callable[[Checkpoint], None] | None = None) -> None:
         self.path = path
         self.anchor = anchor
+        self._on_checkpoint = on_checkpoint
         self._clock = clock
         self._lock = threading.Lock()
         self._seq, self._prev, self._size = 0, GENESIS, 0
@@ -289,7 +295,9 @@ class AuditLog:
         """Sign the head into the checkpoint file, unless unanchored or already done."""
         writer = self._checkpoints
         if writer is not None and self._seq > writer.last_seq:
-            writer.write(self._seq, self._prev, self._clock())
+            checkpoint = writer.write(self._seq, self._prev, self._clock())
+            if self._on_checkpoint is not None:
+                self._on_checkpoint(checkpoint)
 
     def _write(self, data: bytes) -> None:
         fd = self._fd

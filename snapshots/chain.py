@@ -176,15 +176,23 @@ class _Vouched:
                     f"recomputed, somewhere in seq {first}..{seq} (checkpoints before it agree)")
 
     def cut(self, count: int, torn: bool) -> VerifyResult | None:
-        """A failure when a checkpoint vouches for a record past the end of the log."""
+        """A failure when a checkpoint vouches for a record past the end of the log.
+
+        Records after the last checkpoint the log agrees with are named too:
+        a cut cannot be told from a delete that renumbered the records after it.
+        """
         if self.last <= count:
             return None
         how = ("the torn last line is not a crash: a checkpoint was signed after that record "
                "was written in full" if torn else "records were removed from the end")
+        first = self.agreed + 1
+        where = ("" if first > count else
+                 f" (or rewritten from seq {first} on, the first record after the last "
+                 "checkpoint the log agrees with)")
         return self.result(
-            False, count, first_bad_seq=count + 1,
+            False, self.agreed, first_bad_seq=first,
             problem=f"the log ends after record {count}, but a signed checkpoint vouches for "
-                    f"record {self.last}: {how}")
+                    f"record {self.last}: {how}{where}")
 
 
 def verify_chain(lines: Iterable[str], vouched: Mapping[int, str] | None = None) -> VerifyResult:

@@ -55,19 +55,19 @@ def test_without_a_key_verify_says_unanchored(tmp_path: Path) -> None:
 
 
 def test_a_cut_tail_passes_unanchored_and_fails_anchored(tmp_path: Path) -> None:
-    """Five records cut from the end: the chain alone says OK, the anchored check names seq 16."""
+    """Four records cut from the end: the chain alone says OK, the anchored check names seq 17."""
     state, anchor = anchored_state(tmp_path)
     log = state / "audit.log"
-    log.write_text("".join(tamper.truncate(log.read_text().splitlines(True), 16)))
+    log.write_text("".join(tamper.truncate(log.read_text().splitlines(True), 17)))
     assert verify_json(state)[0] == 0
     code, data = verify_json(state, "--public-key", str(public_key_path(anchor)),
                              "--checkpoints", str(anchor.checkpoints))
-    assert (code, data["ok"], data["first_bad_seq"]) == (1, False, 16)
+    assert (code, data["ok"], data["first_bad_seq"]) == (1, False, 17)
     assert data["anchor"] == "anchored: 3 checkpoints, last at seq 20"
     text = selfmod("audit", "verify", "--state-dir", str(state),
                    "--public-key", str(public_key_path(anchor)),
                    "--checkpoints", str(anchor.checkpoints)).stdout
-    assert text.startswith("audit log TAMPERED at seq 16: ")
+    assert text.startswith("audit log TAMPERED at seq 17: ")
 
 
 def test_a_recomputed_rewrite_fails_anchored(tmp_path: Path) -> None:

@@ -9,12 +9,15 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given
+from hypothesis import strategies as st
 
 from snapshots import (
     Anchor,
     AnchorError,
     AuditLog,
     AuditRefused,
+    Checkpoint,
     Snapshots,
     VerifyResult,
     generate_keypair,
@@ -37,15 +40,16 @@ from .factories import chain_lines, make_anchor, public_key_path, write_anchored
 COUNT = 40
 MIDDLE = 21
 
-# case -> (tamper, seq it changes, seq named with a checkpoint every 8 records)
+# case -> (tamper, seq it changes, seq named with a checkpoint every 8 records: the change
+# itself when the chain shows it, else the first record after the last checkpoint that agrees)
 CASES: dict[str, tuple[tamper.Tamper, int, int]] = {
     "flip": (tamper.flip, MIDDLE, MIDDLE),
     "delete": (tamper.delete, MIDDLE, MIDDLE),
     "swap": (tamper.swap, MIDDLE, MIDDLE),
     "edit last": (tamper.flip, COUNT, COUNT),
-    "truncate last": (tamper.truncate, COUNT, COUNT),
-    "truncate last five": (tamper.truncate, COUNT - 4, COUNT - 4),
-    "disguised torn tail": (tamper.disguised_torn_tail, COUNT, COUNT),
+    "truncate last": (tamper.truncate, COUNT, 33),
+    "truncate last five": (tamper.truncate, COUNT - 4, 33),
+    "disguised torn tail": (tamper.disguised_torn_tail, COUNT, 33),
     "careless torn tail": (tamper.careless_torn_tail, COUNT, COUNT),
     "full recompute": (tamper.recompute, MIDDLE, 17),
     "consistent renumbering": (tamper.renumber, MIDDLE, 17),
@@ -111,6 +115,20 @@ def test_every_tamper_is_named_exactly_with_a_checkpoint_per_record(case: str) -
     assert result.records == seq - 1
 
 
+@given(st.sampled_from(["delete", "truncate last five", "full recompute",
+                        "consistent renumbering", "truncate and refill"]),
+       st.integers(min_value=1, max_value=COUNT - 5), st.integers(min_value=1, max_value=12))
+def test_a_rewrite_is_named_within_the_checkpoint_interval(case: str, seq: int, every: int) -> None:
+    """Whatever the interval, the named seq is at or before the change, within one interval."""
+    change = CASES[case][0]
+    lines = chain_lines(COUNT)
+    signed = {s: h for s, h in vouched(lines).items() if s % every == 0 or s == COUNT}
+    result = verify_chain(change(lines, seq), signed)
+    assert not result.ok
+    assert result.first_bad_seq is not None
+    assert seq - every < result.first_bad_seq <= seq
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_every_tamper_is_caught_in_a_real_anchored_log(
         tmp_path: Path, anchor: Anchor, case: str) -> None:
@@ -152,6 +170,18 @@ def test_writer_refuses_a_tampered_log_and_changes_no_byte(
     assert (path.read_bytes(), anchor.checkpoints.read_bytes()) == (log_before, anchor_before)
 
 
+def test_each_checkpoint_is_handed_to_the_hook(tmp_path: Path, anchor: Anchor) -> None:
+    """on_checkpoint sees every checkpoint written, in order, as it lands in the file."""
+    seen: list[Checkpoint] = []
+    path = log_path(tmp_path)
+    path.parent.mkdir()
+    with AuditLog(path, anchor=anchor, on_checkpoint=seen.append) as log:
+        for n in range(10):
+            log.append("note", {"n": n})
+    assert [c.seq for c in seen] == [8, 10]
+    assert "".join(c.line() for c in seen) == anchor.checkpoints.read_text(encoding="utf-8")
+
+
 def test_state_directory_with_a_tampered_log_does_not_open(tmp_path: Path, anchor: Anchor) -> None:
     """Snapshots refuses to open on a cut log, and releases the directory for an investigator."""
     state = tmp_path / "state"
@@ -162,7 +192,7 @@ def test_state_directory_with_a_tampered_log_does_not_open(tmp_path: Path, ancho
     rewrite(state / "audit.log", lines[:-2])
     with pytest.raises(AuditRefused) as info:
         Snapshots(state, anchor=anchor)
-    assert info.value.seq == 9
+    assert info.value.seq == 9  # checkpoints at 8 and 10: 8 agrees, 9 and 10 are gone
     with Snapshots(state) as snaps:  # the lock was released; unanchored, it opens as before
         assert snaps.audit.head[0] == 8
 
@@ -189,7 +219,7 @@ def test_torn_tail_a_checkpoint_vouches_for_is_not_a_crash(tmp_path: Path, ancho
     rewrite(path, [*path.read_text(encoding="utf-8").splitlines(True)[:-1],
                    path.read_text(encoding="utf-8").splitlines()[-1]])
     result = verify(path, anchor)
-    assert (result.ok, result.first_bad_seq) == (False, 16)
+    assert (result.ok, result.first_bad_seq) == (False, 9)  # 8 is the last checkpoint that agrees
     assert "not a crash" in result.problem
 
 
