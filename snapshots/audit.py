@@ -195,14 +195,15 @@ class AuditLog:
         self._seq, self._prev, self._size = 0, GENESIS, 0
         self._checkpoints: CheckpointWriter | None = None
         self._public_key: Ed25519PublicKey | None = None
+        self._fd: int | None = None
         try:
-            self._fd: int | None = os.open(
-                path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise AuditError(f"cannot open {path}: {exc}") from exc
-        try:
-            if anchor is not None:
+            if anchor is not None:  # before the open, which would create a deleted log anew
                 self._checkpoints = self._check_anchor(anchor)
+            try:
+                self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                                   0o600)
+            except OSError as exc:
+                raise AuditError(f"cannot open {path}: {exc}") from exc
             self.repaired = self._recover()
             self._checkpoint()
         except BaseException:

@@ -197,6 +197,17 @@ def test_state_directory_with_a_tampered_log_does_not_open(tmp_path: Path, ancho
         assert snaps.audit.head[0] == 8
 
 
+def test_a_deleted_log_is_refused_and_not_created_anew(tmp_path: Path, anchor: Anchor) -> None:
+    """With checkpoints on record, a missing log is a log cut to nothing: refused at seq 1."""
+    path = log_path(tmp_path)
+    write_anchored_log(path, anchor, 3)
+    path.unlink()
+    with pytest.raises(AuditRefused) as info:
+        AuditLog(path, anchor=anchor)
+    assert info.value.seq == 1
+    assert not path.exists()
+
+
 def test_genuine_torn_tail_is_repaired_and_anchored(tmp_path: Path, anchor: Anchor) -> None:
     """A torn last line after the last checkpoint is a crash: cut off, recorded and signed."""
     path = log_path(tmp_path)
