@@ -17,7 +17,7 @@ namespace) and replaces ``/`` the way bubblewrap does:
 What is not bound does not exist in the jail: the state directory, the config,
 the control socket, ``/etc/shadow``, the host's device nodes and ``/tmp``. The
 caller then remounts everything read-only except the run's tmp dir
-(:func:`envelope.isolation.make_readonly`). Every error is an :class:`OSError`
+(:func:`envelope.jailinit.make_readonly`). Every error is an :class:`OSError`
 naming the step; ``init`` turns it into its "could not be set up" exit status.
 """
 
