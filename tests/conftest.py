@@ -2,6 +2,7 @@
 the isolation this machine gives shadow runs, and the checks, on every test, that it
 leaves no child process and no thread behind."""
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -42,7 +43,9 @@ def no_leaked_children() -> Iterator[None]:
         if not left or time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    assert not left, f"the test left child processes behind: {_describe(left)}"
+    described = _describe(left)
+    _kill(left)  # a failed test must not leave a daemon burning CPU for the rest of the run
+    assert not left, f"the test left child processes behind: {described}"
 
 
 @pytest.fixture(autouse=True)
@@ -57,6 +60,18 @@ def no_leaked_threads() -> Iterator[None]:
         if thread.is_alive():
             left.append(thread.name)
     assert not left, f"the test left threads running: {sorted(left)}"
+
+
+def _kill(processes: list[psutil.Process]) -> None:
+    """SIGTERM, then SIGKILL what is left, then reap: nothing outlives a failed test."""
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+    _, alive = psutil.wait_procs(processes, timeout=5)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(alive, timeout=5)
 
 
 def _describe(processes: list[psutil.Process]) -> str:
