@@ -152,6 +152,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             iso = ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in d["isolation"].items())
             lines += [f"paused: {'yes' if d['paused'] else 'no'}",
                       f"isolation: {iso}",
+                      f"audit: {d.get('audit', 'unanchored')}",
                       f"policy: version {d['policy']['version']} "
                       f"({short_id(d['policy']['sha256'])}) from {d['policy']['path']}",
                       f"cycles: {d['cycles']}"]

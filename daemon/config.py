@@ -14,12 +14,15 @@ checkout keeps its state in ``./.selfmod``).
 from __future__ import annotations
 
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from daemon.errors import ConfigError
+from snapshots.checkpoint import Anchor, default_checkpoint_path
+from snapshots.keys import credential_key_path
 
 # History of CONFIG_FORMAT:
 #   1 — first format.
@@ -77,6 +80,14 @@ class LLMConfig(_Section):
     temperature: float = Field(0.2, ge=0, le=2)
 
 
+class AuditConfig(_Section):
+    # The Ed25519 key that signs the audit log's checkpoints; None: the systemd
+    # credential `audit-signing-key` when there is one, else the log is unanchored.
+    signing_key: Path | None = None
+    checkpoints: Path | None = None  # None: <state_dir>-anchor/checkpoints
+    checkpoint_every: int = Field(16, ge=1, le=100_000)  # records between checkpoints
+
+
 class DaemonConfig(_Section):
     version: int = CONFIG_FORMAT
     state_dir: Path = Path(".selfmod")
@@ -89,6 +100,7 @@ class DaemonConfig(_Section):
     cycle: CycleConfig = CycleConfig()
     workload: WorkloadConfig = WorkloadConfig()
     llm: LLMConfig = LLMConfig()
+    audit: AuditConfig = AuditConfig()
 
     @field_validator("proposer", mode="before")
     @classmethod
@@ -103,6 +115,14 @@ class DaemonConfig(_Section):
                 raise ValueError(f"proposer list may name rules and llm, not {sorted(unknown)}")
             return "both" if names == {"rules", "llm"} else next(iter(names))
         return value
+
+    def audit_anchor(self, environ: Mapping[str, str]) -> Anchor | None:
+        """Where the audit log is anchored, or None when no signing key is configured."""
+        key = self.audit.signing_key or credential_key_path(environ)
+        if key is None:
+            return None
+        return Anchor(key, self.audit.checkpoints or default_checkpoint_path(self.state_dir),
+                      every=self.audit.checkpoint_every)
 
     @property
     def control_socket(self) -> Path:
@@ -160,6 +180,12 @@ def load_config(path: Path | None) -> DaemonConfig:
     base = path.parent
     if config.policy is not None and not config.policy.is_absolute():
         config = config.model_copy(update={"policy": base / config.policy})
+    audit = config.audit
+    for key in ("signing_key", "checkpoints"):
+        value = getattr(audit, key)
+        if value is not None and not value.is_absolute():
+            audit = audit.model_copy(update={key: base / value})
+    config = config.model_copy(update={"audit": audit})
     return config
 
 

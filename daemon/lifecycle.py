@@ -60,6 +60,7 @@ from envelope.policy import DEFAULT_POLICY, Policy, load_policy
 from envelope.sandbox import Sandbox
 from envelope.watcher import PolicyWatcher
 from snapshots import Snapshots
+from snapshots.checkpoint import Checkpoint
 
 
 @dataclass
@@ -97,7 +98,9 @@ class Daemon:
                                  on_error=self._thread_error)
         self.metrics = Metrics(registry, wall=wall)
         self.bus = ev.EventBus(on_error=self._subscriber_failed)
-        self.snapshots = Snapshots(config.state_dir, clock=wall)
+        self.snapshots = Snapshots(config.state_dir, clock=wall,
+                                   anchor=config.audit_anchor(os.environ),
+                                   on_checkpoint=self._checkpointed)
         self.bus.subscribe(self.metrics.on_event)
         self.bus.subscribe(EventLogger(self.log))
         self.bus.subscribe(self._audit)
@@ -132,6 +135,15 @@ class Daemon:
         self.metrics.watch(active_patches=lambda: len(self.swapper.active()),
                            coverage=self._coverage, halted=self._synthesis_halted,
                            workload=self._workload_stats)
+
+    def _checkpointed(self, checkpoint: Checkpoint) -> None:
+        """A signed checkpoint of the audit chain: a copy goes to the journal and a gauge.
+
+        Runs under the audit log's lock: it must not write to the log itself.
+        """
+        self.log.info("audit_checkpoint", seq=checkpoint.seq, hash=checkpoint.hash,
+                      key=checkpoint.key, sig=checkpoint.sig)
+        self.metrics.audit_checkpoint_seq.set(checkpoint.seq)
 
     # -- policy -----------------------------------------------------------------------
 
@@ -400,7 +412,14 @@ class Daemon:
                     "path": str(self.config.policy or "<embedded>")},
             cycles=len(self.cycles), last_cycle=self.last_cycle,
             workload=asdict(stats) if stats else None,
-            uptime_seconds=self.wall() - self.started_wall)
+            uptime_seconds=self.wall() - self.started_wall, audit=self._audit_anchoring())
+
+    def _audit_anchoring(self) -> str:
+        audit = self.snapshots.audit
+        if audit.anchor is None:
+            return "unanchored"
+        seq = audit.checkpointed
+        return f"anchored: last checkpoint at seq {seq}" if seq else "anchored: no checkpoint yet"
 
     # -- shutdown ---------------------------------------------------------------------
 

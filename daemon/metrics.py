@@ -50,6 +50,12 @@ class Metrics:
         ProcessTreeCollector(registry=r)  # its threads, and the shadows' processes
         self.up_since = Gauge("selfmod_start_time_seconds",
                               "Unix time the daemon started", registry=r)
+        # Prometheus keeps its history: a head that goes back, or stops while records
+        # are written, is visible outside the state directory.
+        self.audit_checkpoint_seq = Gauge(
+            "selfmod_audit_checkpoint_seq",
+            "Audit record seq of the last signed checkpoint (0: none, or unanchored)",
+            registry=r)
         # the cycle
         self.cycles = Counter("selfmod_cycles_total", "Synthesis cycles by outcome",
                               ["outcome"], registry=r)

@@ -93,6 +93,7 @@ class Operator:
             "last_cycle": snapshot.last_cycle,
             "workload": snapshot.workload,
             "uptime_seconds": snapshot.uptime_seconds,
+            "audit": snapshot.audit,
         }
 
     def approve(self, version_prefix: str) -> Answer:

@@ -25,3 +25,4 @@ class StatusSnapshot:
     last_cycle: dict[str, Any] | None = None
     workload: dict[str, Any] | None = None  # the app's counters, when it reports any
     uptime_seconds: float = 0.0
+    audit: str = "unanchored"  # or "anchored: last checkpoint at seq N"
