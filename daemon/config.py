@@ -13,8 +13,8 @@ checkout keeps its state in ``./.selfmod``).
 
 from __future__ import annotations
 
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import yaml
