@@ -115,6 +115,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     load_app(config.workload.app)  # importable and callable before anything starts
     logs.configure(config.log.format, config.log.level)
     options = RunOptions(max_cycles=args.max_cycles, exit_when_idle=args.exit_when_idle,
+                         allow_policy_downgrade=args.allow_policy_downgrade,
                          report=Path(args.report) if args.report else None,
                          scope=tuple(args.scope or ()),
                          config_path=Path(args.config) if args.config else None,
@@ -410,6 +411,17 @@ def cmd_llm_check(args: argparse.Namespace) -> int:
 
 # -- the parser -------------------------------------------------------------------------
 
+def _count(text: str) -> int:
+    """A whole number of zero or more, for argparse."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; give 0 or more")
+    return value
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -468,7 +480,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="target globs (module:qualname), overriding the policy's include")
     run.add_argument("--proposer", metavar="P[,P]",
                      help="rules, llm, or both as 'rules,llm' (overrides the config)")
-    run.add_argument("--max-cycles", type=int, metavar="N")
+    run.add_argument("--max-cycles", type=_count, metavar="N",
+                     help="stop after N cycles (0: start, restore, and stop)")
+    run.add_argument("--allow-policy-downgrade", action="store_true",
+                     help="let a policy reload lower the version or change content under the "
+                          "same version (recorded in the audit log)")
     run.add_argument("--exit-when-idle", action="store_true",
                      help="stop once no hot target is left to try, and write the report")
     run.add_argument("--report", metavar="F", help="write a JSON report here on exit")

@@ -45,6 +45,7 @@ class DaemonStarted(Event):
     pid: int
     state_dir: str
     isolation: dict[str, bool] = field(default_factory=dict)
+    allow_policy_downgrade: bool = False  # the operator's override, on the record
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,7 @@ class RunOptions:
     """What ``selfmod run`` adds to the configuration for one run."""
 
     max_cycles: int | None = None
+    allow_policy_downgrade: bool = False  # a reload may lower the policy's version (audited)
     exit_when_idle: bool = False
     report: Path | None = None
     scope: tuple[str, ...] = ()  # overrides the policy's include globs when given
@@ -225,7 +226,8 @@ class Daemon:
 
     def start(self) -> None:
         self.bus.publish(ev.DaemonStarted(os.getpid(), str(self.config.state_dir),
-                                          self.isolation.as_dict()))
+                                          self.isolation.as_dict(),
+                                          self.options.allow_policy_downgrade))
         self.metrics.describe_run(started_at=self.started_wall, version=_version(),
                                   proposer=self.config.proposer)
         self.liveness.status("restoring state")
@@ -245,7 +247,8 @@ class Daemon:
         self.integrity.start()
         if self.config.policy is not None:
             self.watcher = PolicyWatcher(self.config.policy, self._policy_loaded,
-                                         self._policy_failed, current=self.policy())
+                                         self._policy_failed, current=self.policy(),
+                                         allow_downgrade=self.options.allow_policy_downgrade)
             self.watcher.start()
         if self.config.metrics.enabled:
             server = MetricsServer(self.metrics.registry, self.config.metrics.host,
@@ -314,6 +317,11 @@ class Daemon:
         started = self.clock()
         self.liveness.loop_started()
         while not self.stop_event.is_set():
+            max_cycles = self.options.max_cycles
+            if max_cycles is not None and len(self.cycles) >= max_cycles:
+                # checked before a cycle too: --max-cycles 0 runs none
+                self.exit_reason = f"max cycles ({max_cycles}) reached"
+                break
             wait = cfg.interval_seconds if self.cycles else 0.2
             self.liveness.progress(grace=wait)  # a long configured interval is not a hang
             if self.stop_event.wait(wait):
@@ -343,10 +351,6 @@ class Daemon:
                 continue
             idle_since = None
             self.run_cycle(spot)
-            max_cycles = self.options.max_cycles
-            if max_cycles is not None and len(self.cycles) >= max_cycles:
-                self.exit_reason = f"max cycles ({max_cycles}) reached"
-                break
 
     def pick(self) -> HotSpot | None:
         """The target the next cycle works on (see :meth:`daemon.selection.Selection.pick`)."""

@@ -84,3 +84,10 @@ def test_history_is_a_table_that_holds_its_shape_and_says_why(tmp_path) -> None:
     rejected = next(r for r in data if r["id"] == bad)
     assert (rejected["stage"], rejected["reason"], rejected["detail"]) == \
         ("accept", "speedup_below_minimum", "1.01x, needs 1.05x")
+
+
+def test_max_cycles_refuses_a_negative_count() -> None:
+    """`--max-cycles -1` is a usage error (exit 2) that says why."""
+    out = subprocess.run([*SELFMOD, "run", "--max-cycles", "-1", "--app", "demo.workload:main"],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 2 and "negative" in out.stderr
