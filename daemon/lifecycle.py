@@ -384,7 +384,8 @@ class Daemon:
         return report
 
     def _sandbox(self, policy: Policy) -> Sandbox:
-        return make_sandbox(policy, self.isolation, self.stop_event)
+        return make_sandbox(policy, self.isolation, self.stop_event,
+                            hide=(self.config.state_dir,))
 
     def _rank_again(self, _target: str) -> None:
         """A new version is live: shares changed, so the profiler ranks on the new code."""

@@ -9,6 +9,8 @@ the jail a shadow run gets.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from daemon.config import DaemonConfig
@@ -70,13 +72,12 @@ def make_llm_client(config: DaemonConfig, metrics: Metrics | None = None) -> Any
                                   read_timeout=llm.timeout_seconds), metrics=metrics)
 
 
-def make_sandbox(policy: Policy, isolation: Isolation, stop: threading.Event) -> Sandbox:
-    """The jail for one shadow run under ``policy``; ``stop`` cancels a run in flight."""
-    s = policy.sandbox
-    limits = SandboxLimits(cpu_seconds=s.cpu_seconds, memory_mb=s.memory_mb,
-                           file_size_mb=s.file_size_mb, open_files=s.open_files,
-                           processes=s.processes, wall_seconds=s.wall_seconds,
-                           output_bytes=s.output_bytes, result_bytes=s.result_bytes,
-                           require_network_namespace=s.require.network_namespace,
-                           require_mount_namespace=s.require.mount_namespace)
-    return Sandbox(limits, isolation, cancel=stop)
+def make_sandbox(policy: Policy, isolation: Isolation, stop: threading.Event,
+                 hide: Sequence[Path] = ()) -> Sandbox:
+    """The jail for one shadow run under ``policy``; ``stop`` cancels a run in flight.
+
+    ``hide`` are paths the shadow must not see even where its code lives beside
+    them (the daemon passes its state directory: a checkout keeps it next to the app).
+    """
+    return Sandbox(SandboxLimits.from_policy(policy.sandbox), isolation, cancel=stop,
+                   hide_paths=hide)
