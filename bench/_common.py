@@ -323,3 +323,12 @@ class Converged:
 
     def rollback(self) -> None:
         self.swapper.rollback_all()
+
+
+def demo_options(config: Any) -> tuple[int, int, int]:
+    """(seed, workers, oracle_every) the daemon's config passes the demo app."""
+    from demo.workload import DEFAULT_ORACLE_EVERY, DEFAULT_WORKERS
+
+    options = config.workload.options
+    return (int(options.get("seed", 0)), int(options.get("workers", DEFAULT_WORKERS)),
+            int(options.get("oracle_every", DEFAULT_ORACLE_EVERY)))

@@ -31,6 +31,7 @@ from bench._common import (
     CONFIG,
     RESULTS,
     bootstrap_ci,
+    demo_options,
     metric,
     paired_ratios,
     progress,
@@ -100,22 +101,22 @@ def main() -> int:
     started, load_before = time.monotonic(), os.getloadavg()
     config = load_config(CONFIG)
     policy = load_policy(config.policy) if config.policy is not None else DEFAULT_POLICY
+    seed, workers, oracle_every = demo_options(config)
     params = {"pairs": PAIRS, "block_seconds": BLOCK_SECONDS, "warmup_seconds": WARMUP_SECONDS,
               "hz": config.profiler.hz, "window_seconds": config.profiler.window_seconds,
-              "scope": list(policy.scope.include), "workers": config.workload.threads,
-              "oracle_every": config.workload.oracle_every, "seed": config.workload.seed,
+              "scope": list(policy.scope.include), "workers": workers,
+              "oracle_every": oracle_every, "seed": seed,
               "order": "pairs alternate off-on / on-off", "cost_samples": COST_SAMPLES}
 
     def new_profiler() -> Profiler:
         return Profiler(policy.in_scope, hz=config.profiler.hz,
                         window_seconds=config.profiler.window_seconds)
 
-    workload = DemoWorkload(seed=config.workload.seed, workers=config.workload.threads,
-                            oracle_every=config.workload.oracle_every)
+    workload = DemoWorkload(seed=seed, workers=workers, oracle_every=oracle_every)
     workload.start()
     blocks: list[dict[str, Any]] = []
     try:
-        progress(NAME, f"demo started ({config.workload.threads} workers); warming up")
+        progress(NAME, f"demo started ({workers} workers); warming up")
         time.sleep(WARMUP_SECONDS)
         for pair in range(PAIRS):
             order = (False, True) if pair % 2 == 0 else (True, False)

@@ -40,6 +40,7 @@ from bench._common import (
     CONFIG,
     copy_state,
     demo_converged,
+    demo_options,
     metric,
     progress,
     python_env,
@@ -113,8 +114,8 @@ def child_demo(out: Path) -> None:
     from daemon.config import load_config
     from demo.workload import DemoWorkload
 
-    cfg = load_config(CONFIG).workload
-    workload = DemoWorkload(seed=cfg.seed, workers=cfg.threads, oracle_every=cfg.oracle_every)
+    seed, workers, oracle_every = demo_options(load_config(CONFIG))
+    workload = DemoWorkload(seed=seed, workers=workers, oracle_every=oracle_every)
     workload.start()
     try:
         time.sleep(WARMUP_SECONDS)
@@ -149,7 +150,7 @@ def child_daemon(out: Path, state_dir: Path, report: Path) -> None:
         for cycle in tried:
             target = cycle["target"]
             version = active[target].version if target in active else "original"
-            daemon.progress.tried[(target, version)] = "converged"
+            daemon.selection.tried[(target, version)] = "converged"
         time.sleep(WARMUP_SECONDS)
         quiet_since: float | None = None
         while time.monotonic() - started < IDLE_TIMEOUT_SECONDS:
@@ -169,7 +170,7 @@ def child_daemon(out: Path, state_dir: Path, report: Path) -> None:
 
         data = _window(items, "demo-worker-")
         data.update(idle=idle_at is not None, idle_after_seconds=idle_at,
-                    cycles_run=len(daemon.progress.cycles),
+                    cycles_run=len(daemon.cycles),
                     active=sorted(daemon.swapper.active()),
                     peak_rss_bytes=psutil.Process().memory_info().rss,
                     maxrss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

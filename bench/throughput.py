@@ -36,6 +36,7 @@ from bench._common import (
     Converged,
     bootstrap_ci,
     demo_converged,
+    demo_options,
     metric,
     paired_ratios,
     progress,
@@ -156,12 +157,12 @@ def main() -> int:
     state, report = demo_converged(NAME)
     converged = Converged(state)
     progress(NAME, f"{len(converged.codes)} converged versions: {sorted(converged.codes)}")
-    seed = config.workload.seed
+    seed, workers, oracle_every = demo_options(config)
     runs = {
         "demo": measure(converged, workers=DEFAULT_WORKERS, oracle_every=DEFAULT_ORACLE_EVERY,
                         seed=seed, label="demo defaults"),
-        "daemon_config": measure(converged, workers=config.workload.threads,
-                                 oracle_every=config.workload.oracle_every, seed=seed,
+        "daemon_config": measure(converged, workers=workers,
+                                 oracle_every=oracle_every, seed=seed,
                                  label="daemon config"),
     }
     progress(NAME, "rechecking every pool batch of four seeds against the oracle")
