@@ -2,28 +2,34 @@
 
 Commands that act on a running daemon (status, pause, resume, rollback,
 approve) go through the control socket in the state directory. Commands that
-read history (history, diff, export, audit verify) read the state directory
-directly, so they work whether the daemon runs or not; ``rollback`` of a
-stopped daemon's version is recorded in the state so it is not re-applied.
+read history (history, diff, export, audit verify; :mod:`daemon.cli_state`)
+read the state directory directly, so they work whether the daemon runs or
+not; ``rollback`` of a stopped daemon's version is recorded in the state so it
+is not re-applied. What every command shares (config, state directory, output)
+is :mod:`daemon.cli_io`.
 """
 
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from daemon.config import DaemonConfig, load_config
+from daemon.cli_io import Command, config_of, emit, fail, state_dir_of
+from daemon.cli_state import (
+    cmd_audit_keygen,
+    cmd_audit_verify,
+    cmd_diff,
+    cmd_export,
+    cmd_history,
+)
 from daemon.control import ControlClient
 from daemon.errors import ConfigError, SelfmodError
 from snapshots.versions import short_id
-
-Command = Callable[[argparse.Namespace], int]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,56 +48,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except SelfmodError as exc:
-        _fail(args, str(exc))
+        fail(args, str(exc))
         return 1
     except Exception as exc:  # every other failure of a command is one clear line too
         from envelope.errors import EnvelopeError
         from snapshots.errors import SnapshotError
 
         if isinstance(exc, (EnvelopeError, SnapshotError)):
-            _fail(args, str(exc))
+            fail(args, str(exc))
             return 1
         raise
-
-
-def _fail(args: argparse.Namespace, message: str) -> None:
-    if getattr(args, "json", False):
-        print(json.dumps({"error": message}))
-    else:
-        print(f"selfmod: error: {message}", file=sys.stderr)
-
-
-def _emit(args: argparse.Namespace, data: Any, text: Callable[[Any], str]) -> None:
-    if args.json:
-        print(json.dumps(data, indent=2, sort_keys=True, default=str))
-    else:
-        print(text(data))
-
-
-STATE_DIR_ENV = "SELFMOD_STATE_DIR"
-
-
-def _config(args: argparse.Namespace) -> DaemonConfig:
-    config = load_config(Path(args.config) if getattr(args, "config", None) else None)
-    state_dir = getattr(args, "state_dir", None) or os.environ.get(STATE_DIR_ENV)
-    if state_dir:
-        config = config.with_overrides(state_dir=state_dir)
-    return config
-
-
-def _state_dir(args: argparse.Namespace) -> Path:
-    """The state directory a reading command works on; a ConfigError when there is none.
-
-    A missing directory is not an empty history: every command that reads one
-    refuses the same way, saying where it looked and how to point it elsewhere.
-    """
-    state_dir = _config(args).state_dir
-    if not state_dir.is_dir():
-        raise ConfigError(
-            f"no state directory at {state_dir.resolve()}: pass --state-dir DIR, set "
-            f"{STATE_DIR_ENV}, or run from the directory the daemon ran in (the unit's is "
-            "/var/lib/selfmod)")
-    return state_dir
 
 
 # -- run ---------------------------------------------------------------------------------
@@ -103,7 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     overrides = {"workload.app": args.app, "proposer": args.proposer,
                  "metrics.port": args.metrics_port, "state_dir": args.state_dir}
     overrides = {key: value for key, value in overrides.items() if value is not None}
-    config = _config(args).with_overrides(**overrides)
+    config = config_of(args).with_overrides(**overrides)
     # Like `python -m`, let --app name modules of the directory selfmod is started from.
     if config.workload.app and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
@@ -131,7 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 # -- commands through the control socket ------------------------------------------------
 
 def _client(args: argparse.Namespace) -> ControlClient:
-    return ControlClient(_config(args).control_socket)
+    return ControlClient(config_of(args).control_socket)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -141,7 +107,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         from snapshots.state import StateStore
 
-        state_dir = _state_dir(args)
+        state_dir = state_dir_of(args)
         state = StateStore(state_dir).load()
         data = {"running": False, "state_dir": str(state_dir),
                 "active": dict(state.active)}
@@ -179,7 +145,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             lines += [f"  {t}  {short_id(v)}" for v, t in sorted(d["approving"].items())]
         return "\n".join(lines)
 
-    _emit(args, data, text)
+    emit(args, data, text)
     return 0
 
 
@@ -187,7 +153,7 @@ def _control_command(route: str, body_key: str | None = None) -> Command:
     def command(args: argparse.Namespace) -> int:
         body = {body_key: getattr(args, body_key)} if body_key else {}
         answer = _client(args).request("POST", route, body)
-        _emit(args, answer, lambda d: ", ".join(f"{k}: {v}" for k, v in sorted(d.items())))
+        emit(args, answer, lambda d: ", ".join(f"{k}: {v}" for k, v in sorted(d.items())))
         return 0
 
     return command
@@ -195,7 +161,7 @@ def _control_command(route: str, body_key: str | None = None) -> Command:
 
 def cmd_approve(args: argparse.Namespace) -> int:
     answer = _client(args).request("POST", "/approve", {"id": args.id})
-    _emit(args, answer, lambda d: f"approved {short_id(d['approved'])} for {d['target']}: "
+    emit(args, answer, lambda d: f"approved {short_id(d['approved'])} for {d['target']}: "
                                   f"{d['next']}")
     return 0
 
@@ -212,147 +178,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         from daemon.ledger import Ledger
         from snapshots import Snapshots
 
-        with Snapshots(_state_dir(args)) as snapshots:
+        with Snapshots(state_dir_of(args)) as snapshots:
             answer = Ledger.writer(snapshots).rollback_offline(args.id)
-    _emit(args, answer, lambda d: f"rolled back {short_id(d['rolled_back'])} on {d['target']}; "
+    emit(args, answer, lambda d: f"rolled back {short_id(d['rolled_back'])} on {d['target']}; "
                                   f"now live: {_live_name(d.get('restored', ''))}")
-    return 0
-
-
-# -- commands on the state directory ---------------------------------------------------
-
-def cmd_history(args: argparse.Namespace) -> int:
-    from daemon.ledger import Ledger
-
-    versions = Ledger.reader(_state_dir(args)).history()
-    data = [{"id": v.id, "target": v.target, "status": v.status, "origin": v.origin,
-             "parent": v.parent, "created_at": v.created_at,
-             "speedup": v.evidence.get("speedup"), "ci_low": v.evidence.get("ci_low"),
-             "ci_high": v.evidence.get("ci_high"), "stage": v.evidence.get("stage", ""),
-             "reason": v.evidence.get("reason", ""), "detail": v.evidence.get("detail", "")}
-            for v in versions]
-
-    def text(rows: list[dict[str, Any]]) -> str:
-        if not rows:
-            return "no versions yet"
-        table = [("id", "created (UTC)", "status", "speedup [interval]", "origin", "target",
-                  "why")]
-        for r in rows:
-            speed = (f"{r['speedup']:.3g}x [{r['ci_low']:.3g}, {r['ci_high']:.3g}]"
-                     if r["speedup"] else "")
-            why = f"{r['stage']}/{r['reason']}" if r["reason"] else ""
-            table.append((short_id(r["id"]), _utc(r["created_at"]), str(r["status"]), speed,
-                          r["origin"], r["target"], why))
-        return _table(table, right=frozenset({3}))
-
-    _emit(args, data, text)
-    return 0
-
-
-def _utc(timestamp: float) -> str:
-    import datetime
-
-    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%d %H:%M")
-
-
-def _table(rows: Sequence[Sequence[str]], right: frozenset[int] = frozenset()) -> str:
-    """Rows as columns sized to their widest cell, so nothing misaligns whatever the values."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for row in rows:
-        cells = [cell.rjust(w) if i in right else cell.ljust(w)
-                 for i, (cell, w) in enumerate(zip(row, widths, strict=True))]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
-
-
-def cmd_diff(args: argparse.Namespace) -> int:
-    from daemon.ledger import Ledger
-
-    ledger = Ledger.reader(_state_dir(args))
-    version = ledger.find(args.id)
-    base = ledger.source(version.base_sha)
-    new = ledger.source(version.id)
-    diff = "".join(difflib.unified_diff(
-        base.splitlines(True), new.splitlines(True),
-        fromfile=f"{version.target} (base {short_id(version.base_sha)})",
-        tofile=f"{version.target} ({short_id(version.id)}, {version.origin})"))
-    _emit(args, {"id": version.id, "target": version.target, "diff": diff},
-          lambda d: d["diff"] or "(no difference)")
-    return 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from daemon.export import export_versions
-    from daemon.ledger import Ledger
-    from snapshots import AUDIT_FILE
-
-    state_dir = _state_dir(args)
-    ledger = Ledger.reader(state_dir)
-    written = export_versions(ledger.active_versions(), ledger.source, Path(args.out),
-                              audit_log=state_dir / AUDIT_FILE,
-                              root=Path(args.root) if args.root else None)
-    data = {"written": [{"patch": str(e.path), "version": e.version, "target": e.target,
-                         "file": str(e.file) if e.file else None} for e in written],
-            "summary": str(Path(args.out) / "SUMMARY.md")}
-
-    def text(d: dict[str, Any]) -> str:
-        if not d["written"]:
-            return "no active versions to export"
-        rows = [f"{w['patch']}  ({'applies to ' + w['file'] if w['file'] else 'function only'})"
-                for w in d["written"]]
-        return "\n".join([*rows, f"summary: {d['summary']}"])
-
-    _emit(args, data, text)
-    return 0
-
-
-def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from snapshots import AUDIT_FILE, load_public_key
-    from snapshots.audit import verify_file
-    from snapshots.checkpoint import default_checkpoint_path
-
-    state_dir = _state_dir(args)
-    if args.public_key is None:
-        if args.checkpoints is not None:
-            raise ConfigError("--checkpoints needs --public-key: a checkpoint is only as good "
-                              "as the signature it is checked against")
-        result = verify_file(state_dir / AUDIT_FILE)
-    else:
-        checkpoints = (Path(args.checkpoints) if args.checkpoints
-                       else default_checkpoint_path(state_dir))
-        if not checkpoints.is_file():
-            raise ConfigError(f"no checkpoint file at {checkpoints}: pass --checkpoints FILE "
-                              "(the daemon config's audit checkpoint path)")
-        result = verify_file(state_dir / AUDIT_FILE, checkpoints,
-                             load_public_key(Path(args.public_key)))
-    data = {"ok": result.ok, "records": result.records, "first_bad_seq": result.first_bad_seq,
-            "problem": result.problem, "torn_tail": result.torn_tail,
-            "anchored": result.anchored, "checkpoints": result.checkpoints,
-            "last_checkpoint_seq": result.last_checkpoint_seq, "anchor": result.anchor}
-
-    def text(d: dict[str, Any]) -> str:
-        if d["ok"]:
-            tail = " (a torn last line from a crash was found)" if d["torn_tail"] else ""
-            return f"audit log OK: {d['records']} records, chain intact{tail}; {d['anchor']}"
-        return (f"audit log TAMPERED at seq {d['first_bad_seq']}: {d['problem']}; "
-                f"{d['anchor']}")
-
-    _emit(args, data, text)
-    return 0 if result.ok else 1
-
-
-def cmd_audit_keygen(args: argparse.Namespace) -> int:
-    from snapshots import generate_keypair, load_public_key
-    from snapshots.keys import key_id
-
-    private, public = generate_keypair(Path(args.out))
-    data = {"private_key": str(private), "public_key": str(public),
-            "key_id": key_id(load_public_key(public))}
-    _emit(args, data, lambda d: (
-        f"signing key: {d['private_key']} (give it to the daemon only, e.g. LoadCredential=)\n"
-        f"public key:  {d['public_key']} (for `selfmod audit verify --public-key`)\n"
-        f"key id:      {d['key_id']}"))
     return 0
 
 
@@ -362,7 +191,7 @@ def cmd_envelope_check(args: argparse.Namespace) -> int:
     from envelope.policy import load_policy
 
     policy = load_policy(Path(args.file))
-    _emit(args, {"ok": True, "file": args.file, "version": policy.version,
+    emit(args, {"ok": True, "file": args.file, "version": policy.version,
                  "sha256": policy.sha256},
           lambda d: f"{d['file']}: OK (policy version {d['version']})")
     return 0
@@ -380,7 +209,7 @@ def cmd_envelope_schema(args: argparse.Namespace) -> int:
 def cmd_llm_check(args: argparse.Namespace) -> int:
     from daemon.proposers import make_llm_client
 
-    config = _config(args)
+    config = config_of(args)
     with make_llm_client(config) as client:
         health = client.health()
         structured = client.probe_structured_output() if health.ok else None
@@ -405,7 +234,7 @@ def cmd_llm_check(args: argparse.Namespace) -> int:
             f"context length: {context}; llm.max_tokens: {d['max_tokens']}",
             f"structured output: {supported} ({d['structured_output_detail']})"])
 
-    _emit(args, data, text)
+    emit(args, data, text)
     return 0 if health.ok else 1
 
 
@@ -440,9 +269,9 @@ def cmd_jail_run(args: argparse.Namespace) -> int:
 
     path = Path(args.file)
     if not path.is_file():
-        _fail(args, f"{path}: no such file")
+        fail(args, f"{path}: no such file")
         return 2
-    config = _config(args)
+    config = config_of(args)
     policy = load_policy(config.policy) if config.policy is not None else DEFAULT_POLICY
     isolation = probe_isolation()
     jail = Jail(SandboxLimits.from_policy(policy.sandbox), isolation,

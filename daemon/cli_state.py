@@ -1,0 +1,134 @@
+"""The commands that read the state directory: history, diff, export, audit.
+
+They work whether the daemon runs or not, take no lock and never write (but
+for ``audit keygen``, which writes a key pair where it is told).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+from pathlib import Path
+from typing import Any
+
+from daemon.cli_io import emit, state_dir_of, table, utc
+from daemon.errors import ConfigError
+from snapshots.versions import short_id
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from daemon.ledger import Ledger
+
+    versions = Ledger.reader(state_dir_of(args)).history()
+    data = [{"id": v.id, "target": v.target, "status": v.status, "origin": v.origin,
+             "parent": v.parent, "created_at": v.created_at,
+             "speedup": v.evidence.get("speedup"), "ci_low": v.evidence.get("ci_low"),
+             "ci_high": v.evidence.get("ci_high"), "stage": v.evidence.get("stage", ""),
+             "reason": v.evidence.get("reason", ""), "detail": v.evidence.get("detail", "")}
+            for v in versions]
+
+    def text(rows: list[dict[str, Any]]) -> str:
+        if not rows:
+            return "no versions yet"
+        cells = [("id", "created (UTC)", "status", "speedup [interval]", "origin", "target",
+                  "why")]
+        for r in rows:
+            speed = (f"{r['speedup']:.3g}x [{r['ci_low']:.3g}, {r['ci_high']:.3g}]"
+                     if r["speedup"] else "")
+            why = f"{r['stage']}/{r['reason']}" if r["reason"] else ""
+            cells.append((short_id(r["id"]), utc(r["created_at"]), str(r["status"]), speed,
+                          r["origin"], r["target"], why))
+        return table(cells, right=frozenset({3}))
+
+    emit(args, data, text)
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from daemon.ledger import Ledger
+
+    ledger = Ledger.reader(state_dir_of(args))
+    version = ledger.find(args.id)
+    base = ledger.source(version.base_sha)
+    new = ledger.source(version.id)
+    diff = "".join(difflib.unified_diff(
+        base.splitlines(True), new.splitlines(True),
+        fromfile=f"{version.target} (base {short_id(version.base_sha)})",
+        tofile=f"{version.target} ({short_id(version.id)}, {version.origin})"))
+    emit(args, {"id": version.id, "target": version.target, "diff": diff},
+          lambda d: d["diff"] or "(no difference)")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from daemon.export import export_versions
+    from daemon.ledger import Ledger
+    from snapshots import AUDIT_FILE
+
+    state_dir = state_dir_of(args)
+    ledger = Ledger.reader(state_dir)
+    written = export_versions(ledger.active_versions(), ledger.source, Path(args.out),
+                              audit_log=state_dir / AUDIT_FILE,
+                              root=Path(args.root) if args.root else None)
+    data = {"written": [{"patch": str(e.path), "version": e.version, "target": e.target,
+                         "file": str(e.file) if e.file else None} for e in written],
+            "summary": str(Path(args.out) / "SUMMARY.md")}
+
+    def text(d: dict[str, Any]) -> str:
+        if not d["written"]:
+            return "no active versions to export"
+        rows = [f"{w['patch']}  ({'applies to ' + w['file'] if w['file'] else 'function only'})"
+                for w in d["written"]]
+        return "\n".join([*rows, f"summary: {d['summary']}"])
+
+    emit(args, data, text)
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from snapshots import AUDIT_FILE, load_public_key
+    from snapshots.audit import verify_file
+    from snapshots.checkpoint import default_checkpoint_path
+
+    state_dir = state_dir_of(args)
+    if args.public_key is None:
+        if args.checkpoints is not None:
+            raise ConfigError("--checkpoints needs --public-key: a checkpoint is only as good "
+                              "as the signature it is checked against")
+        result = verify_file(state_dir / AUDIT_FILE)
+    else:
+        checkpoints = (Path(args.checkpoints) if args.checkpoints
+                       else default_checkpoint_path(state_dir))
+        if not checkpoints.is_file():
+            raise ConfigError(f"no checkpoint file at {checkpoints}: pass --checkpoints FILE "
+                              "(the daemon config's audit checkpoint path)")
+        result = verify_file(state_dir / AUDIT_FILE, checkpoints,
+                             load_public_key(Path(args.public_key)))
+    data = {"ok": result.ok, "records": result.records, "first_bad_seq": result.first_bad_seq,
+            "problem": result.problem, "torn_tail": result.torn_tail,
+            "anchored": result.anchored, "checkpoints": result.checkpoints,
+            "last_checkpoint_seq": result.last_checkpoint_seq, "anchor": result.anchor}
+
+    def text(d: dict[str, Any]) -> str:
+        if d["ok"]:
+            tail = " (a torn last line from a crash was found)" if d["torn_tail"] else ""
+            return f"audit log OK: {d['records']} records, chain intact{tail}; {d['anchor']}"
+        return (f"audit log TAMPERED at seq {d['first_bad_seq']}: {d['problem']}; "
+                f"{d['anchor']}")
+
+    emit(args, data, text)
+    return 0 if result.ok else 1
+
+
+def cmd_audit_keygen(args: argparse.Namespace) -> int:
+    from snapshots import generate_keypair, load_public_key
+    from snapshots.keys import key_id
+
+    private, public = generate_keypair(Path(args.out))
+    data = {"private_key": str(private), "public_key": str(public),
+            "key_id": key_id(load_public_key(public))}
+    emit(args, data, lambda d: (
+        f"signing key: {d['private_key']} (give it to the daemon only, e.g. LoadCredential=)\n"
+        f"public key:  {d['public_key']} (for `selfmod audit verify --public-key`)\n"
+        f"key id:      {d['key_id']}"))
+    return 0
