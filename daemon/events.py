@@ -49,6 +49,17 @@ class DaemonStarted(Event):
 
 
 @dataclass(frozen=True)
+class ControlRequest(Event):
+    """A state-changing request on the control socket, or any refused one, with its peer."""
+
+    kind = "control_request"
+    route: str  # "POST /pause"
+    uid: int
+    pid: int
+    status: int  # the HTTP status answered; 403 for a peer that may not use the socket
+
+
+@dataclass(frozen=True)
 class DaemonStopped(Event):
     kind = "daemon_stopped"
     reason: str

@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry
 from daemon import events as ev
 from daemon import logs
 from daemon.config import DaemonConfig
-from daemon.control import ControlServer
+from daemon.control import ControlServer, Peer
 from daemon.cycle import Cycle
 from daemon.errors import ConfigError
 from daemon.ledger import Ledger
@@ -136,6 +136,11 @@ class Daemon:
         self.metrics.watch(active_patches=lambda: len(self.swapper.active()),
                            coverage=self._coverage, halted=self._synthesis_halted,
                            workload=self._workload_stats)
+
+    def _control_request(self, peer: Peer, method: str, path: str, status: int) -> None:
+        """Put on the record who changed the daemon's state, or tried to use the socket."""
+        if method != "GET" or status == 403:
+            self.bus.publish(ev.ControlRequest(f"{method} {path}", peer.uid, peer.pid, status))
 
     def _checkpointed(self, checkpoint: Checkpoint) -> None:
         """A signed checkpoint of the audit chain: a copy goes to the journal and a gauge.
@@ -257,7 +262,7 @@ class Daemon:
             self._servers.append(server)
             self.log.info("metrics_listening", url=f"http://{server.host}:{server.port}/metrics")
         control = ControlServer(self.config.control_socket, self.operator.routes(),
-                                self.config.control.group)
+                                self.config.control.group, on_request=self._control_request)
         control.start()
         self._servers.append(control)
         # Only now: systemd orders dependent units after READY, and they expect the

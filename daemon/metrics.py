@@ -128,6 +128,9 @@ class Metrics:
         self.integrity_violations = Counter("selfmod_integrity_violations_total",
                                             "Checksum mismatches of daemon code or policy",
                                             registry=r)
+        self.control_refusals = Counter("selfmod_control_refusals_total",
+                                        "Control socket requests refused for their peer's uid",
+                                        registry=r)
         self.isolation = Gauge("selfmod_isolation_available",
                                "1 when an isolation layer is available to the sandbox", ["layer"],
                                registry=r)
@@ -198,6 +201,8 @@ class Metrics:
                 self.policy_reloads.labels("error").inc()
             case ev.IntegrityViolation():
                 self.integrity_violations.inc()
+            case ev.ControlRequest(status=403):
+                self.control_refusals.inc()
             case ev.OracleMismatch(count=count):
                 self.oracle_mismatches.inc(count)
             case ev.CorpusRecorded(calls=calls, skipped=skipped):

@@ -25,6 +25,7 @@ from snapshots.versions import VersionStatus
 Answer = tuple[int, dict[str, Any]]
 
 _ID_BODY = 'body must be {"id": "<version id or prefix>"}'
+MIN_PREFIX = 4  # as on the offline path (Ledger.find): a shorter prefix is a guess
 
 
 class Operator:
@@ -63,6 +64,9 @@ class Operator:
                 version = body.get("id")
                 if not isinstance(version, str) or not version:
                     return 400, {"error": _ID_BODY}
+                if len(version) < MIN_PREFIX:
+                    return 400, {"error": f"version id {version!r} is too short: give at "
+                                          f"least {MIN_PREFIX} characters"}
                 return action(version)
             return route
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -61,13 +62,22 @@ def test_an_anchored_daemon_signs_checkpoints_and_refuses_a_cut_log(tmp_path: Pa
                       hashlib.sha256(checkpoints.read_bytes()).hexdigest())
 
 
-def test_without_a_key_the_log_is_unanchored_and_says_so(tmp_path: Path) -> None:
-    """No key configured: the daemon runs as before and status says unanchored."""
+def test_without_a_key_the_log_is_unanchored_and_operator_actions_are_on_record(
+        tmp_path: Path) -> None:
+    """No key configured: status says unanchored; pause and resume through the socket are
+    audited with the peer's uid and pid (status reads are not)."""
     state = tmp_path / "state"
     daemon = LiveDaemon(["--state-dir", str(state), "--metrics-port", "0"], tmp_path)
     try:
         daemon.wait_for("metrics_listening", 60)
         status = cli("status", "--state-dir", str(state), cwd=tmp_path)
         assert status["audit"] == "unanchored"
+        cli("pause", "--state-dir", str(state), cwd=tmp_path)
+        cli("resume", "--state-dir", str(state), cwd=tmp_path)
     finally:
         assert daemon.stop(30) == 0, daemon.tail()
+    audit = [json.loads(line) for line in (state / "audit.log").read_text().splitlines()]
+    requests = [r["body"] for r in audit if r["kind"] == "control_request"]
+    assert [(b["route"], b["status"], b["uid"]) for b in requests] == \
+        [("POST /pause", 200, os.getuid()), ("POST /resume", 200, os.getuid())]
+    assert all(b["pid"] > 0 for b in requests)

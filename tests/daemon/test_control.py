@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from daemon.control import ControlClient, ControlServer
+from daemon.control import ControlClient, ControlServer, Peer, operator_check
 from daemon.errors import ControlError
 
 
@@ -92,3 +92,65 @@ def test_a_stale_socket_is_replaced(tmp_path):
     finally:
         srv.stop()
     assert not path.exists()
+
+
+def test_a_peer_the_check_refuses_gets_403_and_is_reported(tmp_path):
+    """SO_PEERCRED decides: a refused peer gets 403, and every request reaches on_request."""
+    seen = []
+    srv = ControlServer(tmp_path / "control.sock", {("POST", "/pause"): lambda b: (200, {})},
+                        allowed=lambda peer: False,
+                        on_request=lambda peer, method, path, status:
+                        seen.append((peer.uid, peer.pid, method, path, status)))
+    srv.start()
+    try:
+        with pytest.raises(ControlError, match="may not use this socket"):
+            ControlClient(srv.path).request("POST", "/pause", {})
+    finally:
+        srv.stop()
+    assert seen == [(os.getuid(), os.getpid(), "POST", "/pause", 403)]
+
+
+def test_operator_check_admits_root_the_daemon_and_the_group_only():
+    """Root, the daemon's own uid and the control group's members pass; anyone else does not."""
+    import grp
+
+    group = grp.getgrgid(os.getgid()).gr_name
+    check = operator_check(None, own_uid=1234)
+    assert check(Peer(1, 0, 0)) and check(Peer(1, 1234, 99))
+    assert not check(Peer(1, 4321, 4321))
+    with_group = operator_check(group, own_uid=1234)
+    assert with_group(Peer(1, 4321, os.getgid()))
+    assert not with_group(Peer(1, 4321, 4321))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing uid needs root")
+def test_another_uid_is_refused_even_when_the_file_mode_would_let_it_in():
+    """With the socket made world-writable by hand, uid 65534 still gets 403 from the daemon."""
+    import shutil
+    import subprocess
+    import sys
+
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv (util-linux) is needed to run as another uid")
+    import tempfile
+    from pathlib import Path
+
+    # pytest's tmp_path sits under a 0700 directory; the other uid must reach the socket
+    where = Path(tempfile.mkdtemp(prefix="selfmod-peer-"))
+    where.chmod(0o755)
+    srv = ControlServer(where / "control.sock", {("GET", "/status"): lambda b: (200, {})})
+    srv.start()
+    try:
+        os.chmod(srv.path, 0o666)
+        code = ("import sys; from pathlib import Path; from daemon.control import ControlClient\n"
+                "try:\n    ControlClient(Path(sys.argv[1])).request('GET', '/status')\n"
+                "except Exception as exc:\n    print(exc); sys.exit(3)\n")
+        out = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+                              sys.executable, "-c", code, str(srv.path)],
+                             capture_output=True, text=True, timeout=60, check=False)
+    finally:
+        srv.stop()
+        shutil.rmtree(where, ignore_errors=True)
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert "uid 65534 may not use this socket" in out.stdout

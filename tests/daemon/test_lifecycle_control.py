@@ -181,8 +181,9 @@ def test_rollback_by_prefix_falls_back_to_the_replaced_version_then_the_original
     ("/approve", b"[1, 2]", 400, "body must be a JSON object"),
     ("/approve", b"{}", 400, 'body must be {"id"'),
     ("/rollback", b'{"id": 42}', 400, 'body must be {"id"'),
-    ("/rollback", b'{"id": "abc"}', 404, "no active version starts with 'abc'"),
-    ("/approve", b'{"id": "ab"}', 404, "too short"),
+    ("/rollback", b'{"id": "abc"}', 400, "too short"),
+    ("/rollback", b'{"id": "abcd"}', 404, "no active version starts with 'abcd'"),
+    ("/approve", b'{"id": "ab"}', 400, "too short"),
     ("/nowhere", b"{}", 404, "no route POST /nowhere"),
 ])
 def test_malformed_requests_get_clear_errors(quiet: dict[str, Any], route: str, body: bytes,
