@@ -18,7 +18,6 @@ import argparse
 import ctypes
 import os
 import re
-import resource
 import sys
 
 from envelope import seccomp
@@ -97,19 +96,7 @@ def make_readonly(tmpdir: str) -> list[str]:
 
 def apply_limits(limits: ShadowLimits) -> None:
     """Set ``limits`` on this process (inherited by what it executes); never raises them."""
-    wanted = {
-        resource.RLIMIT_CPU: (limits.cpu_seconds, limits.cpu_seconds + 1),
-        resource.RLIMIT_AS: (limits.memory_mb << 20,) * 2,
-        resource.RLIMIT_FSIZE: (limits.file_size_mb << 20,) * 2,
-        resource.RLIMIT_NOFILE: (limits.open_files,) * 2,
-        resource.RLIMIT_NPROC: (limits.processes,) * 2,
-        resource.RLIMIT_CORE: (0, 0),
-    }
-    for which, (soft, hard) in wanted.items():
-        _, current_hard = resource.getrlimit(which)
-        if current_hard != resource.RLIM_INFINITY:
-            soft, hard = min(soft, current_hard), min(hard, current_hard)
-        resource.setrlimit(which, (soft, hard))
+    limits.apply()
 
 
 _CLONE_NEWUSER, _CLONE_NEWNS = 0x10000000, 0x20000

@@ -82,6 +82,25 @@ class ShadowLimits:
     def from_args(cls, options: argparse.Namespace) -> ShadowLimits:
         return cls(**{name: getattr(options, name) for name in LIMIT_BOUNDS})
 
+    def apply(self) -> None:
+        """Set these limits on this process (and what it executes), never above a hard limit
+        already in force; RLIMIT_NPROC binds only a non-root user."""
+        import resource
+
+        wanted = {
+            resource.RLIMIT_CPU: (self.cpu_seconds, self.cpu_seconds + 1),
+            resource.RLIMIT_AS: (self.memory_mb << 20,) * 2,
+            resource.RLIMIT_FSIZE: (self.file_size_mb << 20,) * 2,
+            resource.RLIMIT_NOFILE: (self.open_files,) * 2,
+            resource.RLIMIT_NPROC: (self.processes,) * 2,
+            resource.RLIMIT_CORE: (0, 0),
+        }
+        for which, (soft, hard) in wanted.items():
+            _, current_hard = resource.getrlimit(which)
+            if current_hard != resource.RLIM_INFINITY:
+                soft, hard = min(soft, current_hard), min(hard, current_hard)
+            resource.setrlimit(which, (soft, hard))
+
 
 @dataclass(frozen=True)
 class ShadowJob:

@@ -32,7 +32,6 @@ import contextlib
 import io
 import itertools
 import os
-import resource
 import sys
 import time
 from collections.abc import Callable
@@ -75,19 +74,7 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
 
 def apply_limits(options: ShadowLimits) -> None:
     """Resource limits on this process. RLIMIT_NPROC binds only a non-root user."""
-    limits = {
-        resource.RLIMIT_CPU: (options.cpu_seconds, options.cpu_seconds + 1),
-        resource.RLIMIT_AS: (options.memory_mb << 20,) * 2,
-        resource.RLIMIT_FSIZE: (options.file_size_mb << 20,) * 2,
-        resource.RLIMIT_NOFILE: (options.open_files,) * 2,
-        resource.RLIMIT_NPROC: (options.processes,) * 2,
-        resource.RLIMIT_CORE: (0, 0),
-    }
-    for which, (soft, hard) in limits.items():
-        _, current_hard = resource.getrlimit(which)
-        if current_hard != resource.RLIM_INFINITY:
-            soft, hard = min(soft, current_hard), min(hard, current_hard)
-        resource.setrlimit(which, (soft, hard))
+    options.apply()
 
 
 def main(argv: list[str] | None = None) -> int:
