@@ -235,7 +235,9 @@ def mutation_score_gauge(registry: CollectorRegistry) -> Gauge:
     the daemon's own registry does not carry it.
     """
     return Gauge("selfmod_mutation_score_ratio",
-                 "Share of the demo targets' mutants the gate rejects", registry=registry)
+                 "Kill score: share of the demo targets' mutants the static gate or the shadow "
+                 "told apart by behaviour (a mutant rejected only as no faster is not counted)",
+                 registry=registry)
 
 
 def _origin_kind(origin: str) -> str:
