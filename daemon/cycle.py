@@ -172,15 +172,21 @@ class Cycle:
                 else:
                     shadow_total += assessed.shadow_seconds
                     judged.append((candidate, assessed))
-            # n-best: of the candidates that passed, the one proven fastest goes live
+            # n-best: of the candidates that passed, the one proven fastest goes live; if it
+            # cannot (its canary regresses, the swap is refused), the next one tries
             passed.sort(key=lambda p: (p.outcome.ci_low or 0.0, p.outcome.speedup or 0.0),
                         reverse=True)
-            for index, assessed in enumerate(passed):
-                if index == 0:
+            live: CandidateOutcome | None = None
+            for assessed in passed:
+                if self._stop.is_set():
+                    break  # the rest stay proposed: nothing was decided about them
+                if live is None:
                     outcome = self._go_live(assessed.candidate, assessed.outcome,
                                             assessed.evidence, judge, assessed.reject)
+                    if outcome.verdict in FINAL:
+                        live = outcome
                 else:
-                    best = passed[0].outcome
+                    best = live
                     outcome = assessed.reject(
                         "accept", "outperformed",
                         f"accepted at {assessed.outcome.speedup:.3g}x "
@@ -198,7 +204,7 @@ class Cycle:
             feedback = failed + tuple(
                 Feedback(c.source, o.stage, o.reason, o.detail) for c, o in judged
                 if o.verdict in (CandidateVerdict.REJECTED, CandidateVerdict.ROLLED_BACK)
-                and c.origin.startswith("llm:"))
+                and o.reason != "outperformed" and c.origin.startswith("llm:"))
             if done or self._stop.is_set() or not correcting or not feedback or \
                     rounds >= policy.proposers.llm.max_corrections:
                 break
