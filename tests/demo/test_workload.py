@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -109,7 +110,6 @@ def test_throughput_is_over_a_sliding_window(make_workload: MakeWorkload) -> Non
 def test_swapped_wrong_code_is_caught_by_the_oracle(make_workload: MakeWorkload) -> None:
     """A wrong __code__ swapped into a live function is counted, reported and named."""
     live = targets.resolve(targets.Target.parse("demo.logstats:count_by_status"))
-    original_code = live.__code__
     batch = list(make_pool(seed=2, batches=1, size=200)[0])
     expected = oracle.oracle_process_batch(batch)
     wrong = targets.compile_function(
@@ -129,14 +129,7 @@ def test_swapped_wrong_code_is_caught_by_the_oracle(make_workload: MakeWorkload)
 
     workload = make_workload(seed=2, workers=1, oracle_every=1, on_mismatch=on_mismatch,
                              **SMALL)
-    live.__code__ = wrong
-    try:
-        workload.start()
-        wait_for(lambda: workload.snapshot().mismatches > 0)
-        workload.stop()
-        assert workload.join(timeout=10)
-    finally:
-        live.__code__ = original_code
+    run_until_mismatch(workload, live, wrong)
     assert workload.snapshot().mismatches > 0
     with lock:
         assert reported and reported[0][0] == "count_by_status"
@@ -145,17 +138,9 @@ def test_swapped_wrong_code_is_caught_by_the_oracle(make_workload: MakeWorkload)
     assert oracle.oracle_process_batch(batch) == expected
 
 
-def test_a_raising_swap_counts_as_error_and_mismatch(make_workload: MakeWorkload) -> None:
-    """When live code raises, the batch is an error, and on a checked batch a mismatch."""
-    live = targets.resolve(targets.Target.parse("demo.logstats:time_range"))
+def run_until_mismatch(workload: DemoWorkload, live: Any, wrong: Any) -> None:
+    """Run ``workload`` with ``wrong`` swapped into ``live`` until the oracle objects."""
     original_code = live.__code__
-    wrong = targets.compile_function("def time_range(records):\n    raise RuntimeError('x')\n",
-                                     live, filename="<raising time_range>")
-    errors: list[BaseException] = []
-    reported: list[str] = []
-    workload = make_workload(seed=2, workers=1, oracle_every=1, on_error=errors.append,
-                             on_mismatch=lambda function, detail: reported.append(function),
-                             **SMALL)
     live.__code__ = wrong
     try:
         workload.start()
@@ -164,6 +149,19 @@ def test_a_raising_swap_counts_as_error_and_mismatch(make_workload: MakeWorkload
         assert workload.join(timeout=10)
     finally:
         live.__code__ = original_code
+
+
+def test_a_raising_swap_counts_as_error_and_mismatch(make_workload: MakeWorkload) -> None:
+    """When live code raises, the batch is an error, and on a checked batch a mismatch."""
+    live = targets.resolve(targets.Target.parse("demo.logstats:time_range"))
+    wrong = targets.compile_function("def time_range(records):\n    raise RuntimeError('x')\n",
+                                     live, filename="<raising time_range>")
+    errors: list[BaseException] = []
+    reported: list[str] = []
+    workload = make_workload(seed=2, workers=1, oracle_every=1, on_error=errors.append,
+                             on_mismatch=lambda function, detail: reported.append(function),
+                             **SMALL)
+    run_until_mismatch(workload, live, wrong)
     stats = workload.snapshot()
     assert stats.errors > 0 and stats.batches == 0
     assert isinstance(errors[0], RuntimeError)
