@@ -221,6 +221,7 @@ class Canary:
         Raises SwapError when the code cannot be installed.
         """
         with self._swapper.rollout_lock(target):
+            self._bus.publish(ev.RolloutStarted(target, version))
             baseline = self.baseline(target)
             if self._stop.is_set():  # no version goes live without its canary
                 return Rollout(None, None, "the daemon is stopping")

@@ -163,6 +163,15 @@ class CandidateAccepted(Event):
 
 
 @dataclass(frozen=True)
+class RolloutStarted(Event):
+    """An accepted version is about to go live: its baseline window is being taken."""
+
+    kind = "rollout_started"
+    target: str
+    version: str
+
+
+@dataclass(frozen=True)
 class VersionSwapped(Event):
     kind = "swapped"
     target: str

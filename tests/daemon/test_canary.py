@@ -241,9 +241,14 @@ def test_a_version_three_times_slower_is_rolled_back_for_latency(setting):
 
 
 def test_a_good_version_passes_and_its_probes_are_removed(setting):
-    """An equivalent version passes on a pure target; the live code is the version's, unprobed."""
+    """An equivalent version passes on a pure target; the live code is the version's, unprobed.
+
+    The latency bound is wide: on calls of a few microseconds a loaded machine can
+    double a median, and the latency verdict has its own test above.
+    """
     swapper, ledger, _, seen = setting
-    limits = canary_limits(calls=400, seconds=60.0, compare_sample=0.5, baseline_seconds=5.0)
+    limits = canary_limits(calls=400, seconds=60.0, compare_sample=0.5, baseline_seconds=5.0,
+                           max_latency_ratio=20.0)
     result, vid, load = run_canary(setting, CHECKSUM, canary_targets.EQUIVALENT, limits,
                                    pure=True)
     assert isinstance(result, Passed), result
@@ -309,7 +314,8 @@ def test_roll_out_installs_records_and_judges_a_version(setting):
     assert swapper.function(CHECKSUM).__code__ is code
     record = ledger.state.load().versions[vid]
     assert record.status is VersionStatus.ACTIVE and record.evidence["speedup"] == 1.5
-    assert [type(e) for e in seen] == [ev.VersionSwapped, ev.CanaryPassed]
+    assert [type(e) for e in seen] == [ev.RolloutStarted, ev.VersionSwapped, ev.CanaryPassed]
+    assert seen[0] == ev.RolloutStarted(CHECKSUM, vid)
 
 
 def test_roll_out_refuses_a_version_made_from_code_no_longer_live(setting):
@@ -325,5 +331,6 @@ def test_roll_out_refuses_a_version_made_from_code_no_longer_live(setting):
                               expect_live="")
     assert rollout.installed is None and rollout.verdict is None
     assert f"version {live[:12]} is live now" in rollout.refused
-    assert swapper.active()[CHECKSUM].version == live and seen == []
+    assert swapper.active()[CHECKSUM].version == live
+    assert seen == [ev.RolloutStarted(CHECKSUM, vid)]  # it started, and stopped short
     assert ledger.state.load().active == {CHECKSUM: live}

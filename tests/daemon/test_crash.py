@@ -123,9 +123,9 @@ def test_a_daemon_killed_at_a_swap_step_restarts_on_the_old_or_new_state(tmp_pat
     offspring = Offspring(daemon.proc.pid)
     try:
         if point.startswith("swap."):
-            daemon.wait_for("accepted", 240)
-            accepted = daemon.events("accepted")[0]
-            target, version = accepted["target"], accepted["version"]
+            # of several accepted candidates the fastest goes live: follow that one
+            started = daemon.wait_for("rollout_started", 240)
+            target, version = started["target"], started["version"]
         else:
             passed = daemon.wait_for("canary_passed", 240)
             target, version = passed["target"], passed["version"]
