@@ -25,8 +25,12 @@ def job_checks(policy: Policy, target: str) -> dict[str, Any]:
     impure = any(fnmatch.fnmatchcase(target, glob) for glob in policy.invariants.impure)
     predicates = tuple(entry.predicate for entry in policy.invariants.declared
                        if fnmatch.fnmatchcase(target, entry.target))
+    verification = policy.verification
     return {"examples": policy.properties.examples, "deadline_ms": policy.properties.deadline_ms,
-            "impure": impure, "invariants": predicates}
+            "impure": impure, "invariants": predicates,
+            "search_seconds": 0.0 if impure else verification.search_seconds,
+            "symbolic_seconds": 0.0 if impure else verification.symbolic_seconds,
+            "memoise": verification.may_memoise(target)}
 
 
 def evidence_checks(checks: Iterable[str], declared: int) -> dict[str, Any]:

@@ -276,6 +276,31 @@ class Invariants(_Section):
     """Targets with side effects: judged on recorded calls only, never generated ones."""
 
 
+class Verification(_Section):
+    require_full_coverage: bool = True
+    """Reject (reason ``unproven``) a candidate with a line or branch that no check ran,
+    unless it is the original's own unexercised code, kept unchanged by a rule."""
+    coverage_relaxed_for: Globs = ()
+    """Target globs where unexercised candidate code is accepted all the same; every
+    acceptance this allows is recorded in the audit log with the lines it left unproven."""
+    search_seconds: float = Field(default=3.0, ge=0, le=600)
+    """Time per candidate for the guided search of inputs that reach unexercised code."""
+    symbolic_seconds: float = Field(default=5.0, ge=0, le=600)
+    """Time per candidate for the symbolic diff (CrossHair) where the argument types fit;
+    0 turns it off. Finding no difference within it is recorded as exactly that."""
+    memoise: Globs = ()
+    """Target globs whose candidates may keep state between calls (a cache); elsewhere
+    a candidate that does is rejected with reason ``stateful``."""
+
+    def coverage_required(self, target: str) -> bool:
+        """Whether ``target``'s candidates must have every line and branch exercised."""
+        return self.require_full_coverage and not any(
+            fnmatch.fnmatchcase(target, glob) for glob in self.coverage_relaxed_for)
+
+    def may_memoise(self, target: str) -> bool:
+        return any(fnmatch.fnmatchcase(target, glob) for glob in self.memoise)
+
+
 class PolicyDocument(_Section):
     """What a policy file holds: the version and the sections."""
 
@@ -294,6 +319,7 @@ class PolicyDocument(_Section):
     approval: Approval = Approval()
     properties: Properties = Properties()
     invariants: Invariants = Invariants()
+    verification: Verification = Verification()
 
     def in_scope(self, target: str, default_include: tuple[str, ...] = ()) -> bool:
         """Whether the policy lets the daemon change ``target`` (never a protected module).

@@ -25,7 +25,8 @@ from invariants.errors import ProtocolError
 
 # History of JOB_FORMAT:
 #   1 — the job as a flat JSON object with a nonce (first format).
-JOB_FORMAT: Final = 1
+#   2 — adds search_seconds, symbolic_seconds, memoise, found_path and shuffle_seed.
+JOB_FORMAT: Final = 2
 
 MAX_JOB_BYTES: Final = 16 << 20
 HASH_SEED_MAX: Final = 2**32 - 1  # PYTHONHASHSEED's largest value
@@ -123,6 +124,15 @@ class ShadowJob:
     property_seed: int = 0
     impure: bool = False
     invariants: tuple[str, ...] = ()  # declared predicates (module:function) for this target
+    # policy.verification: time for the guided search of inputs reaching unexercised code
+    # and for the symbolic diff (0: none), and whether the candidate may keep state
+    search_seconds: float = 0.0
+    symbolic_seconds: float = 0.0
+    memoise: bool = False
+    # inputs found by earlier searches for this target (JSON of literals, see
+    # invariants.literal), replayed on original and candidate like generated ones
+    found_path: str = ""
+    shuffle_seed: int = 0  # a nonzero seed replays the corpus in an order shuffled with it
 
     def to_json(self, nonce: str) -> bytes:
         """The job as the child reads it; paths made absolute (the child runs in its tmp dir).
@@ -134,6 +144,7 @@ class ShadowJob:
         del data["hash_seeds"]
         data.update(format=JOB_FORMAT, nonce=nonce,
                     corpus_path=os.path.abspath(self.corpus_path),
+                    found_path=os.path.abspath(self.found_path) if self.found_path else "",
                     sys_path=[os.path.abspath(entry) for entry in self.sys_path],
                     invariants=list(self.invariants))
         return json.dumps(data).encode("utf-8")

@@ -25,7 +25,7 @@ STATUSES = ("ok", "mismatch", "error", "timeout", "crashed", "limit", "forbidden
 CHILD_STATUSES = frozenset({"ok", "mismatch", "error", "limit", "forbidden"})
 MISMATCH_KINDS = frozenset({"outcome", "exception", "value", "iterator", "mutation", "alias",
                             "output", "uncomparable", "hash_seed", "property",
-                            "invariant"})
+                            "invariant", "stateful", "symbolic", "found"})
 # The checks a report can say ran, in the order a shadow runs them.
 CHECKS = ("differential", "invariant", "property", "benchmark")
 CONTEXTS = frozenset({"candidate", "original", "harness"})

@@ -16,17 +16,26 @@ invariants:
     - {target: "shop.pricing:Cart.total", predicate: "shop.checks:rounded"}
     - {target: "shop.tax:*", predicate: "shop.checks:taxed"}
   impure: ["shop.audit:*"]
+verification:
+  search_seconds: 7
+  symbolic_seconds: 9
+  memoise: ["shop.pricing:*"]
 """
 
 
 def test_the_policy_becomes_the_shadow_job_fields() -> None:
-    """Examples, deadline, the declared predicates matching the target, and impurity."""
+    """Examples, deadline, predicates, impurity, and the verification budgets and memoising.
+
+    An impure target gets no generated inputs, so no search and no symbolic diff either.
+    """
     policy = parse_policy(POLICY, "envelope.yaml")
     assert job_checks(policy, "shop.pricing:Cart.total") == {
         "examples": 120, "deadline_ms": 400, "impure": False,
-        "invariants": ("shop.checks:total_not_negative", "shop.checks:rounded")}
+        "invariants": ("shop.checks:total_not_negative", "shop.checks:rounded"),
+        "search_seconds": 7.0, "symbolic_seconds": 9.0, "memoise": True}
     audit = job_checks(policy, "shop.audit:record")
     assert audit["impure"] is True and audit["invariants"] == ()
+    assert (audit["search_seconds"], audit["symbolic_seconds"], audit["memoise"]) == (0, 0, False)
 
 
 def test_a_version_is_covered_when_all_its_checks_ran() -> None:

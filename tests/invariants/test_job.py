@@ -14,7 +14,7 @@ from envelope.errors import LimitsError
 from envelope.policy import SandboxPolicy
 from envelope.sandbox import SandboxLimits
 from invariants.errors import ProtocolError
-from invariants.job import LIMIT_BOUNDS, ShadowJob, ShadowLimits
+from invariants.job import JOB_FORMAT, LIMIT_BOUNDS, ShadowJob, ShadowLimits
 from tests.invariants.shadowkit import make_workspace
 
 JOB = ShadowJob("m:f", "def f(x):\n    return x\n", "corpus.pkl", ("code",), repeats=4,
@@ -35,9 +35,9 @@ def test_a_job_survives_the_round_trip_with_absolute_paths() -> None:
     (b"not json", "not JSON"),
     (b"[1]", "not a JSON object"),
     (json.dumps({"nonce": "n", "target": "m:f"}).encode(), "format"),
-    (json.dumps({"format": 1, "target": "m:f"}).encode(), "nonce"),
-    (json.dumps({"format": 1, "nonce": "n", "target": "m:f"}).encode(), "incomplete"),
-    (json.dumps({"format": 1, "nonce": "n", "target": "m:f", "evil": 1}).encode(), "unknown"),
+    (json.dumps({"format": JOB_FORMAT, "target": "m:f"}).encode(), "nonce"),
+    (json.dumps({"format": JOB_FORMAT, "nonce": "n", "target": "m:f"}).encode(), "incomplete"),
+    (json.dumps({"format": JOB_FORMAT, "nonce": "n", "target": "m:f", "evil": 1}).encode(), "unknown"),
 ])
 def test_a_malformed_job_is_refused_by_name(payload: bytes, message: str) -> None:
     """A job that is not exactly the protocol's is a ProtocolError saying what is wrong."""
