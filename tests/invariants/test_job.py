@@ -37,7 +37,8 @@ def test_a_job_survives_the_round_trip_with_absolute_paths() -> None:
     (json.dumps({"nonce": "n", "target": "m:f"}).encode(), "format"),
     (json.dumps({"format": JOB_FORMAT, "target": "m:f"}).encode(), "nonce"),
     (json.dumps({"format": JOB_FORMAT, "nonce": "n", "target": "m:f"}).encode(), "incomplete"),
-    (json.dumps({"format": JOB_FORMAT, "nonce": "n", "target": "m:f", "evil": 1}).encode(), "unknown"),
+    (json.dumps({"format": JOB_FORMAT, "nonce": "n", "target": "m:f", "evil": 1}).encode(),
+     "unknown"),
 ])
 def test_a_malformed_job_is_refused_by_name(payload: bytes, message: str) -> None:
     """A job that is not exactly the protocol's is a ProtocolError saying what is wrong."""
