@@ -23,7 +23,7 @@ from invariants.report import MAX_MISMATCHES, MAX_TEXT, REPORT_FORMAT
 Finisher = Callable[[str, Any, list[str]], NoReturn]
 
 _FIELDS = ("status", "reason", "calls", "mismatches", "original_times", "candidate_times",
-           "loops", "fingerprints", "checks", "examples", "notes")
+           "loops", "fingerprints", "checks", "examples", "notes", "coverage", "found")
 
 
 def make_finisher(fd: int, limit: int, sightings: list[Any]) -> Finisher:
@@ -92,7 +92,7 @@ def make_finisher(fd: int, limit: int, sightings: list[Any]) -> Finisher:
             "status": "error", "reason": "the shadow produced no result", "calls": 0,
             "mismatches": [], "original_times": [], "candidate_times": [], "loops": 0,
             "hash_seed": seed, "audit_events": [], "fingerprints": [],
-            "checks": [], "examples": 0, "notes": [],
+            "checks": [], "examples": 0, "notes": [], "coverage": {}, "found": [],
         }
         if _type(fields) is _dict:
             for key in _fields:
@@ -104,6 +104,7 @@ def make_finisher(fd: int, limit: int, sightings: list[Any]) -> Finisher:
                                 + _join(", ", [_str(name) for name in tampering[:5]]))
             report["original_times"], report["candidate_times"], report["loops"] = [], [], 0
             report["mismatches"], report["checks"] = [], []
+            report["coverage"], report["found"] = {}, []
         events: list[dict[str, Any]] = []
         for sighting in sightings[:20]:
             _append(events, {"event": sighting.event, "detail": sighting.detail,
@@ -120,7 +121,7 @@ def make_finisher(fd: int, limit: int, sightings: list[Any]) -> Finisher:
                         "calls": 0, "mismatches": [], "original_times": [],
                         "candidate_times": [], "loops": 0, "hash_seed": seed,
                         "audit_events": [], "fingerprints": [], "checks": [],
-                        "examples": 0, "notes": []}
+                        "examples": 0, "notes": [], "coverage": {}, "found": []}
             data = serialise(fallback) or b""
         view = _memoryview(data)
         while _len(view):

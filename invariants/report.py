@@ -19,7 +19,10 @@ from invariants.job import HASH_SEED_MAX
 #   1 — first format.
 #   2 — adds checks (which checks ran), examples (generated inputs compared) and notes
 #       (checks skipped, and why); mismatch kinds property and invariant.
-REPORT_FORMAT = 2
+#   3 — adds coverage (lines and branches of the candidate and the original that the
+#       checks ran) and found (inputs found by search, as Python literals); mismatch
+#       kinds stateful, symbolic and found.
+REPORT_FORMAT = 3
 
 STATUSES = ("ok", "mismatch", "error", "timeout", "crashed", "limit", "forbidden")
 CHILD_STATUSES = frozenset({"ok", "mismatch", "error", "limit", "forbidden"})
@@ -37,6 +40,9 @@ MAX_TEXT = 2_000
 MAX_REPR = 1_000
 MAX_NOTES = 5
 MAX_NOTE = 300
+MAX_FOUND = 20
+MAX_FOUND_CHARS = 4_000
+MAX_LINE = 1_000_000
 TAIL_CHARS = 4_096
 
 
@@ -49,6 +55,24 @@ class Mismatch:
     expected: str
     actual: str
     kind: str
+
+
+@dataclass(frozen=True)
+class CodeCoverage:
+    """Which lines and branches of one function's code the checks ran.
+
+    Line numbers are the function's source lines counted from 1 at its ``def``.
+    A branch is ``(from, to)``; ``to`` is negative for leaving the function.
+    """
+
+    statements: int
+    missing_lines: tuple[int, ...]
+    branches: int
+    missing_branches: tuple[tuple[int, int], ...]
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing_lines and not self.missing_branches
 
 
 @dataclass(frozen=True)
@@ -87,6 +111,11 @@ class ShadowReport:
     checks: tuple[str, ...] = ()
     examples: int = 0
     notes: tuple[str, ...] = ()
+    # what the checks ran of the candidate and of the original; None when not measured
+    coverage: CodeCoverage | None = None
+    original_coverage: CodeCoverage | None = None
+    # inputs found by search or the symbolic diff, as Python literals of (args, kwargs)
+    found: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for the audit log and ``--json`` output."""
@@ -117,7 +146,8 @@ def _reject_constant(name: str) -> Any:
 
 _FIELDS = frozenset({"format", "nonce", "status", "reason", "calls", "mismatches",
                      "original_times", "candidate_times", "loops", "hash_seed",
-                     "audit_events", "fingerprints", "checks", "examples", "notes"})
+                     "audit_events", "fingerprints", "checks", "examples", "notes",
+                     "coverage", "found"})
 
 
 def _parse(data: bytes, nonce: str, max_bytes: int) -> ShadowReport:
@@ -166,7 +196,39 @@ def _parse(data: bytes, nonce: str, max_bytes: int) -> ShadowReport:
         checks=_checks(payload),
         examples=_int(payload, "examples", MAX_CALLS),
         notes=tuple(_note(item) for item in _list(payload, "notes", MAX_NOTES)),
+        coverage=_coverage(payload["coverage"], "candidate"),
+        original_coverage=_coverage(payload["coverage"], "original"),
+        found=tuple(_found(item) for item in _list(payload, "found", MAX_FOUND)),
     )
+
+
+def _coverage(value: Any, which: str) -> CodeCoverage | None:
+    if type(value) is not dict or not set(value) <= {"candidate", "original"}:
+        raise _Invalid("coverage is not an object with candidate and original")
+    item = value.get(which)
+    if item is None:
+        return None
+    if type(item) is not dict or set(item) != {"statements", "missing_lines", "branches",
+                                                "missing_branches"}:
+        raise _Invalid(f"malformed {which} coverage")
+    statements = _int(item, "statements", MAX_LINE)
+    branches = _int(item, "branches", MAX_LINE)
+    lines = _list(item, "missing_lines", statements)
+    pairs = _list(item, "missing_branches", branches)
+    if any(type(n) is not int or not 0 < n <= MAX_LINE for n in lines):
+        raise _Invalid(f"{which} coverage names a line out of range")
+    if any(type(pair) is not list or len(pair) != 2 or
+           any(type(n) is not int or not -MAX_LINE <= n <= MAX_LINE for n in pair)
+           for pair in pairs):
+        raise _Invalid(f"{which} coverage holds a malformed branch")
+    return CodeCoverage(statements, tuple(lines), branches,
+                        tuple((a, b) for a, b in pairs))
+
+
+def _found(item: Any) -> str:
+    if type(item) is not str or len(item) > MAX_FOUND_CHARS:
+        raise _Invalid(f"a found input is not a string of at most {MAX_FOUND_CHARS} characters")
+    return item
 
 
 def _checks(payload: dict[str, Any]) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ import pytest
 from invariants.report import REPORT_FORMAT, parse_child_report
 
 NONCE = "0123456789abcdef"
+COVERED = {"statements": 4, "missing_lines": [], "branches": 2, "missing_branches": []}
 
 
 def valid(**changes: Any) -> dict[str, Any]:
@@ -19,6 +20,7 @@ def valid(**changes: Any) -> dict[str, Any]:
         "loops": 10, "hash_seed": 0, "audit_events": [],
         "fingerprints": ["0123456789abcdef", "fedcba9876543210"],
         "checks": ["differential", "benchmark"], "examples": 0, "notes": [],
+        "coverage": {"candidate": COVERED, "original": COVERED}, "found": [],
     }
     report.update(changes)
     return report
@@ -34,6 +36,18 @@ def test_a_valid_report_is_parsed_field_by_field() -> None:
     report = parse(valid())
     assert report.status == "ok" and report.calls == 2 and report.loops == 10
     assert report.original_times == (1e-3, 2e-3) and report.hash_seeds_checked == (0,)
+
+
+def test_coverage_and_found_inputs_are_parsed() -> None:
+    """Missing lines and branches of both codes, and found inputs, come through as data."""
+    gap = {"statements": 6, "missing_lines": [4, 5], "branches": 4,
+           "missing_branches": [[3, 4], [5, -1]]}
+    report = parse(valid(coverage={"candidate": gap}, found=["((1, 2), {})"]))
+    assert report.coverage is not None and not report.coverage.complete
+    assert report.coverage.missing_lines == (4, 5)
+    assert report.coverage.missing_branches == ((3, 4), (5, -1))
+    assert report.original_coverage is None and report.found == ("((1, 2), {})",)
+    assert parse(valid(coverage={})).coverage is None
 
 
 def test_a_mismatch_report_carries_its_evidence() -> None:
@@ -65,6 +79,13 @@ def test_garbage_and_truncated_json_is_an_error(payload: bytes) -> None:
                                                 "context": "elsewhere"}]},
     {"fingerprints": ["not hex at all!"]}, {"fingerprints": []},
     {"hash_seed": 2**40},
+    {"coverage": []}, {"coverage": {"elsewhere": COVERED}},
+    {"coverage": {"candidate": {**COVERED, "missing_lines": [0]}}},
+    {"coverage": {"candidate": {**COVERED, "missing_lines": [1, 2, 3, 4, 5]}}},
+    {"coverage": {"candidate": {**COVERED, "missing_branches": [[1]]}}},
+    {"coverage": {"candidate": {**COVERED, "missing_branches": [[1, "2"]]}}},
+    {"coverage": {"candidate": {**COVERED, "extra": 1}}},
+    {"found": ["x" * 5000]}, {"found": [1]}, {"found": ["()"] * 21},
 ], ids=lambda changes: ",".join(changes))
 def test_every_field_is_validated(changes: dict[str, Any]) -> None:
     """A wrong type, range, size, nonce, unknown key or inconsistency rejects the report."""
