@@ -4,6 +4,15 @@ Both run in this process, as the same function object with its ``__code__``
 switched between the original's and the candidate's code object: that is exactly
 what the live swap does, so a recursive call through the module's global name
 reaches the candidate's code here as it will in production.
+
+With a :class:`invariants.statecheck.StateWatch`, each call is also fingerprinted
+for the state it leaves behind (module globals, the function's attributes,
+defaults and closure): a candidate whose call changes what the original's call on
+the same input left alone keeps state between calls, and the replay stops at the
+first such call with a mismatch of kind ``stateful``. With an ``order``, the
+records run in that order (a second process replays a shuffled corpus, so state
+carried from one call to the next shows up as a different outcome), while
+fingerprints and evidence stay indexed by record.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ import contextlib
 import hashlib
 import io
 import pickle
+import random
 import time
 import types
 from collections.abc import Callable, Iterator, Sequence
@@ -31,11 +41,13 @@ from invariants.compare import (
     outcome_fingerprint,
 )
 from invariants.render import call_repr
+from invariants.statecheck import Fingerprint, StateWatch, stateful_difference
 from invariants.tripwire import Tripwire
 from snapshots.corpus import CallRecord
 
 UNREPRODUCIBLE = "original not reproducible in the shadow (impure or nondeterministic target)"
 MAX_EVIDENCE = 5
+_Random = random.Random  # bound at import, before any candidate exists
 
 
 class LimitReached(Exception):
@@ -198,8 +210,11 @@ class PairRunner:
 
     The state guard is re-read after the original call and checked after the
     candidate's, so only what the candidate changes counts; a started thread or a
-    tripwire sighting ends the run. :meth:`run` returns the two outcomes, or None
-    after recording why in ``result`` (status ``forbidden`` or ``error``).
+    tripwire sighting ends the run. With a ``state`` watch, a candidate call that
+    changes state the original's call left alone ends the run too, as a ``stateful``
+    mismatch recorded in ``result`` at ``index`` (by default, the number of pairs run
+    before). :meth:`run` returns the two outcomes, or None after recording why in
+    ``result`` (status ``forbidden``, ``error`` or ``mismatch``).
     """
 
     switch: CodeSwitch
@@ -209,29 +224,36 @@ class PairRunner:
     guard: Guard | None = None
     # Bound when the runner is made, before the candidate exists (see invariants.guard).
     clock: Callable[[], float] = time.perf_counter
+    state: StateWatch | None = None
     threads: int = field(init=False, default=0)
     seconds: dict[str, float] = field(init=False, default_factory=dict)
+    runs: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.threads = self.thread_count()
 
     def run(self, load_args: Callable[[], tuple[tuple[Any, ...], dict[str, Any]]],
-            result: ReplayResult) -> dict[str, Outcome] | None:
+            result: ReplayResult, *, index: int | None = None) -> dict[str, Outcome] | None:
+        position = self.runs if index is None else index
+        self.runs += 1
         outcomes: dict[str, Outcome] = {}
+        changed: dict[str, dict[str, str]] = {}
         for which in ("original", "candidate"):
             args, kwargs = load_args()
             if self.guard is not None and which == "candidate":
                 self.guard[0]()
+            before = self._fingerprint()
             with self.switch.running(which) as fn:
                 start = self.clock()
                 outcomes[which] = call(fn, args, kwargs, self.bounds)
                 self.seconds[which] = self.clock() - start
-            changed = self.guard[1]() if self.guard is not None and which == "candidate" \
-                else []
-            if changed:
+            changed[which] = self._changes(before)
+            guard_changes = self.guard[1]() if self.guard is not None and \
+                which == "candidate" else []
+            if guard_changes:
                 result.status = "forbidden"
                 result.reason = ("the candidate rebinds what the shadow relies on: "
-                                 + ", ".join(changed[:5]))
+                                 + ", ".join(guard_changes[:5]))
                 return None
             if self.thread_count() != self.threads:
                 result.status, result.reason = "forbidden", f"the {which} started a thread"
@@ -239,25 +261,82 @@ class PairRunner:
             if self.tripwire.sightings:
                 _forbidden(result, self.tripwire)
                 return None
+        difference = stateful_difference(changed["original"], changed["candidate"]) \
+            if self.state is not None else None
+        if difference is not None:
+            with self.tripwire.context("harness"):
+                before_args = load_args()
+            add_mismatch(result, position, before_args, difference)
+            result.reason = (f"the candidate keeps state between calls: {difference.actual} "
+                             f"(call {position})")
+            return None
         return outcomes
+
+    def _fingerprint(self) -> Fingerprint | None:
+        if self.state is None:
+            return None
+        with self.tripwire.context("harness"):
+            return self.state.fingerprint()
+
+    def _changes(self, before: Fingerprint | None) -> dict[str, str]:
+        if self.state is None:
+            return {}
+        with self.tripwire.context("harness"):
+            return self.state.changes(before, self.state.fingerprint())
 
 
 def replay(switch: CodeSwitch, records: Sequence[CallRecord], tripwire: Tripwire,
            bounds: CallBounds = CallBounds(), *,
            thread_count: Callable[[], int] = lambda: 0,
-           guard: Guard | None = None, observe: Observer | None = None) -> ReplayResult:
+           guard: Guard | None = None, observe: Observer | None = None,
+           state: StateWatch | None = None, order: Sequence[int] | None = None
+           ) -> ReplayResult:
     """Replay ``records`` on both versions and compare outcomes call by call.
 
     ``guard`` is :func:`invariants.guard.make_guard`'s pair (see :class:`PairRunner`).
     ``observe`` sees every call whose outcomes match (the declared invariants).
+    ``state`` watches for state the candidate keeps between calls (see
+    :mod:`invariants.statecheck`); the first call that shows it ends the replay.
+    ``order`` (a permutation of the record indices, see :func:`shuffled_order`) is
+    the order to run them in; fingerprints and mismatch indices still follow the
+    records' own order.
     """
+    if order is not None and sorted(order) != list(range(len(records))):
+        raise ValueError(f"order must be a permutation of the {len(records)} record indices")
+    indices = list(order) if order is not None else list(range(len(records)))
     result = ReplayResult()
-    runner = PairRunner(switch, tripwire, bounds, thread_count, guard)
-    for index, record in enumerate(records):
+    runner = PairRunner(switch, tripwire, bounds, thread_count, guard, state=state)
+    ran: list[int] = []
+    _replay_in_order(runner, records, indices, observe, result, ran)
+    if order is not None:
+        result.fingerprints = [fp for _, fp in sorted(zip(ran, result.fingerprints,
+                                                          strict=True))]
+    if result.status == "mismatch" and not result.reason:
+        first = result.mismatches[0]
+        result.reason = (f"{result.mismatch_count} of {result.calls} calls differ; first: "
+                         f"call {first['index']} ({first['kind']})")
+    return result
+
+
+def shuffled_order(n: int, seed: int) -> list[int] | None:
+    """The order to replay ``n`` records in under ``seed``: None (as recorded) for seed 0."""
+    if seed == 0:
+        return None
+    order = list(range(n))
+    _Random(seed).shuffle(order)
+    return order
+
+
+def _replay_in_order(runner: PairRunner, records: Sequence[CallRecord], indices: list[int],
+                     observe: Observer | None, result: ReplayResult, ran: list[int]) -> None:
+    """The replay loop; stops early with ``result`` saying why. ``ran`` gets the index of
+    each record fingerprinted, in the order they ran."""
+    for index in indices:
+        record = records[index]
         before = record.load_args()
-        outcomes = runner.run(record.load_args, result)
+        outcomes = runner.run(record.load_args, result, index=index)
         if outcomes is None:
-            return result
+            return
         result.calls += 1
         original, candidate = outcomes["original"], outcomes["candidate"]
         try:
@@ -266,27 +345,23 @@ def replay(switch: CodeSwitch, records: Sequence[CallRecord], tripwire: Tripwire
                 result.status = "error"
                 result.reason = (f"{UNREPRODUCIBLE}: call {index} {live.kind} differs from the "
                                  f"recording: live {live.expected}, shadow {live.actual}")
-                return result
+                return
             if ends_process(original, candidate):
                 result.status = "error"
                 result.reason = f"the candidate tried to end the process ({candidate.exc_type})"
-                return result
+                return
             result.mutates |= not same(before, original.args_after)
             result.iterators |= original.kind == ITERATOR
             difference = compare_outcomes(original, candidate)
             if difference is None and observe is not None:
                 difference = observe(before, original, candidate)
             result.fingerprints.append(outcome_fingerprint(candidate)[:16])
+            ran.append(index)
         except Uncomparable as exc:
             result.status, result.reason = "error", f"call {index}: {exc}"
-            return result
+            return
         if difference is not None:
             add_mismatch(result, index, before, difference)
-    if result.status == "mismatch":
-        first = result.mismatches[0]
-        result.reason = (f"{result.mismatch_count} of {result.calls} calls differ; first: "
-                         f"call {first['index']} ({first['kind']})")
-    return result
 
 
 def ends_process(original: Outcome, candidate: Outcome) -> bool:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from invariants.replay import UNREPRODUCIBLE, CodeSwitch, replay
+from invariants.replay import UNREPRODUCIBLE, CodeSwitch, replay, shuffled_order
 from invariants.targets import Target, compile_function, resolve
 from invariants.tripwire import Tripwire
 from snapshots.corpus import CallRecord
@@ -107,3 +107,56 @@ def test_mutation_of_inputs_is_noticed_for_the_benchmark(module: types.ModuleTyp
                      args_after_blob=pickle.dumps((([1, 0],), {})))
     result = replay(same_switch, [rec], tripwire)
     assert result.status == "ok" and result.mutates
+
+
+def test_a_shuffled_replay_keeps_fingerprints_and_evidence_indexed_by_record(
+        module: types.ModuleType) -> None:
+    """Replayed in a shuffled order, fingerprints and a mismatch's index still follow the
+    records, so two processes replaying in different orders compare call by call."""
+    source = ("def dedupe(items):\n"
+              "    return [] if items == [9] else list(dict.fromkeys(items))\n")
+    switch, tripwire = switch_for(module, "dedupe", source)
+    records = [record(module.dedupe, items) for items in ([1, 1], [2], [9], [3, 2, 3], [])]
+    order = shuffled_order(len(records), 7)
+    assert order is not None and order != sorted(order)
+    in_order = replay(switch, records, tripwire)
+    shuffled = replay(switch, records, tripwire, order=order)
+    assert shuffled.fingerprints == in_order.fingerprints
+    assert len(shuffled.fingerprints) == len(records)
+    assert [m["index"] for m in shuffled.mismatches] == [2]
+    assert [m["index"] for m in in_order.mismatches] == [2]
+    assert shuffled.reason == in_order.reason
+
+
+def test_shuffled_order_is_a_seeded_permutation_and_none_for_seed_zero() -> None:
+    """Seed 0 keeps the recorded order; any other seed gives the same permutation each time."""
+    assert shuffled_order(10, 0) is None
+    first = shuffled_order(10, 3)
+    assert first == shuffled_order(10, 3)
+    assert first is not None and sorted(first) == list(range(10))
+    assert first != shuffled_order(10, 4)
+
+
+def test_an_order_that_is_not_a_permutation_is_refused(module: types.ModuleType) -> None:
+    """An order that skips or repeats a record is a caller's mistake, refused before any call."""
+    switch, tripwire = switch_for(module, "fact", "def fact(n):\n    return 1\n")
+    records = [record(module.fact, 1), record(module.fact, 2)]
+    with pytest.raises(ValueError, match="permutation"):
+        replay(switch, records, tripwire, order=[0, 0])
+
+
+def test_state_carried_between_calls_shows_in_a_shuffled_order(
+        module: types.ModuleType) -> None:
+    """A candidate whose answer depends on the calls before it fails on other records
+    when the same records run in another order."""
+    source = ("def dedupe(items):\n"
+              "    COUNTER.append(0)\n"
+              "    return list(dict.fromkeys(items)) if len(COUNTER) < 4 else []\n")
+    switch, tripwire = switch_for(module, "dedupe", source)
+    module.__dict__["COUNTER"] = []
+    records = [record(module.dedupe, items) for items in ([1], [2], [3], [4], [5])]
+    first = replay(switch, records, tripwire)
+    module.__dict__["COUNTER"] = []
+    second = replay(switch, records, tripwire, order=[4, 3, 2, 1, 0])
+    assert [m["index"] for m in first.mismatches] == [3, 4]
+    assert [m["index"] for m in second.mismatches] == [1, 0]
