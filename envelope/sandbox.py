@@ -20,13 +20,27 @@ The corpus is replayed once per hash seed in ``job.hash_seeds``: the first child
 replays, runs the property checks on generated inputs (``job.examples``; none for
 an ``impure`` target) and benchmarks, each further child replays only, and a
 candidate whose outcomes change with the seed is a mismatch ("depends on hash
-seed"). Declared invariants (``job.invariants``) are checked in every child.
+seed"). The further children replay the calls in a shuffled order
+(``shuffle_seed``), so that a candidate whose outcome depends on the calls
+before it shows. Declared invariants (``job.invariants``) are checked in every
+child.
+
+When all of that passed and ``job.symbolic_seconds`` is positive, one more child
+runs ``-m invariants.symbolic`` through the same jail, its CPU limit and
+deadline raised by the search's budget and its process limit by the threads z3
+starts (:data:`SYMBOLIC_PROCESSES`): CrossHair looks for an input the
+recorded calls do not cover on which the candidate differs. A re-checked
+counterexample becomes the result (a ``mismatch`` with the input in ``found``),
+and so does a forbidden act seen while re-checking it; anything else it says is
+a note on the report. A search that times out, crashes or fails is recorded as
+a note and never rejects a candidate that passed everything else.
 
 Only a bad configuration raises (:class:`envelope.errors.LimitsError`), never a run.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import signal
@@ -41,10 +55,24 @@ from envelope.collector import Captured
 from envelope.errors import LimitsError, SandboxError
 from envelope.isolation import JAIL_FAILED, Isolation
 from envelope.jail import Jail, SandboxLimits
-from invariants.job import ShadowJob
-from invariants.report import Mismatch, ShadowReport, error_report, parse_child_report, tail
+from invariants.job import LIMIT_BOUNDS, ShadowJob
+from invariants.report import (
+    MAX_NOTE,
+    MAX_NOTES,
+    Mismatch,
+    ShadowReport,
+    error_report,
+    parse_child_report,
+    tail,
+)
 
 __all__ = ["LimitsError", "Sandbox", "SandboxError", "SandboxLimits", "ShadowJob"]
+
+SHADOW_MODULE = "invariants.shadow"
+SYMBOLIC_MODULE = "invariants.symbolic"
+# z3 runs its solver timeouts on threads of its own, which RLIMIT_NPROC counts (for
+# the shadow user); the PID namespace and the process group's reaping still hold.
+SYMBOLIC_PROCESSES = 4
 
 
 class Sandbox:
@@ -87,7 +115,8 @@ class Sandbox:
         checked = list(first.hash_seeds_checked)
         events = list(first.audit_events)
         for seed in job.hash_seeds[1:]:
-            other = self._run_child(job, seed, "replay")
+            # Any nonzero seed will do; deriving it from the hash seed keeps runs repeatable.
+            other = self._run_child(replace(job, shuffle_seed=seed + 1), seed, "replay")
             events += other.audit_events
             if other.status == "mismatch":
                 return replace(other, reason=f"depends on hash seed (set iteration order): under "
@@ -96,14 +125,44 @@ class Sandbox:
             if other.status != "ok":
                 return replace(other, reason=f"under PYTHONHASHSEED={seed}: {other.reason}",
                                audit_events=tuple(events))
-            if other.fingerprints != first.fingerprints:
+            if not _same_outcomes(first.fingerprints, other.fingerprints):
                 return _seed_mismatch(first, other, job.hash_seeds[0], seed)
             checked += other.hash_seeds_checked
-        return replace(first, hash_seeds_checked=tuple(checked), audit_events=tuple(events))
+        passed = replace(first, hash_seeds_checked=tuple(checked), audit_events=tuple(events))
+        return self._symbolic(job, passed) if job.symbolic_seconds > 0 else passed
 
-    def _run_child(self, job: ShadowJob, seed: int, mode: str) -> ShadowReport:
+    def _symbolic(self, job: ShadowJob, passed: ShadowReport) -> ShadowReport:
+        """The symbolic diff's child, after every other check passed: see the module doc."""
+        extra = math.ceil(job.symbolic_seconds)
+        limits = replace(self.limits,
+                         cpu_seconds=min(self.limits.cpu_seconds + extra,
+                                         LIMIT_BOUNDS["cpu_seconds"][2]),
+                         wall_seconds=self.limits.wall_seconds + extra,
+                         processes=max(self.limits.processes, SYMBOLIC_PROCESSES))
+        report = self._run_child(job, job.hash_seeds[0], "full", module=SYMBOLIC_MODULE,
+                                 limits=limits)
+        events = (*passed.audit_events, *report.audit_events)
+        if self.jail.cancel is not None and self.jail.cancel.is_set():
+            return replace(report, audit_events=events)  # stopping: no verdict at all
+        if report.status in ("mismatch", "forbidden"):
+            return replace(passed, status=report.status, reason=report.reason,
+                           mismatches=report.mismatches, found=report.found,
+                           notes=_add_notes(passed.notes, report.notes), audit_events=events,
+                           original_times=(), candidate_times=(), loops=0)
+        if report.status == "ok":
+            return replace(passed, notes=_add_notes(passed.notes, report.notes),
+                           found=(*passed.found, *report.found), audit_events=events)
+        note = f"symbolic diff did not finish ({report.status}): {report.reason}"
+        return replace(passed, notes=_add_notes(passed.notes, [note]), audit_events=events)
+
+    def _run_child(self, job: ShadowJob, seed: int, mode: str, *,
+                   module: str = SHADOW_MODULE,
+                   limits: SandboxLimits | None = None) -> ShadowReport:
         nonce = secrets.token_hex(16)
-        jail = self.jail
+        limits = limits or self.limits
+        jail = self.jail if limits == self.limits else \
+            Jail(limits, self.isolation, self.jail.python, self.jail.tmp_root, self.jail.cancel,
+                 hide_paths=self.jail.hide_paths)
         with jail.workdir() as tmpdir:
             # The corpus sits in the daemon's state directory, which the jailed user
             # cannot read and the jail's private root does not even contain: the child
@@ -112,25 +171,24 @@ class Sandbox:
             # owner and mode, and tie the jail's layout to the daemon's).
             corpus = jail.give(tmpdir, Path(job.corpus_path), "corpus")
             payload = replace(job, corpus_path=str(corpus)).to_json(nonce)
-            limits = self.limits.shadow().to_argv()
+            argv = limits.shadow().to_argv()
 
             def shadow_args(result_fd: int) -> list[str]:
-                return ["-m", "invariants.shadow", "--result-fd", str(result_fd),
-                        "--tmpdir", str(tmpdir), "--mode", mode, *limits]
+                return ["-m", module, "--result-fd", str(result_fd),
+                        "--tmpdir", str(tmpdir), "--mode", mode, *argv]
 
             # The corpus's own directory is hidden too, whoever built the sandbox.
             captured = jail.run(shadow_args, tmpdir, payload=payload, hash_seed=seed,
                                 read_paths=job.sys_path,
                                 hide_paths=[os.path.dirname(os.path.realpath(job.corpus_path))])
-        report = self._classify(captured, nonce)
+        report = self._classify(captured, nonce, limits)
         if report.hash_seeds_checked not in ((), (seed,)):
             report = error_report(f"the shadow ran under hash seed "
                                   f"{report.hash_seeds_checked}, not {seed}")
         return replace(report, stdout_tail=tail(bytes(captured.stdout)),
                        stderr_tail=tail(bytes(captured.stderr)))
 
-    def _classify(self, captured: Captured, nonce: str) -> ShadowReport:
-        limits = self.limits
+    def _classify(self, captured: Captured, nonce: str, limits: SandboxLimits) -> ShadowReport:
         if captured.cancelled:
             return error_report("cancelled: the daemon is stopping")
         if captured.timed_out:
@@ -161,6 +219,21 @@ class Sandbox:
                                 reason="the shadow exited (status 0) without a report")
         return parse_child_report(bytes(captured.result), nonce=nonce,
                                   max_bytes=limits.result_bytes)
+
+
+def _same_outcomes(first: Sequence[str], other: Sequence[str]) -> bool:
+    """Whether two runs' outcome fingerprints agree, whichever order the calls ran in.
+
+    The second run replays in a shuffled order; read position by position when its
+    fingerprints come back in the corpus's order, as the same multiset when they come
+    back in the order run (a seed could then only hide a swap of two calls' outcomes).
+    """
+    return list(first) == list(other) or sorted(first) == sorted(other)
+
+
+def _add_notes(notes: Sequence[str], more: Sequence[str]) -> tuple[str, ...]:
+    """``notes`` and then ``more``, bounded as a report's notes are; the oldest go first."""
+    return tuple(note[:MAX_NOTE] for note in (*notes, *more))[-MAX_NOTES:]
 
 
 def _signalled(signum: int, limits: SandboxLimits) -> ShadowReport:

@@ -13,9 +13,10 @@ from typing import Any
 import psutil
 
 from envelope.isolation import Isolation
+from envelope.jail import Jail
 from envelope.sandbox import Sandbox, SandboxLimits, ShadowJob
 from invariants.compare import exception_message, exception_name
-from invariants.report import ShadowReport
+from invariants.report import ShadowReport, parse_child_report
 from snapshots.corpus import CallRecord, Corpus, write_corpus
 
 QUICK = SandboxLimits(cpu_seconds=20, memory_mb=512, wall_seconds=40)
@@ -92,3 +93,24 @@ def check_clean(root: Path) -> None:
     leftovers = [p.pid for p in psutil.process_iter(["cmdline"])
                  if str(root) in " ".join(p.info["cmdline"] or ())]
     assert leftovers == [], "a shadow process outlived its run"
+
+
+def run_child(workspace: Workspace, isolation: Isolation, module: str, name: str, source: str,
+              *, limits: SandboxLimits = QUICK, **job: Any) -> ShadowReport:
+    """Run one child ``-m module`` for a candidate of ``name`` in the real jail, as the
+    sandbox runs each of its children, and parse its report."""
+    jail = Jail(limits, isolation, tmp_root=workspace.root / "shadows")
+    nonce = "0" * 32
+    with jail.workdir() as tmpdir:
+        corpus = jail.give(tmpdir, workspace.corpora[name], "corpus")
+        payload = ShadowJob(f"{workspace.module}:{name}", source, str(corpus),
+                            (str(workspace.code),), **job).to_json(nonce)
+        argv = limits.shadow().to_argv()
+        captured = jail.run(
+            lambda fd: ["-m", module, "--result-fd", str(fd), "--tmpdir", str(tmpdir),
+                        "--mode", "full", *argv],
+            tmpdir, payload=payload, read_paths=(str(workspace.code),))
+    assert captured.returncode == 0, bytes(captured.stderr)[-2000:]
+    return parse_child_report(bytes(captured.result), nonce=nonce,
+                              max_bytes=limits.result_bytes)
+
