@@ -38,14 +38,14 @@ from daemon.synthesis.base import (
     self_correcting,
 )
 from daemon.target_info import child_sys_path, input_shapes, module_source
-from daemon.verification import evidence_checks, job_checks
+from daemon.verification import coverage_evidence, evidence_checks, job_checks, unproven
 from envelope.policy import Policy
 from envelope.sandbox import Sandbox, ShadowJob
 from envelope.static import check_candidate
 from invariants.accept import Accepted, decide
 from invariants.report import ShadowReport
 from invariants.targets import TargetError, sha256_text
-from invariants.verdict import Rejected
+from invariants.verdict import Rejected, Stage
 from snapshots.corpus import Corpus, CorpusError, corpus_path, read_corpus, write_corpus
 
 __all__ = ["CandidateOutcome", "Cycle", "CycleReport"]
@@ -302,6 +302,10 @@ class Cycle:
                         min_sample_seconds=self._config.min_sample_seconds,
                         **job_checks(policy, target))
         report: ShadowReport = self._sandbox(policy).run(job)
+        gap = unproven(report, candidate, judging.original)
+        if gap is not None and policy.verification.coverage_required(target):
+            return reject(Stage.SHADOW, "unproven", gap.describe(), report.duration,
+                          calls=report.calls)
         verdict = decide(report, policy.acceptance.min_speedup,
                          confidence=policy.acceptance.confidence,
                          min_calls=policy.acceptance.min_calls)
@@ -310,11 +314,13 @@ class Cycle:
                           calls=report.calls)
         self._bus.publish(ev.CandidateAccepted(target, version, candidate.origin,
                                                verdict.speedup, verdict.ci_low, verdict.ci_high,
-                                               verdict.calls))
+                                               verdict.calls,
+                                               gap.describe() if gap is not None else ""))
         evidence = {"speedup": verdict.speedup, "ci_low": verdict.ci_low,
                     "ci_high": verdict.ci_high, "calls": verdict.calls,
                     "samples": verdict.samples,
-                    **evidence_checks(report.checks, len(job.invariants))}
+                    **evidence_checks(report.checks, len(job.invariants)),
+                    "coverage": coverage_evidence(report, gap)}
         accepted = CandidateOutcome(version=version, origin=candidate.origin,
                                     verdict=CandidateVerdict.ACCEPTED, speedup=verdict.speedup,
                                     ci_low=verdict.ci_low, ci_high=verdict.ci_high,

@@ -160,6 +160,9 @@ class CandidateAccepted(Event):
     ci_low: float
     ci_high: float
     calls: int
+    # candidate code no check ran, accepted because the policy relaxes coverage for the
+    # target ("" when every line and branch ran, or the rest was the original's own)
+    unproven: str = ""
 
 
 @dataclass(frozen=True)

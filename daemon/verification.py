@@ -2,6 +2,8 @@
 
 :func:`job_checks` turns the policy's ``properties`` and ``invariants`` sections
 into the :class:`envelope.sandbox.ShadowJob` fields for one target.
+:func:`unproven` asks the coverage gate (:mod:`invariants.proof`) about a shadow's
+report, and :func:`coverage_evidence` is what a version keeps of it.
 :func:`coverage` is the verification-coverage KPI: the share of active versions
 whose evidence shows that the differential replay, the property check and the
 declared invariants all ran. A target the policy marks impure is never
@@ -15,7 +17,10 @@ import fnmatch
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from daemon.synthesis.base import Candidate
 from envelope.policy import Policy
+from invariants.proof import Unproven, unexercised
+from invariants.report import ShadowReport
 
 REQUIRED = ("differential", "property")
 
@@ -52,3 +57,25 @@ def coverage(evidences: Iterable[Mapping[str, Any]]) -> float:
     if not items:
         return 1.0
     return sum(covered(evidence) for evidence in items) / len(items)
+
+
+def unproven(report: ShadowReport, candidate: Candidate, original: str) -> Unproven | None:
+    """The candidate's code that no check ran and that is not excused; None for a report
+    that is not ``ok`` (the shadow's own verdict comes first)."""
+    if report.status != "ok":
+        return None
+    return unexercised(report.coverage, report.original_coverage, candidate.source, original,
+                       keeps_original=candidate.keeps_original)
+
+
+def coverage_evidence(report: ShadowReport, gap: Unproven | None) -> dict[str, Any]:
+    """What a version keeps about its coverage: lines and branches run, and what was not."""
+    measured = report.coverage
+    if measured is None:
+        return {"measured": False, "unproven": gap.describe() if gap is not None else ""}
+    return {"measured": True,
+            "lines": [measured.statements - len(measured.missing_lines), measured.statements],
+            "branches": [measured.branches - len(measured.missing_branches), measured.branches],
+            "missing_lines": list(measured.missing_lines),
+            "missing_branches": [list(pair) for pair in measured.missing_branches],
+            "unproven": gap.describe() if gap is not None else ""}

@@ -67,11 +67,22 @@ class Accepted:
     confidence: float = 0.95
 
 
+# Mismatch kinds with a reason of their own: a candidate keeping state between calls, and
+# an input (found by the symbolic diff or the search) on which the two codes differ.
+_KIND_REASONS = {"stateful": "stateful", "symbolic": "counterexample", "found": "counterexample"}
+
+
+def _shadow_reason(report: ShadowReport) -> str:
+    if report.status == "mismatch" and report.mismatches:
+        return _KIND_REASONS.get(report.mismatches[0].kind, report.status)
+    return report.status
+
+
 def decide(report: ShadowReport, min_speedup: float, confidence: float = 0.95,
            min_calls: int = 1, seed: int = 0) -> Accepted | Rejected:
     """Accept ``report``'s candidate, or say at which stage and why not."""
     if report.status != "ok":
-        return Rejected(Stage.SHADOW, report.status, _shadow_detail(report))
+        return Rejected(Stage.SHADOW, _shadow_reason(report), _shadow_detail(report))
     if report.mismatches:
         return Rejected(Stage.SHADOW, "mismatch", _shadow_detail(report))
     if report.calls < min_calls:

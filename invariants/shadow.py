@@ -44,6 +44,7 @@ from invariants.errors import InvariantLoadError
 from invariants.finish import make_finisher
 from invariants.guard import harness_modules, make_guard
 from invariants.job import HASH_SEED_MAX, MAX_JOB_BYTES, ShadowJob, ShadowLimits
+from invariants.measure import CoverageProbe
 from invariants.properties import check_generated, generated_inputs
 from invariants.replay import (
     CallBounds,
@@ -52,7 +53,9 @@ from invariants.replay import (
     PairRunner,
     ReplayResult,
     replay,
+    shuffled_order,
 )
+from invariants.statecheck import StateWatch
 from invariants.targets import Target, TargetError, compile_function, make_function, resolve
 from invariants.tripwire import Tripwire
 from snapshots.corpus import CorpusError, read_corpus
@@ -133,9 +136,12 @@ def run_job(job: ShadowJob, tripwire: Tripwire, mode: str,
     except TargetError as exc:
         return {"status": "error", "reason": f"cannot load the target: {exc}"}
     original_code = func.__code__
+    # Coverage is measured in the full run only: the other runs replay the same calls.
+    probe = CoverageProbe(os.getcwd(), job.candidate_source, func) if mode == "full" else None
     try:
-        candidate_code = compile_function(job.candidate_source, func,
-                                          filename=f"<candidate {target}>")
+        candidate_code = compile_function(
+            job.candidate_source, func,
+            filename=probe.path if probe is not None else f"<candidate {target}>")
         make_function(candidate_code, func)  # the live swap's checks: closure, defaults
     except (TargetError, SyntaxError, ValueError) as exc:
         return {"status": "error", "reason": f"cannot build the candidate: {exc}"}
@@ -148,19 +154,29 @@ def run_job(job: ShadowJob, tripwire: Tripwire, mode: str,
     tripwire.read_roots = _read_roots()
     refresh, changes = make_guard(harness_modules())
     guards.append(changes)
+    # A candidate keeping state between calls (a cache) must not pass, nor look fast in
+    # the timing loop: the watch reads audited attributes, so it is made before arming.
+    state = None if job.memoise else StateWatch(func)
     tripwire.arm()
     switch = CodeSwitch(func, original_code, candidate_code, tripwire)
     observe = invariant_observer(predicates, tripwire) if predicates else None
-    result = replay(switch, corpus.records, tripwire, CallBounds(),
-                    thread_count=_thread._count, guard=(refresh, changes), observe=observe)
+    def measured() -> contextlib.AbstractContextManager[None]:
+        return probe.measuring(tripwire) if probe is not None else contextlib.nullcontext()
+
+    with measured():
+        result = replay(switch, corpus.records, tripwire, CallBounds(),
+                        thread_count=_thread._count, guard=(refresh, changes), observe=observe,
+                        state=state, order=shuffled_order(len(corpus.records), job.shuffle_seed))
     checks = _ran(result, ["differential", *(["invariant"] if predicates else [])])
     fields = {**_replay_fields(result), "checks": checks, "notes": notes}
     if result.status != "ok" or mode != "full" or not corpus.records:
         return fields
     if blobs:
-        generated = check_generated(
-            PairRunner(switch, tripwire, CallBounds(), _thread._count, (refresh, changes)),
-            blobs, deadline_ms=job.deadline_ms, observe=observe)
+        with measured():
+            generated = check_generated(
+                PairRunner(switch, tripwire, CallBounds(), _thread._count, (refresh, changes),
+                           state=state),
+                blobs, deadline_ms=job.deadline_ms, observe=observe)
         fields["examples"] = generated.examples
         fields["checks"] = checks + _ran(generated.result, ["property"])
         if generated.slow_originals:
@@ -170,6 +186,8 @@ def run_job(job: ShadowJob, tripwire: Tripwire, mode: str,
             return {**fields, "status": generated.result.status,
                     "reason": generated.result.reason,
                     "mismatches": _evidence(generated.result)}
+    if probe is not None:
+        fields["coverage"] = probe.results(tripwire)
     threads = _thread._count()
     bench = paired_benchmark(
         _timer(switch, result.iterators),

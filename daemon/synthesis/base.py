@@ -46,6 +46,10 @@ class Candidate:
     parent: str  # version id (sha256 of source) this candidate was derived from
     rationale: str = ""
     cost: dict[str, float] = field(default_factory=dict)  # tokens, seconds spent producing it
+    # The proposer states that what it did not rewrite is the code it was given, unchanged
+    # (a rule's local rewrite). The shadow's coverage gate then excuses unexercised code
+    # that it finds, by comparing syntax trees, to be the original's own unexercised code.
+    keeps_original: bool = False
 
 
 class Proposer(Protocol):

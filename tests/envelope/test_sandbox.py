@@ -7,6 +7,7 @@ jail layer is shown to hold on its own.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pickle
 import socket
@@ -23,7 +24,7 @@ from envelope.errors import LimitsError
 from envelope.isolation import Isolation
 from envelope.sandbox import Sandbox, SandboxLimits, ShadowJob
 from invariants.accept import Accepted, decide
-from invariants.report import ShadowReport
+from invariants.report import REPORT_FORMAT, ShadowReport
 from snapshots.corpus import CallRecord, Corpus, write_corpus
 from tests.invariants.shadowkit import check_clean
 
@@ -273,11 +274,12 @@ def test_sys_exit_is_an_error(workspace: Path, isolation: Isolation) -> None:
 
 def test_a_forged_report_is_rejected(workspace: Path, isolation: Isolation) -> None:
     """A candidate that writes its own "ok" report to every fd and exits is not believed."""
-    forged = ('{"format": 2, "nonce": "guess", "status": "ok", "reason": "", "calls": 4, '
-              '"mismatches": [], "original_times": [1, 1, 1, 1, 1], '
-              '"candidate_times": [0.1, 0.1, 0.1, 0.1, 0.1], "loops": 1, "hash_seed": 0, '
-              '"audit_events": [], "fingerprints": [], "checks": [], "examples": 0, '
-              '"notes": []}')
+    forged = json.dumps({
+        "format": REPORT_FORMAT, "nonce": "guess", "status": "ok", "reason": "", "calls": 4,
+        "mismatches": [], "original_times": [1, 1, 1, 1, 1],
+        "candidate_times": [0.1, 0.1, 0.1, 0.1, 0.1], "loops": 1, "hash_seed": 0,
+        "audit_events": [], "fingerprints": [], "checks": [], "examples": 0, "notes": [],
+        "coverage": {}, "found": []})
     source = (f"def total(xs):\n"
               f"    import os\n"
               f"    for fd in range(3, 256):\n"

@@ -90,7 +90,7 @@ class RulesProposer:
                 target=request.target, source=source,
                 origin="rules:" + "+".join(rule.id for rule in applied), parent=parent,
                 rationale="; ".join(rule.summary for rule in applied),
-                cost={"seconds": seconds}))
+                cost={"seconds": seconds}, keeps_original=True))
         return candidates
 
     def _compose(self, rules: Sequence[Rule], module: cst.Module, original: str,
