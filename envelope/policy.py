@@ -285,7 +285,7 @@ class Verification(_Section):
     acceptance this allows is recorded in the audit log with the lines it left unproven."""
     search_seconds: float = Field(default=3.0, ge=0, le=600)
     """Time per candidate for the guided search of inputs that reach unexercised code."""
-    symbolic_seconds: float = Field(default=5.0, ge=0, le=600)
+    symbolic_seconds: float = Field(default=2.0, ge=0, le=600)
     """Time per candidate for the symbolic diff (CrossHair) where the argument types fit;
     0 turns it off. Finding no difference within it is recorded as exactly that."""
     memoise: Globs = ()
