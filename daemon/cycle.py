@@ -47,6 +47,7 @@ from invariants.report import ShadowReport
 from invariants.targets import TargetError, sha256_text
 from invariants.verdict import Rejected, Stage
 from snapshots.corpus import Corpus, CorpusError, corpus_path, read_corpus, write_corpus
+from snapshots.found import add_found, found_path
 
 __all__ = ["CandidateOutcome", "Cycle", "CycleReport"]
 
@@ -297,11 +298,13 @@ class Cycle:
 
         job = ShadowJob(target=target, candidate_source=candidate.source,
                         corpus_path=str(judging.corpus_file), sys_path=child_sys_path(target),
+                        found_path=str(found_path(self._corpus_root, target)),
                         repeats=policy.acceptance.repeats,
                         bench_calls=self._config.bench_calls,
                         min_sample_seconds=self._config.min_sample_seconds,
                         **job_checks(policy, target))
         report: ShadowReport = self._sandbox(policy).run(job)
+        self._keep_found(target, version, report)
         gap = unproven(report, candidate, judging.original)
         if gap is not None and policy.verification.coverage_required(target):
             return reject(Stage.SHADOW, "unproven", gap.describe(), report.duration,
@@ -326,6 +329,18 @@ class Cycle:
                                     ci_low=verdict.ci_low, ci_high=verdict.ci_high,
                                     calls=verdict.calls, shadow_seconds=report.duration)
         return _Passed(candidate, accepted, evidence, reject)
+
+    def _keep_found(self, target: str, version: str, report: ShadowReport) -> None:
+        """Keep the inputs the shadow found for the target's next candidates."""
+        if not report.found:
+            return
+        try:
+            added = add_found(found_path(self._corpus_root, target), target, report.found)
+        except OSError as exc:  # a help for later candidates, never a reason to stop
+            self._bus.publish(ev.InputsFound(target, version, 0, f"not kept: {exc}"))
+            return
+        if added:
+            self._bus.publish(ev.InputsFound(target, version, added))
 
     def _go_live(self, candidate: Candidate, accepted: CandidateOutcome,
                  evidence: dict[str, Any], judging: _Judging,

@@ -166,6 +166,17 @@ class CandidateAccepted(Event):
 
 
 @dataclass(frozen=True)
+class InputsFound(Event):
+    """The shadow found inputs the recorded calls lacked; kept for the next candidates."""
+
+    kind = "inputs_found"
+    target: str
+    version: str  # the candidate whose shadow run found them
+    added: int
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class RolloutStarted(Event):
     """An accepted version is about to go live: its baseline window is being taken."""
 

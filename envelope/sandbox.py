@@ -172,7 +172,10 @@ class Sandbox:
             # the state directory (a bind of one file would still show its real path,
             # owner and mode, and tie the jail's layout to the daemon's).
             corpus = jail.give(tmpdir, Path(job.corpus_path), "corpus")
-            payload = replace(job, corpus_path=str(corpus)).to_json(nonce)
+            # so are the inputs found for the target before, when there are any
+            found = str(jail.give(tmpdir, Path(job.found_path), "found")) \
+                if job.found_path and os.path.isfile(job.found_path) else ""
+            payload = replace(job, corpus_path=str(corpus), found_path=found).to_json(nonce)
             argv = limits.shadow().to_argv()
 
             def shadow_args(result_fd: int) -> list[str]:

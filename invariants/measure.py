@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import coverage
+import coverage.exceptions
 import coverage.jsonreport  # imported now, not while the run is measured
 
 from invariants.tripwire import Tripwire
@@ -81,11 +82,28 @@ class CoverageProbe:
                 self._coverage.stop()
             self._started = False
 
+    def reached(self, tripwire: Tripwire) -> set[tuple[int, int]]:
+        """The candidate's arcs (line to line, negative for entry and exit) run so far."""
+        with tripwire.disarmed():
+            arcs = self._coverage.get_data().arcs(self.path)
+        return set(arcs or ())
+
+    def missing(self, tripwire: Tripwire) -> tuple[set[int], set[tuple[int, int]]]:
+        """The candidate's lines and branches no input has run yet."""
+        candidate = self.results(tripwire).get("candidate")
+        if candidate is None:
+            return set(), set()
+        return (set(candidate["missing_lines"]),
+                {(a, b) for a, b in candidate["missing_branches"]})
+
     def results(self, tripwire: Tripwire) -> dict[str, Any]:
         """The report's ``coverage`` field: both codes' statements, branches and gaps."""
         with tripwire.disarmed():
-            self._coverage.json_report(outfile=self._report,
-                                       morfs=[self.path, self._module_file])
+            try:
+                self._coverage.json_report(outfile=self._report,
+                                           morfs=[self.path, self._module_file])
+            except coverage.exceptions.CoverageException:  # nothing of either code ran
+                return {}
             with open(self._report, encoding="utf-8") as handle:
                 files = json.load(handle)["files"]
         found = {os.path.realpath(name): data for name, data in files.items()}

@@ -55,10 +55,12 @@ from invariants.replay import (
     replay,
     shuffled_order,
 )
+from invariants.search import MAX_SEEDS, SearchPlan, from_literal, plan_search, search
 from invariants.statecheck import StateWatch
 from invariants.targets import Target, TargetError, compile_function, make_function, resolve
 from invariants.tripwire import Tripwire
 from snapshots.corpus import CorpusError, read_corpus
+from snapshots.found import FoundError, read_found
 
 # Imported before the candidate exists, so that using them later triggers no import.
 PRELOAD = ("bisect", "copy", "dataclasses", "datetime", "decimal", "enum", "fractions",
@@ -151,6 +153,8 @@ def run_job(job: ShadowJob, tripwire: Tripwire, mode: str,
         return {"status": "error", "reason": str(exc)}
     # Drawn now, while no candidate code has run (see invariants.strategies).
     blobs, notes = generated_inputs(job, func, corpus.records) if mode == "full" else ([], [])
+    plan = _search_plan(job, corpus.records, candidate_code, original_code, func.__doc__) \
+        if probe is not None and not job.impure else None
     tripwire.read_roots = _read_roots()
     refresh, changes = make_guard(harness_modules())
     guards.append(changes)
@@ -186,6 +190,19 @@ def run_job(job: ShadowJob, tripwire: Tripwire, mode: str,
             return {**fields, "status": generated.result.status,
                     "reason": generated.result.reason,
                     "mismatches": _evidence(generated.result)}
+    if probe is not None and plan is not None and (job.search_seconds > 0 or plan.found):
+        searched = search(
+            plan, PairRunner(switch, tripwire, CallBounds(), _thread._count, (refresh, changes),
+                             state=state),
+            probe, tripwire, job.search_seconds, deadline_ms=job.deadline_ms, observe=observe)
+        fields["found"] = searched.kept
+        if searched.result.status != "ok":
+            return {**fields, "status": searched.result.status,
+                    "reason": searched.result.reason, "mismatches": _evidence(searched.result)}
+        if searched.tries:
+            notes.append(f"input search: {searched.tries} inputs tried, {len(searched.kept)} "
+                         f"reached candidate code nothing else ran"
+                         + ("" if searched.complete else "; some code is still unexercised"))
     if probe is not None:
         fields["coverage"] = probe.results(tripwire)
     threads = _thread._count()
@@ -199,6 +216,25 @@ def run_job(job: ShadowJob, tripwire: Tripwire, mode: str,
     return {**fields, "original_times": list(bench.original_times),
             "candidate_times": list(bench.candidate_times), "loops": bench.loops,
             "checks": [*fields["checks"], "benchmark"]}
+
+
+def _search_plan(job: ShadowJob, records: Any, candidate: Any, original: Any,
+                 doc: str | None) -> SearchPlan:
+    """The input search's seeds and constants, and the inputs found for this target before."""
+    found = []
+    if job.found_path:
+        try:
+            texts = read_found(Path(job.found_path))
+        except FoundError:
+            texts = []
+        found = [call for call in map(from_literal, texts) if call is not None]
+    seeds = []
+    for record in records[:MAX_SEEDS]:
+        try:
+            seeds.append(record.load_args())
+        except Exception:  # a record that does not load here is left out of the seeds
+            continue
+    return plan_search(seeds, found, candidate, original, doc, seed=job.property_seed)
 
 
 def _ran(result: ReplayResult, names: list[str]) -> list[str]:
