@@ -5,7 +5,12 @@ records each target with :class:`daemon.recorder.Recorder`, the way
 ``daemon.cycle.Cycle._corpus`` does, into a corpus directory. :class:`Gate` puts
 one candidate through what ``Cycle._judge`` does before storing a version:
 :func:`envelope.static.check_candidate`, a :class:`envelope.sandbox.Sandbox` run
-with the job the cycle builds from the policy, and :func:`invariants.accept.decide`.
+with the job the cycle builds from the policy, the coverage gate
+(:func:`daemon.verification.unproven`, where the policy requires full coverage) and
+:func:`invariants.accept.decide`.
+
+:func:`without_new_steps` is the policy with the proof-coverage steps turned off
+(coverage gate, symbolic diff, state watch, input search), to measure what they add.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from typing import Any
 from bench._common import ROOT, progress
 from daemon.config import CycleConfig
 from daemon.recorder import Recorder, RecordingLimits
-from daemon.verification import job_checks
+from daemon.synthesis.base import Candidate
+from daemon.verification import job_checks, unproven
 from demo import logstats
 from demo.workload import DemoWorkload
 from envelope.isolation import Isolation, probe_isolation
@@ -106,11 +112,21 @@ class Gate:
         return self.sandbox.run(self.job(target, source, original))
 
     def judge(self, target: str, source: str, original: str,
-              min_speedup: float | None = None) -> Verdict:
+              min_speedup: float | None = None, *, keeps_original: bool = False) -> Verdict:
+        """The daemon's order: static gate, shadow, coverage gate, acceptance.
+
+        ``keeps_original`` is what a rule's candidate states (see
+        :class:`daemon.synthesis.base.Candidate`); a mutant is no rule's output.
+        """
         gate = check_candidate(source, original, self.policy.static)
         if isinstance(gate, Rejected):
             return Verdict(True, "static", gate.reason, "static", gate.detail)
         report = self.shadow(target, source, original)
+        candidate = Candidate(target=target, source=source, origin="bench", parent="",
+                              keeps_original=keeps_original)
+        gap = unproven(report, candidate, original)
+        if gap is not None and self.policy.verification.coverage_required(target):
+            return Verdict(True, "shadow", "unproven", "unproven", gap.describe(), report)
         return self.decide(report, min_speedup)
 
     def decide(self, report: ShadowReport, min_speedup: float | None = None) -> Verdict:
@@ -126,15 +142,31 @@ class Gate:
 
 
 def caught_by(report: ShadowReport) -> str:
-    """Which check turned a shadow run against the candidate."""
+    """Which check turned a shadow run against the candidate.
+
+    ``hash_seed`` is the second replay, which since report format 3 also runs the
+    calls in a shuffled order: a different outcome there may be either cause.
+    """
     if report.status != "mismatch":
         return report.status
     if report.reason.startswith("depends on hash seed"):
         return "hash_seed"
     kind = report.mismatches[0].kind if report.mismatches else ""
-    if kind in ("property", "invariant"):
+    if kind in ("property", "invariant", "stateful"):
         return kind
+    if kind in ("symbolic", "found"):
+        return "counterexample"
     return "differential"
+
+
+def without_new_steps(policy: Policy) -> Policy:
+    """``policy`` without the proof-coverage steps: no coverage gate, no symbolic diff, no
+    input search, and every target may memoise (so no state watch). The shuffled second
+    replay cannot be turned off; it stays in both."""
+    verification = policy.verification.model_copy(update={
+        "require_full_coverage": False, "symbolic_seconds": 0.0, "search_seconds": 0.0,
+        "memoise": ("*",)})
+    return policy.model_copy(update={"verification": verification})
 
 
 def default_policy() -> Policy:

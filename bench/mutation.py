@@ -5,8 +5,18 @@ Every function of ``demo/logstats.py`` is mutated (see
 constants, dropped branches and statements, reordered statements), and each
 mutant goes through the real gate: the static gate, the jailed shadow on a corpus
 recorded from the running demo workload (differential replay, property checks,
-declared invariants, benchmark, second hash seed) and the acceptance decision,
-all under ``config/envelope.yaml``.
+declared invariants, benchmark, second hash seed with the calls shuffled, the
+state watch, the symbolic diff), the coverage gate (``unproven``) and the
+acceptance decision, all under ``config/envelope.yaml``.
+
+Rare-branch mutants (:mod:`bench._rare`) are judged too: a guard ahead of the
+original body, or ahead of a rule's faster rewrite, that returns a wrong result
+only on inputs the recorded calls never or rarely meet. And every candidate is
+judged a second time under the same policy with the proof-coverage steps off
+(:func:`bench._gate.without_new_steps`), so the result says what those steps
+add, in kills and in shadow seconds (:mod:`bench._steps`). The rules' own
+rewrites of each target run through both as controls: correct candidates that
+should pass.
 
 Each mutant ends one of three ways (:func:`outcome`):
 
@@ -17,7 +27,15 @@ Each mutant ends one of three ways (:func:`outcome`):
   wrong behaviour, and a mutant that happened to be faster would have passed;
 - **accepted**: let through as faster.
 
-- ``kill_score``: killed / tried, the headline. Target: at least 0.95.
+- ``kill_score``: killed / tried, the headline, with the proof-coverage steps.
+  Target: at least 0.95.
+- ``kill_score_without_new_steps``, ``rare_kill_score``,
+  ``rare_kill_score_without_new_steps``: the same share for the sampled existing
+  mutants without the steps, and for the rare-branch mutants with and without;
+  ``details.steps`` says which step caught each.
+- ``shadow_seconds_added_by_new_steps`` (every candidate) and ``..._passing`` (the
+  controls): the median added shadow seconds per candidate, a proxy for what the
+  steps add to a synthesis cycle.
 - ``rejected_only_as_not_faster`` and ``accepted``: counts, with their share.
 - ``kill_score_without_likely_equivalent`` / ``..._without_judged_equivalent``:
   the kill score leaving out survivors that may not be wrong at all (below).
@@ -27,11 +45,11 @@ under ``survivors``, each then compared in this process on 1000 more generated
 inputs: a survivor in which that finds no difference is marked
 ``likely_equivalent``, for a person to confirm from the diff.
 
-All mutants take about ten minutes on a 2-core machine, so by default a
-stratified sample (every target represented in proportion, seeded) is tried;
-``--all`` tries every one. The JSON says which. ``--rescore`` recomputes the
-metrics of an existing ``bench/results/mutation.json`` from the verdicts it
-records, without running a mutant. The kill score is also written as the gauge
+All mutants, judged both ways, take well over half an hour on a 2-core machine,
+so by default a stratified sample of each kind (every target represented in
+proportion, seeded) is tried; ``--all`` tries every one. The JSON says which.
+``--rescore`` recomputes the metrics of an existing ``bench/results/mutation.json``
+from the verdicts it records, without running a mutant. The kill score is also written as the gauge
 ``selfmod_mutation_score_ratio`` to ``bench/results/mutation.prom`` (Prometheus
 text format, for node_exporter's textfile collector): the number belongs to the
 gate's code, not to a running daemon.
@@ -48,7 +66,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, write_to_textfile
 
@@ -61,12 +79,22 @@ from bench._gate import (
     demo_targets,
     probe_equivalence,
     record_demo_corpora,
+    without_new_steps,
 )
 from bench._mutants import Mutant, mutants
+from bench._rare import RareMutant, rare_mutants
+from bench._steps import outcome, score_steps, verdict_row
 from daemon.metrics import mutation_score_gauge
+from daemon.synthesis.base import ProposalRequest
+from daemon.synthesis.rules.proposer import RulesProposer
+from daemon.target_info import module_source
+from envelope.policy import Policy
 from invariants.targets import original_source
 
+__all__ = ["main", "outcome", "rescore", "sample"]
+
 NAME = "mutation"
+M = TypeVar("M", bound=Mutant)
 TARGET_SCORE = 0.95
 # A person's reading of survivors seen in earlier runs (the probe can only say that it
 # found no difference). Keyed by target function and mutant description.
@@ -142,7 +170,11 @@ JUDGED: dict[tuple[str, str], str] = {
 def _options(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.mutation")
     parser.add_argument("--max-mutants", type=int, default=150,
-                        help="stratified sample size (default 150)")
+                        help="stratified sample size of the operator mutants (default 150)")
+    parser.add_argument("--max-rare", type=int, default=60,
+                        help="stratified sample size of the rare-branch mutants (default 60)")
+    parser.add_argument("--no-controls", action="store_true",
+                        help="do not judge the rules' own rewrites")
     parser.add_argument("--all", action="store_true", help="try every mutant")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="shadows at once")
@@ -158,8 +190,7 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def sample(by_target: dict[str, list[Mutant]], size: int, seed: int
-           ) -> dict[str, list[Mutant]]:
+def sample(by_target: dict[str, list[M]], size: int, seed: int) -> dict[str, list[M]]:
     """About ``size`` mutants, each target in proportion to its count and at least one."""
     total = sum(len(items) for items in by_target.values())
     if size >= total:
@@ -169,6 +200,9 @@ def sample(by_target: dict[str, list[Mutant]], size: int, seed: int
                                                                            / total)))),
                            key=items.index)
             for target, items in by_target.items()}
+
+
+Job = tuple[str, str, Mutant]  # set (existing | rare | control), target, candidate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,103 +220,164 @@ def main(argv: list[str] | None = None) -> int:
     (work / "shadows").mkdir()
     corpora = record_demo_corpora(NAME, work / "corpus", policy, batch_size=options.batch_size,
                                   pool_size=options.pool_size)
-    originals = {target: original_source(fn) for target, fn in demo_targets().items()}
+    functions = demo_targets()
+    originals = {target: original_source(fn) for target, fn in functions.items()}
+    rewrites = {target: rule_rewrite(target, fn, originals[target], policy)
+                for target, fn in functions.items()}
     generated = {target: mutants(source) for target, source in originals.items()}
+    rare = {target: rare_mutants(fn, [r.load_args() for r in corpora[target].records],
+                                 {"original": originals[target], **rewrites[target]})
+            for target, fn in functions.items()}
     total = sum(len(items) for items in generated.values())
+    total_rare = sum(len(items) for items in rare.values())
     chosen = generated if options.all else sample(generated, options.max_mutants, options.seed)
-    jobs = [(target, mutant) for target, items in chosen.items() for mutant in items]
-    progress(NAME, f"{total} mutants of {len(generated)} targets; trying {len(jobs)}")
-    gate = Gate(policy, work / "corpus", work / "shadows")
+    chosen_rare = rare if options.all else sample(rare, options.max_rare, options.seed)
+    controls: list[Job] = [] if options.no_controls else [
+        ("control", target, Mutant("control", f"{label}'s rewrite, unmutated", 1, source))
+        for target, bodies in rewrites.items() for label, source in bodies.items()]
+    mixed: list[Job] = [("existing", target, mutant) for target, items in chosen.items()
+                        for mutant in items]
+    mixed += [("rare", target, mutant) for target, items in chosen_rare.items()
+              for mutant in items]
+    random.Random(options.seed).shuffle(mixed)  # a budget cut leaves every kind sampled
+    jobs = controls + mixed
+    progress(NAME, f"{total} mutants and {total_rare} rare-branch mutants of {len(generated)} "
+                   f"targets, {len(controls)} controls; trying {len(jobs)}, each with and "
+                   f"without the proof-coverage steps")
+    gates = {"with": Gate(policy, work / "corpus", work / "shadows"),
+             "without": Gate(without_new_steps(policy), work / "corpus", work / "shadows")}
     deadline = started + options.budget_seconds
-    verdicts: dict[tuple[str, int], Verdict] = {}
+    verdicts: dict[int, dict[str, Verdict]] = {}
 
     def judge(index: int) -> None:
         if time.monotonic() > deadline:
             return
-        target, mutant = jobs[index]
-        verdict = gate.judge(target, mutant.source, originals[target])
-        verdicts[(target, index)] = verdict
-        progress(NAME, f"[{len(verdicts)}/{len(jobs)}] {target.partition(':')[2]} "
+        kind, target, mutant = jobs[index]
+        judged = {config: gate.judge(target, mutant.source, originals[target],
+                                     keeps_original=kind == "control")
+                  for config, gate in gates.items()}
+        verdicts[index] = judged
+        progress(NAME, f"[{len(verdicts)}/{len(jobs)}] {kind} {target.partition(':')[2]} "
                        f"{mutant.operator} line {mutant.line} ({mutant.description}): "
-                       f"{'rejected' if verdict.rejected else 'ACCEPTED'} "
-                       f"({verdict.stage}/{verdict.caught_by or verdict.reason})")
+                       + ", ".join(f"{config} {_said(verdict)}"
+                                   for config, verdict in judged.items()))
 
     with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
         list(pool.map(judge, range(len(jobs))))
-    probes: dict[tuple[str, int], Probe] = {}
-    for (target, index), verdict in sorted(verdicts.items()):
-        if verdict.stage in ("accept", "accepted"):
-            probes[(target, index)] = probe = probe_equivalence(
-                target, jobs[index][1].source, corpora[target])
-            progress(NAME, f"survivor {target.partition(':')[2]} {jobs[index][1].description}: "
+    probes: dict[int, Probe] = {}
+    for index, judged in sorted(verdicts.items()):
+        kind, target, mutant = jobs[index]
+        if kind == "existing" and judged["with"].stage in ("accept", "accepted"):
+            probes[index] = probe = probe_equivalence(target, mutant.source, corpora[target])
+            progress(NAME, f"survivor {target.partition(':')[2]} {mutant.description}: "
                            + (f"differs on {probe.difference[:100]}" if probe.difference else
                               f"likely equivalent (no difference in {probe.inputs} inputs)"))
-    data = _result(options, jobs, verdicts, probes, originals, corpora, total, started,
+    counts = {"existing": (total, sum(map(len, chosen.values()))),
+              "rare": (total_rare, sum(map(len, chosen_rare.values()))),
+              "control": (len(controls), len(controls))}
+    data = _result(options, jobs, verdicts, probes, originals, corpora, counts, started,
                    load_before)
     path = write_result(data)
     _write_gauge(_headline(data))
-    progress(NAME, f"kill score {_headline(data)} over {len(verdicts)} mutants; wrote {path}")
+    progress(NAME, f"kill score {_headline(data)} over {len(verdicts)} candidates; "
+                   + "; ".join(f"{m['metric']} {m['value']}" for m in data["metrics"][5:])
+                   + f"; wrote {path}")
     return 0
 
 
-def outcome(caught_by: str) -> str:
-    """``killed``, ``not_faster`` or ``accepted``, from a verdict's ``caught_by``.
-
-    ``caught_by`` is what per-target results record (``nothing`` for an accepted
-    mutant), so a result file can be rescored from it.
-    """
-    if caught_by in ("", "nothing"):
-        return "accepted"
-    if caught_by == "speed":  # the acceptance stage: the shadow found no difference
-        return "not_faster"
-    return "killed"
+def rule_rewrite(target: str, fn: Any, source: str, policy: Policy) -> dict[str, str]:
+    """The rules proposer's first (usually fastest: composed) rewrite of ``fn``, by origin;
+    empty when no rule applies."""
+    request = ProposalRequest(target=target, source=source, module_source=module_source(fn),
+                              allowed_imports=tuple(policy.static.allowed_imports))
+    candidates = RulesProposer().propose(request)
+    return {candidates[0].origin: candidates[0].source} if candidates else {}
 
 
-def _result(options: argparse.Namespace, jobs: list[tuple[str, Mutant]],
-            verdicts: dict[tuple[str, int], Verdict], probes: dict[tuple[str, int], Probe],
-            originals: dict[str, str],
-            corpora: dict[str, Any], total: int, started: float,
+def _said(verdict: Verdict) -> str:
+    return (f"{'rejected' if verdict.rejected else 'ACCEPTED'} "
+            f"({verdict.stage}/{verdict.caught_by or verdict.reason})")
+
+
+def _result(options: argparse.Namespace, jobs: list[Job], verdicts: dict[int, dict[str, Verdict]],
+            probes: dict[int, Probe], originals: dict[str, str], corpora: dict[str, Any],
+            counts: dict[str, tuple[int, int]], started: float,
             load_before: tuple[float, float, float]) -> dict[str, Any]:
-    tried = len(verdicts)
     per_target: dict[str, dict[str, Any]] = {}
-    for index, (target, mutant) in enumerate(jobs):
+    judged: list[dict[str, Any]] = []
+    for index, (kind, target, mutant) in enumerate(jobs):
+        verdict = verdicts.get(index)
+        if verdict is not None:
+            judged.append(_judged_row(kind, target, mutant, verdict))
+        if kind != "existing":
+            continue
         entry = per_target.setdefault(target, {
             "mutants": 0, "tried": 0, "caught_by": collections.Counter(),
+            "caught_by_without_new_steps": collections.Counter(),
             "corpus_calls": len(corpora[target].records), "survivors": []})
         entry["mutants"] += 1
-        verdict = verdicts.get((target, index))
         if verdict is None:
             continue
         entry["tried"] += 1
-        entry["caught_by"][verdict.caught_by or "nothing"] += 1
-        probe = probes.get((target, index))
+        entry["caught_by"][verdict["with"].caught_by or "nothing"] += 1
+        entry["caught_by_without_new_steps"][verdict["without"].caught_by or "nothing"] += 1
+        probe = probes.get(index)
         if probe is not None:
             entry["survivors"].append({
                 "operator": mutant.operator, "description": mutant.description,
-                "line": mutant.line, "gate": verdict.stage, "verdict": verdict.reason,
+                "line": mutant.line, "gate": verdict["with"].stage,
+                "verdict": verdict["with"].reason,
                 "likely_equivalent": not probe.difference, "probe_inputs": probe.inputs,
                 "judged": _judged(target, mutant.description),
                 "difference_found_later": probe.difference,
                 "diff": mutant.diff(originals[target])})
     for entry in per_target.values():
         entry["caught_by"] = dict(entry["caught_by"])
-    sampled = not options.all and len(jobs) < total
+        entry["caught_by_without_new_steps"] = dict(entry["caught_by_without_new_steps"])
+    total, selected = counts["existing"]
+    total_rare, selected_rare = counts["rare"]
+    tried = {kind: sum(1 for index in verdicts if jobs[index][0] == kind)
+             for kind in ("existing", "rare", "control")}
+    sampled = not options.all and selected < total
+    sampled_rare = not options.all and selected_rare < total_rare
     parameters = {
-        "mutants_generated": total, "mutants_selected": len(jobs), "mutants_tried": tried,
-        "sampled": sampled,
-        "sampling": (f"stratified by target, {len(jobs)} of {total}, seed {options.seed}"
+        "mutants_generated": total, "mutants_selected": selected,
+        "mutants_tried": tried["existing"], "sampled": sampled,
+        "sampling": (f"stratified by target, {selected} of {total}, seed {options.seed}"
                      if sampled else "every mutant"),
-        "stopped_early": tried < len(jobs), "budget_seconds": options.budget_seconds,
+        "rare_mutants_generated": total_rare, "rare_mutants_selected": selected_rare,
+        "rare_mutants_tried": tried["rare"], "rare_sampled": sampled_rare,
+        "rare_sampling": (f"stratified by target, {selected_rare} of {total_rare}, seed "
+                          f"{options.seed}" if sampled_rare else "every rare-branch mutant"),
+        "controls": counts["control"][0], "controls_tried": tried["control"],
+        "configurations": {"with": "config/envelope.yaml as it is",
+                           "without": "the same with verification.require_full_coverage "
+                                      "false, symbolic_seconds 0, search_seconds 0 and "
+                                      "memoise ['*'] (no state watch)"},
+        "stopped_early": len(verdicts) < len(jobs), "budget_seconds": options.budget_seconds,
         "workers": options.workers, "demo_batch_size": options.batch_size,
         "demo_pool_size": options.pool_size, "policy": "config/envelope.yaml",
     }
-    details = {"targets": per_target,
+    details = {"targets": per_target, "judged": judged,
                "survivors_note": "mutants the shadow found no difference in (turned away, if "
                                  "at all, only for not being faster): judge each diff for "
                                  "equivalence"}
-    data = result(NAME, "Mutants of every demo target through the real gate", [],
+    data = result(NAME, "Mutants of every demo target through the real gate, with and without "
+                        "the proof-coverage steps", [],
                   parameters, details, started=started, load_before=load_before)
     return _score(data)
+
+
+def _judged_row(kind: str, target: str, mutant: Mutant, verdict: dict[str, Verdict]
+                ) -> dict[str, Any]:
+    row: dict[str, Any] = {"set": kind, "target": target, "operator": mutant.operator,
+                           "description": mutant.description, "line": mutant.line,
+                           **{config: verdict_row(v) for config, v in verdict.items()}}
+    if isinstance(mutant, RareMutant):
+        row.update(condition=mutant.condition, body=mutant.body, trigger=mutant.trigger,
+                   met_by=f"{mutant.met_by} of {mutant.calls} recorded calls",
+                   source=mutant.source)
+    return row
 
 
 def rescore(data: dict[str, Any]) -> dict[str, Any]:
@@ -325,8 +420,11 @@ def _score(data: dict[str, Any]) -> dict[str, Any]:
     metrics = [
         metric("kill_score", score, "ratio", target=f">= {TARGET_SCORE}",
                met=score is not None and score >= TARGET_SCORE, killed=killed, tried=tried,
-               note="mutants the static gate or the shadow told apart from the original; "
-                    "those turned away only as not faster are not counted"),
+               note="operator mutants the gate turned away for a reason other than speed, "
+                    "with the proof-coverage steps (static gate, shadow checks, symbolic "
+                    "diff, state watch, coverage gate); those turned away only as not faster "
+                    "are not counted. The rare-branch mutants are scored apart "
+                    "(rare_kill_score)"),
         metric("rejected_only_as_not_faster", totals["not_faster"], "mutants",
                share=_ratio(totals["not_faster"], tried),
                note="the shadow found no difference; the acceptance statistics turned them "
@@ -343,6 +441,9 @@ def _score(data: dict[str, Any]) -> dict[str, Any]:
                     "JUDGED in bench/mutation.py and each survivor's 'judged')"),
     ]
     details = {**data["details"], "caught_by": dict(caught), "outcomes": dict(totals)}
+    if "judged" in details:  # results from before the rare-branch mutants have no rows
+        steps, details["steps"] = score_steps(details["judged"])
+        metrics += steps
     return {**data, "metrics": metrics, "details": details}
 
 
