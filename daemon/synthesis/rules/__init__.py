@@ -27,6 +27,8 @@ list-literal-membership    the tested value is hashable
 keys-membership            ``in`` on the mapping agrees with its keys view
 loop-membership-to-set     items and tested values hashable; the list really is one
 hoist-method-lookup        none
+nested-dedupe              items hashable, ``__eq__`` consistent with ``__hash__``
+seen-list-to-set           appended and tested values hashable, as above
 =========================  ==============================================================
 
 Rewrites never add module-level imports; ``dict-get-counting`` imports

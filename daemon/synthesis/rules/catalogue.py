@@ -19,14 +19,18 @@ from daemon.synthesis.rules.literal_membership import ListLiteralMembership
 from daemon.synthesis.rules.loop_membership import LoopMembershipToSet
 from daemon.synthesis.rules.manual_min_max import ManualMinMax
 from daemon.synthesis.rules.manual_sum import ManualSum
+from daemon.synthesis.rules.nested_dedupe import NestedDedupe
 from daemon.synthesis.rules.range_len import RangeLenToEnumerate
 from daemon.synthesis.rules.rule import Rule
+from daemon.synthesis.rules.seen_list import SeenListToSet
 from daemon.synthesis.rules.sorted_index import SortedIndexToMinMax
 from daemon.synthesis.rules.string_join import StringConcatJoin
 
 CATALOGUE: tuple[Rule, ...] = (
     RangeLenToEnumerate(),
     QuadraticDedupe(),
+    NestedDedupe(),
+    SeenListToSet(),
     AppendToComprehension(),
     DictGetCounting(),
     StringConcatJoin(),

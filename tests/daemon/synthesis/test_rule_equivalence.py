@@ -112,6 +112,17 @@ INPUTS: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
                                       st.lists(hashables, max_size=5)),
     "hoist-method-lookup/grouping": args(st.lists(st.tuples(hashables, ints), max_size=6)),
     "any-all/all_in": args(st.lists(ints, max_size=6), st.lists(ints, max_size=6)),
+    # runtime precondition of the set-backed rules: hashable items, as for quadratic-dedupe
+    "nested-dedupe/healthy_hosts": args(records(status=st.sampled_from(["ok", "down"]),
+                                                host=words), st.lists(words, max_size=3)),
+    "nested-dedupe/tags_per_batch": args(st.lists(st.lists(st.lists(hashables, max_size=4),
+                                                           max_size=3), max_size=3),
+                                         st.integers(0, 6)),
+    "nested-dedupe/counted_dupes": args(st.lists(hashables, max_size=8),
+                                        st.lists(hashables, max_size=8)),
+    "seen-list-to-set/merge_events": args(records(id=hashables), records(id=hashables)),
+    "seen-list-to-set/per_page": args(st.lists(st.tuples(words, st.lists(words, max_size=6)),
+                                               max_size=4)),
 }
 
 
