@@ -29,6 +29,7 @@ loop-membership-to-set     items and tested values hashable; the list really is 
 hoist-method-lookup        none
 nested-dedupe              items hashable, ``__eq__`` consistent with ``__hash__``
 seen-list-to-set           appended and tested values hashable, as above
+nested-sum                 plain ``+``, as for ``manual-sum``
 =========================  ==============================================================
 
 Rewrites never add module-level imports; ``dict-get-counting`` imports

@@ -20,6 +20,7 @@ from daemon.synthesis.rules.loop_membership import LoopMembershipToSet
 from daemon.synthesis.rules.manual_min_max import ManualMinMax
 from daemon.synthesis.rules.manual_sum import ManualSum
 from daemon.synthesis.rules.nested_dedupe import NestedDedupe
+from daemon.synthesis.rules.nested_sum import NestedSum
 from daemon.synthesis.rules.range_len import RangeLenToEnumerate
 from daemon.synthesis.rules.rule import Rule
 from daemon.synthesis.rules.seen_list import SeenListToSet
@@ -35,6 +36,7 @@ CATALOGUE: tuple[Rule, ...] = (
     DictGetCounting(),
     StringConcatJoin(),
     ManualSum(),
+    NestedSum(),
     ManualMinMax(),
     AnyAll(),
     SortedIndexToMinMax(),

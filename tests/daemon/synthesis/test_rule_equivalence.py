@@ -123,6 +123,13 @@ INPUTS: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
     "seen-list-to-set/merge_events": args(records(id=hashables), records(id=hashables)),
     "seen-list-to-set/per_page": args(st.lists(st.tuples(words, st.lists(words, max_size=6)),
                                                max_size=4)),
+    # plain addition, as for manual-sum: ints and bools
+    "nested-sum/invoice_total": args(records(paid=st.booleans(), lines=records(
+        qty=st.integers(0, 5), unit_cents=ints))),
+    "nested-sum/matrix": args(st.lists(st.lists(st.one_of(ints, st.booleans()), max_size=4),
+                                       max_size=4)),
+    "nested-sum/window_hits": args(st.lists(st.dictionaries(words, st.lists(
+        st.integers(100, 599), max_size=4), max_size=3), max_size=3), st.integers(0, 3)),
 }
 
 
