@@ -30,11 +30,12 @@ hoist-method-lookup        none
 nested-dedupe              items hashable, ``__eq__`` consistent with ``__hash__``
 seen-list-to-set           appended and tested values hashable, as above
 nested-sum                 plain ``+``, as for ``manual-sum``
+list-queue-to-deque        none
 =========================  ==============================================================
 
-Rewrites never add module-level imports; ``dict-get-counting`` imports
-``Counter`` inside the function and is offered only when the policy allows
-``collections``.
+Rewrites never add module-level imports; ``dict-get-counting`` and
+``list-queue-to-deque`` import ``Counter`` and ``deque`` inside the function and
+are offered only when the policy allows ``collections``.
 """
 
 from daemon.synthesis.rules.catalogue import CATALOGUE, rule_by_id

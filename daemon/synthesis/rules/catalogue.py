@@ -21,6 +21,7 @@ from daemon.synthesis.rules.manual_min_max import ManualMinMax
 from daemon.synthesis.rules.manual_sum import ManualSum
 from daemon.synthesis.rules.nested_dedupe import NestedDedupe
 from daemon.synthesis.rules.nested_sum import NestedSum
+from daemon.synthesis.rules.queue_deque import ListQueueToDeque
 from daemon.synthesis.rules.range_len import RangeLenToEnumerate
 from daemon.synthesis.rules.rule import Rule
 from daemon.synthesis.rules.seen_list import SeenListToSet
@@ -44,6 +45,7 @@ CATALOGUE: tuple[Rule, ...] = (
     ListLiteralMembership(),
     KeysMembership(),
     LoopMembershipToSet(),
+    ListQueueToDeque(),
     HoistMethodLookup(),
 )
 

@@ -130,6 +130,14 @@ INPUTS: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
                                        max_size=4)),
     "nested-sum/window_hits": args(st.lists(st.dictionaries(words, st.lists(
         st.integers(100, 599), max_size=4), max_size=3), max_size=3), st.integers(0, 3)),
+    "list-queue-to-deque/reachable": args(st.dictionaries(st.integers(0, 6), st.lists(
+        st.integers(0, 6), max_size=3), max_size=7), st.integers(0, 6)),
+    "list-queue-to-deque/install_order": args(st.dictionaries(st.sampled_from("abcdef"), st.lists(
+        st.sampled_from("abcdef"), max_size=3), max_size=6)),
+    # the org chart may loop; the depth bound keeps the walk finite
+    "list-queue-to-deque/levels": args(st.dictionaries(st.sampled_from("abcd"), st.lists(
+        st.sampled_from("abcd"), max_size=3), max_size=4), st.sampled_from("abcd"),
+        st.integers(0, 4)),
 }
 
 
