@@ -30,6 +30,7 @@ hoist-method-lookup        none
 nested-dedupe              items hashable, ``__eq__`` consistent with ``__hash__``
 seen-list-to-set           appended and tested values hashable, as above
 nested-sum                 plain ``+``, as for ``manual-sum``
+string-buffer-join         the pieces are ``str``
 list-queue-to-deque        none
 =========================  ==============================================================
 

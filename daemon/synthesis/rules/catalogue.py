@@ -26,6 +26,7 @@ from daemon.synthesis.rules.range_len import RangeLenToEnumerate
 from daemon.synthesis.rules.rule import Rule
 from daemon.synthesis.rules.seen_list import SeenListToSet
 from daemon.synthesis.rules.sorted_index import SortedIndexToMinMax
+from daemon.synthesis.rules.string_buffer import StringBufferJoin
 from daemon.synthesis.rules.string_join import StringConcatJoin
 
 CATALOGUE: tuple[Rule, ...] = (
@@ -36,6 +37,7 @@ CATALOGUE: tuple[Rule, ...] = (
     AppendToComprehension(),
     DictGetCounting(),
     StringConcatJoin(),
+    StringBufferJoin(),
     ManualSum(),
     NestedSum(),
     ManualMinMax(),

@@ -138,6 +138,11 @@ INPUTS: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
     "list-queue-to-deque/levels": args(st.dictionaries(st.sampled_from("abcd"), st.lists(
         st.sampled_from("abcd"), max_size=3), max_size=4), st.sampled_from("abcd"),
         st.integers(0, 4)),
+    # runtime precondition: the pieces are str (characters of a str, here)
+    "string-buffer-join/words": args(st.text(alphabet="ab \t\n", max_size=16)),
+    "string-buffer-join/csv_fields": args(st.text(alphabet='ab ,;"', max_size=16),
+                                          st.sampled_from([",", ";", "a"])),
+    "string-buffer-join/template_lexer": args(st.text(alphabet="ab {}", max_size=16)),
 }
 
 
