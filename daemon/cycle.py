@@ -296,24 +296,31 @@ class Cycle:
             return reject(gate.stage, gate.reason,
                           f"line {gate.line}:{gate.col}: {gate.detail}")
 
+        checks = job_checks(policy, target)
+        if candidate.keeps_original and policy.verification.symbolic_skip_rules:
+            checks["symbolic_seconds"] = 0.0
         job = ShadowJob(target=target, candidate_source=candidate.source,
                         corpus_path=str(judging.corpus_file), sys_path=child_sys_path(target),
                         found_path=str(found_path(self._corpus_root, target)),
                         repeats=policy.acceptance.repeats,
                         bench_calls=self._config.bench_calls,
                         min_sample_seconds=self._config.min_sample_seconds,
-                        **job_checks(policy, target))
+                        **checks)
         report: ShadowReport = self._sandbox(policy).run(job)
         self._keep_found(target, version, report)
         gap = unproven(report, candidate, judging.original)
-        if gap is not None and policy.verification.coverage_required(target):
+        if report.status == "ok" and gap is not None and \
+                policy.verification.coverage_required(target):
             return reject(Stage.SHADOW, "unproven", gap.describe(), report.duration,
                           calls=report.calls)
         verdict = decide(report, policy.acceptance.min_speedup,
                          confidence=policy.acceptance.confidence,
                          min_calls=policy.acceptance.min_calls)
         if not isinstance(verdict, Accepted):
-            return reject(verdict.stage, verdict.reason, verdict.detail, report.duration,
+            detail = verdict.detail
+            if verdict.reason == "counterexample" and gap is not None:
+                detail = f"{detail}\nwhere it differs, {gap.describe()}"
+            return reject(verdict.stage, verdict.reason, detail, report.duration,
                           calls=report.calls)
         self._bus.publish(ev.CandidateAccepted(target, version, candidate.origin,
                                                verdict.speedup, verdict.ci_low, verdict.ci_high,

@@ -60,9 +60,10 @@ def coverage(evidences: Iterable[Mapping[str, Any]]) -> float:
 
 
 def unproven(report: ShadowReport, candidate: Candidate, original: str) -> Unproven | None:
-    """The candidate's code that no check ran and that is not excused; None for a report
-    that is not ``ok`` (the shadow's own verdict comes first)."""
-    if report.status != "ok":
+    """The candidate's code that no check ran and that is not excused; None when the
+    report cannot say (the shadow failed, or found a difference before measuring)."""
+    if report.status not in ("ok", "mismatch") or \
+            (report.status == "mismatch" and report.coverage is None):
         return None
     return unexercised(report.coverage, report.original_coverage, candidate.source, original,
                        keeps_original=candidate.keeps_original)

@@ -79,7 +79,9 @@ def test_rare_branch_faults_are_unproven_unless_the_policy_accepts_the_risk(tmp_
     audit = [json.loads(line) for line in (state / "audit.log").read_text().splitlines()]
     rejected = [r["body"] for r in audit if r["kind"] == "rejected"
                 and r["body"]["target"] == STRICT]
-    assert [(r["stage"], r["reason"]) for r in rejected] == [("shadow", "unproven")], rejected
+    # the symbolic diff may find the input first; either way the lines are named
+    assert [r["stage"] for r in rejected] == ["shadow"], rejected
+    assert rejected[0]["reason"] in ("unproven", "counterexample"), rejected
     assert "line 5" in rejected[0]["detail"] and "4->5" in rejected[0]["detail"]
     assert not any(r["kind"] == "swapped" and r["body"]["target"] == STRICT for r in audit)
 
