@@ -24,24 +24,37 @@ def cmd_history(args: argparse.Namespace) -> int:
              "parent": v.parent, "created_at": v.created_at,
              "speedup": v.evidence.get("speedup"), "ci_low": v.evidence.get("ci_low"),
              "ci_high": v.evidence.get("ci_high"), "stage": v.evidence.get("stage", ""),
-             "reason": v.evidence.get("reason", ""), "detail": v.evidence.get("detail", "")}
+             "reason": v.evidence.get("reason", ""), "detail": v.evidence.get("detail", ""),
+             "coverage": v.evidence.get("coverage")}
             for v in versions]
 
     def text(rows: list[dict[str, Any]]) -> str:
         if not rows:
             return "no versions yet"
-        cells = [("id", "created (UTC)", "status", "speedup [interval]", "origin", "target",
-                  "why")]
+        cells = [("id", "created (UTC)", "status", "speedup [interval]", "covered", "origin",
+                  "target", "why")]
         for r in rows:
             speed = (f"{r['speedup']:.3g}x [{r['ci_low']:.3g}, {r['ci_high']:.3g}]"
                      if r["speedup"] else "")
             why = f"{r['stage']}/{r['reason']}" if r["reason"] else ""
             cells.append((short_id(r["id"]), utc(r["created_at"]), str(r["status"]), speed,
-                          r["origin"], r["target"], why))
+                          _covered(r["coverage"]), r["origin"], r["target"], why))
         return table(cells, right=frozenset({3}))
 
     emit(args, data, text)
     return 0
+
+
+def _covered(coverage: Any) -> str:
+    """``lines ran/total, branches ran/total`` of a version's evidence; "" when unmeasured."""
+    if not isinstance(coverage, dict) or not coverage.get("measured"):
+        return ""
+    lines, branches = coverage.get("lines") or (0, 0), coverage.get("branches") or (0, 0)
+    text = f"{lines[0]}/{lines[1]} lines, {branches[0]}/{branches[1]} branches"
+    return f"{text} (unproven, allowed)" if coverage.get("unproven") else text
+
+
+UNEXERCISED = "  # <- never ran under the checks"
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -55,9 +68,41 @@ def cmd_diff(args: argparse.Namespace) -> int:
         base.splitlines(True), new.splitlines(True),
         fromfile=f"{version.target} (base {short_id(version.base_sha)})",
         tofile=f"{version.target} ({short_id(version.id)}, {version.origin})"))
-    emit(args, {"id": version.id, "target": version.target, "diff": diff},
-          lambda d: d["diff"] or "(no difference)")
+    coverage = version.evidence.get("coverage")
+    missing = sorted(coverage.get("missing_lines") or ()) if isinstance(coverage, dict) else []
+
+    def text(d: dict[str, Any]) -> str:
+        if not d["diff"]:
+            return "(no difference)"
+        shown = _mark_lines(d["diff"], set(d["unexercised_lines"]))
+        summary = _covered(d["coverage"])
+        return f"{shown}\ncoverage: {summary}" if summary else shown
+
+    emit(args, {"id": version.id, "target": version.target, "diff": diff,
+                "coverage": coverage, "unexercised_lines": missing}, text)
     return 0
+
+
+def _mark_lines(diff: str, lines: set[int]) -> str:
+    """The unified diff with the new source's ``lines`` marked as never run by a check."""
+    if not lines:
+        return diff
+    out, new_line = [], 0
+    for row in diff.splitlines():
+        if row.startswith("@@"):
+            # @@ -a,b +c,d @@: the new file's lines start at c
+            new_line = int(row.split("+", 1)[1].split(",")[0].split(" ")[0])
+            out.append(row)
+            continue
+        if row.startswith(("+++", "---")) or not row:
+            out.append(row)
+            continue
+        if row[0] in " +":
+            out.append(row + UNEXERCISED if new_line in lines else row)
+            new_line += 1
+        else:
+            out.append(row)
+    return "\n".join(out) + "\n"
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -86,6 +86,37 @@ def test_history_is_a_table_that_holds_its_shape_and_says_why(tmp_path) -> None:
         ("accept", "speedup_below_minimum", "1.01x, needs 1.05x")
 
 
+def test_history_and_diff_show_what_the_checks_ran(tmp_path) -> None:
+    """A version's coverage is a history column; diff marks the lines no check ran."""
+    from daemon.ledger import Ledger
+    from daemon.synthesis.base import Candidate
+    from snapshots import Snapshots
+
+    state, target = tmp_path / "state", "shop.pricing:total"
+    original = "def total(xs):\n    result = 0\n    for x in xs:\n        result += x\n" \
+               "    return result\n"
+    source = "def total(xs):\n    if len(xs) > 9:\n        return 0\n    return sum(xs)\n"
+    coverage = {"measured": True, "lines": [3, 4], "branches": [1, 2], "missing_lines": [3],
+                "missing_branches": [[2, 3]], "unproven": "line 3 and branch 2->3 ..."}
+    with Snapshots(state) as snapshots:
+        ledger = Ledger.writer(snapshots)
+        base = snapshots.store.put_source(original)
+        vid = ledger.propose(Candidate(target, source, "llm:m", base), base)
+        ledger.activate(target, vid, {"speedup": 2.0, "ci_low": 1.5, "ci_high": 2.5,
+                                      "coverage": coverage})
+    history = subprocess.run([*SELFMOD, "history", "--state-dir", str(state)],
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "3/4 lines, 1/2 branches (unproven, allowed)" in history, history
+    diff = subprocess.run([*SELFMOD, "diff", vid[:12], "--state-dir", str(state)],
+                          capture_output=True, text=True, timeout=60, check=True).stdout
+    marked = [row for row in diff.splitlines() if row.endswith("never ran under the checks")]
+    assert marked == ["+        return 0  # <- never ran under the checks"], diff
+    data = json.loads(subprocess.run([*SELFMOD, "diff", vid[:12], "--json", "--state-dir",
+                                      str(state)], capture_output=True, text=True, timeout=60,
+                                     check=True).stdout)
+    assert data["unexercised_lines"] == [3] and "never ran" not in data["diff"]
+
+
 def test_max_cycles_refuses_a_negative_count() -> None:
     """`--max-cycles -1` is a usage error (exit 2) that says why."""
     out = subprocess.run([*SELFMOD, "run", "--max-cycles", "-1", "--app", "demo.workload:main"],
