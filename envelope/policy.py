@@ -37,6 +37,7 @@ from pydantic import (
 
 from envelope.denylist import FORBIDDEN_MODULES, MODULES_STRIPPED
 from envelope.errors import PolicyError
+from envelope.globs import check_glob
 from envelope.policy_file import issue_at, issue_for, key_node, load_yaml, read_regular_file
 from invariants import targets
 from invariants.job import LIMIT_BOUNDS
@@ -50,16 +51,6 @@ _PREDICATE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 def _as_tuple(value: object) -> object:
     # YAML gives lists; frozen models want tuples so that nothing inside can change
     return tuple(value) if isinstance(value, list) else value
-
-
-def _glob(value: str) -> str:
-    if not value.strip() or value != value.strip():
-        raise ValueError(f"{value!r} is not a target glob; write module:qualname, "
-                         "e.g. 'shop.pricing:*', without surrounding spaces")
-    if ":" not in value and not any(c in value for c in "*?["):
-        raise ValueError(f"{value!r} matches no target; targets are module:qualname, "
-                         f"write '{value}:*' for every function of the module")
-    return value
 
 
 def _allowed_module(value: str) -> str:
@@ -86,7 +77,8 @@ def _predicate(value: str) -> str:
     return value
 
 
-Globs = Annotated[tuple[Annotated[str, AfterValidator(_glob)], ...], BeforeValidator(_as_tuple)]
+Globs = Annotated[tuple[Annotated[str, AfterValidator(check_glob)], ...],
+                  BeforeValidator(_as_tuple)]
 Modules = Annotated[tuple[Annotated[str, AfterValidator(_allowed_module)], ...],
                     BeforeValidator(_as_tuple)]
 Identifiers = Annotated[tuple[Annotated[str, AfterValidator(_identifier)], ...],
@@ -260,7 +252,7 @@ class Properties(_Section):
 
 
 class DeclaredInvariant(_Section):
-    target: Annotated[str, AfterValidator(_glob)]
+    target: Annotated[str, AfterValidator(check_glob)]
     """Target glob the predicate applies to."""
     predicate: Annotated[str, AfterValidator(_predicate)]
     """module:function called with (args, kwargs, result); true means the invariant holds."""
