@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except SelfmodError as exc:
         fail(args, str(exc))
-        return 1
+        return exc.exit_code
     except Exception as exc:  # every other failure of a command is one clear line too
         from envelope.errors import EnvelopeError
         from snapshots.errors import SnapshotError
@@ -63,27 +64,34 @@ def main(argv: Sequence[str] | None = None) -> int:
 # -- run ---------------------------------------------------------------------------------
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from daemon import logs
+    from daemon import logs, preflight
     from daemon.lifecycle import Daemon, RunOptions, install_signal_handlers
 
-    overrides = {"workload.app": args.app, "proposer": args.proposer,
-                 "metrics.port": args.metrics_port, "state_dir": args.state_dir}
-    overrides = {key: value for key, value in overrides.items() if value is not None}
-    config = config_of(args).with_overrides(**overrides)
-    # Like `python -m`, let --app name modules of the directory selfmod is started from.
-    if config.workload.app and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    if not config.workload.app:
-        raise ConfigError("no workload to host: pass --app MODULE:CALLABLE or set workload.app "
-                          "in the config (config/selfmod.yaml hosts the bundled demo)")
-    from daemon.workload import load_app
+    app = args.app
+    try:
+        preflight.check_metrics_port(args.metrics_port)
+        scope = preflight.check_scope(args.scope or ())
+        overrides = {"workload.app": args.app, "proposer": args.proposer,
+                     "metrics.port": args.metrics_port, "state_dir": args.state_dir}
+        overrides = {key: value for key, value in overrides.items() if value is not None}
+        config = config_of(args).with_overrides(**overrides)
+        app = config.workload.app
+        # Like `python -m`, let --app name modules of the directory selfmod is started from.
+        if app and os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        preflight.check_run(config, scope)  # before anything starts or is written
+    except ConfigError as exc:
+        if args.report:  # a CI job reads why nothing ran where it reads every run's outcome
+            from daemon.report import refused_report, write_report
 
-    load_app(config.workload.app)  # importable and callable before anything starts
+            write_report(Path(args.report), refused_report(app=app, error=str(exc),
+                                                           at=time.time()))
+        raise
     logs.configure(config.log.format, config.log.level)
     options = RunOptions(max_cycles=args.max_cycles, exit_when_idle=args.exit_when_idle,
                          allow_policy_downgrade=args.allow_policy_downgrade,
                          report=Path(args.report) if args.report else None,
-                         scope=tuple(args.scope or ()),
+                         scope=scope,
                          config_path=Path(args.config) if args.config else None,
                          overrides=overrides)
     daemon = Daemon(config, options)
@@ -130,6 +138,12 @@ def cmd_status(args: argparse.Namespace) -> int:
                 lc = d["last_cycle"]
                 lines.append(f"last cycle: {lc['target']} -> {lc['outcome']} "
                              f"({lc['seconds']:.1f}s) {lc['reason']}".rstrip())
+            app = d.get("app") or {}
+            if app.get("outcome") == "failed":
+                lines.append(f"app: FAILED: {app['error_type']}: {app['error']} "
+                             f"({app['where']})")
+            elif app:
+                lines.append(f"app: {app['app']} {app['outcome']}")
             if d.get("workload"):
                 w = d["workload"]
                 lines.append(f"workload: {w['throughput']:.0f} items/s, oracle mismatches "

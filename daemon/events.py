@@ -252,6 +252,29 @@ class OracleMismatch(Event):
     count: int = 1  # mismatches since the last event (the app is polled)
 
 
+@dataclass(frozen=True)
+class AppExited(Event):
+    """The hosted app's thread ended: it returned, or it raised (what, and where from)."""
+
+    kind = "app_exited"
+    app: str  # MOD:CALLABLE
+    outcome: str  # "returned", "failed", or "stopped" (returned once asked to, at shutdown)
+    error_type: str = ""
+    error: str = ""
+    where: str = ""  # file:line in function, the app's own frame the error came from
+    traceback: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome == "failed"
+
+    def describe(self) -> str:
+        """One line: ``app shop.app:main failed: KeyError: 'sku' (shop/app.py:12 in main)``."""
+        if not self.failed:
+            return f"app {self.app} {self.outcome}"
+        return f"app {self.app} failed: {self.error_type}: {self.error} ({self.where})"
+
+
 Handler = Callable[[Event], None]
 
 

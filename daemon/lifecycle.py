@@ -2,7 +2,11 @@
 
 Start-up: state directory and audit log, policy, restore of accepted versions
 (before the workload runs, so it starts on the code it had), the workload, the
-profiler, the metrics and control endpoints, then READY to systemd. The main
+profiler, the metrics and control endpoints, then READY to systemd. The metrics
+port is bound first, so a port in use refuses the start before anything runs.
+The hosted app is supervised: when it raises or returns, the daemon logs,
+counts and reports it, and in batch mode (``--exit-when-idle``) ends the run,
+with exit code 1 when the app failed. The main
 loop picks the hottest in-scope target that has not been tried at its current
 version, runs one cycle on it, and repeats. Shutdown (SIGTERM, ``--max-cycles``,
 ``--exit-when-idle``) stops the cycle in flight, the workload and every thread,
@@ -41,6 +45,7 @@ from daemon.metrics import Metrics, MetricsServer
 from daemon.notify import Liveness, Notifier
 from daemon.operator import Operator
 from daemon.outcome import CycleReport
+from daemon.preflight import metrics_port_refused
 from daemon.profiler import HotSpot, Profiler
 from daemon.proposers import Proposers, make_sandbox
 from daemon.proposers import make_llm_client as make_llm_client  # `selfmod llm check` uses it
@@ -124,6 +129,7 @@ class Daemon:
         self.throughput_before: float | None = None
         self.last_cycle: dict[str, Any] | None = None
         self.workload: Workload | None = None
+        self.app_exit: ev.AppExited | None = None  # set from the app's thread when it ends
         self._workload_watch: MismatchWatcher | None = None
         self.profiler: Profiler | None = None
         self.integrity: IntegrityMonitor | None = None
@@ -230,6 +236,7 @@ class Daemon:
     # -- start-up ---------------------------------------------------------------------
 
     def start(self) -> None:
+        metrics = self._bind_metrics()
         self.bus.publish(ev.DaemonStarted(os.getpid(), str(self.config.state_dir),
                                           self.isolation.as_dict(),
                                           self.options.allow_policy_downgrade))
@@ -255,12 +262,10 @@ class Daemon:
                                          self._policy_failed, current=self.policy(),
                                          allow_downgrade=self.options.allow_policy_downgrade)
             self.watcher.start()
-        if self.config.metrics.enabled:
-            server = MetricsServer(self.metrics.registry, self.config.metrics.host,
-                                   self.config.metrics.port)
-            server.start()
-            self._servers.append(server)
-            self.log.info("metrics_listening", url=f"http://{server.host}:{server.port}/metrics")
+        if metrics is not None:
+            metrics.start()
+            self._servers.append(metrics)
+            self.log.info("metrics_listening", url=f"http://{metrics.host}:{metrics.port}/metrics")
         control = ControlServer(self.config.control_socket, self.operator.routes(),
                                 self.config.control.group, on_request=self._control_request)
         control.start()
@@ -269,6 +274,16 @@ class Daemon:
         # restored code, the workload and both endpoints to be there.
         self.liveness.ready(status=self._serving_status())
         self.liveness.start_watchdog()
+
+    def _bind_metrics(self) -> MetricsServer | None:
+        """The metrics endpoint, listening but not yet serving; a port in use refuses the start."""
+        if not self.config.metrics.enabled:
+            return None
+        host, port = self.config.metrics.host, self.config.metrics.port
+        try:
+            return MetricsServer(self.metrics.registry, host, port)
+        except OSError as exc:
+            raise metrics_port_refused(host, port, exc) from None
 
     def _serving_status(self) -> str:
         return (f"serving: {len(self.swapper.active())} patches active, "
@@ -292,7 +307,15 @@ class Daemon:
             raise ConfigError("no workload to host: pass --app MODULE:CALLABLE or set "
                               "workload.app in the config (config/selfmod.yaml hosts the "
                               "bundled demo)")
-        return AppHost(self.config.workload.app, self.config.workload.options)
+        return AppHost(self.config.workload.app, self.config.workload.options,
+                       on_exit=self._app_exited)
+
+    def _app_exited(self, exited: ev.AppExited) -> None:
+        """The app's thread ended (called from it): on the record, and the loop looks."""
+        self.app_exit = exited
+        self.bus.publish(exited)
+        if exited.outcome != "stopped":  # at shutdown systemd already shows "stopping"
+            self.liveness.status(exited.describe())
 
     def _oracle_mismatch(self, count: int, function: str, detail: str) -> None:
         self.bus.publish(ev.OracleMismatch(function, detail, count))
@@ -314,7 +337,7 @@ class Daemon:
             self._loop()
         finally:
             self.shutdown()
-        return 0
+        return 1 if self.app_exit is not None and self.app_exit.failed else 0
 
     def _loop(self) -> None:
         cfg = self.config.cycle
@@ -333,6 +356,11 @@ class Daemon:
                 break
             if self.halted and self.options.exit_when_idle:
                 self.exit_reason = f"halted: {self.halted}"
+                break
+            if self.app_exit is not None and self.options.exit_when_idle:
+                # an app that is gone makes no more calls to profile or record
+                self.exit_reason = (self.app_exit.describe() if self.app_exit.failed else
+                                    "idle: the app returned; nothing is left to try")
                 break
             if self.paused.is_set() or self.halted or \
                     self.clock() - started < cfg.warmup_seconds:
@@ -421,8 +449,17 @@ class Daemon:
             policy={"version": policy.version, "sha256": policy.sha256,
                     "path": str(self.config.policy or "<embedded>")},
             cycles=len(self.cycles), last_cycle=self.last_cycle,
-            workload=asdict(stats) if stats else None,
+            workload=asdict(stats) if stats else None, app=self._app_state(traceback=False),
             uptime_seconds=self.wall() - self.started_wall, audit=self._audit_anchoring())
+
+    def _app_state(self, *, traceback: bool) -> dict[str, Any]:
+        """The hosted app: running, or how it ended (for status and the report)."""
+        if self.app_exit is None:
+            return {"app": self.config.workload.app, "outcome": "running"}
+        state = self.app_exit.body()
+        if not traceback:
+            state.pop("traceback")
+        return state
 
     def _audit_anchoring(self) -> str:
         audit = self.snapshots.audit
@@ -469,7 +506,8 @@ class Daemon:
             policy={"version": policy.version, "sha256": policy.sha256},
             active={t: i.version for t, i in self.swapper.active().items()},
             throughput_before=self.throughput_before,
-            stats=self.workload.stats() if self.workload is not None else None)
+            stats=self.workload.stats() if self.workload is not None else None,
+            app=self._app_state(traceback=True))
 
     def write_report(self, path: Path) -> None:
         write_report(path, self.report())

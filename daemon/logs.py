@@ -67,4 +67,7 @@ class EventLogger:
         method = self._log.warning if event.kind in self._WARN else self._log.info
         if event.kind in ("integrity_violation", "oracle_mismatch"):
             method = self._log.error
+        if isinstance(event, ev.AppExited) and event.outcome != "stopped":
+            # the workload is gone: nothing to profile or record until someone steps in
+            method = self._log.error if event.failed else self._log.warning
         method(event.kind, **body)

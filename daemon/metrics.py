@@ -142,6 +142,10 @@ class Metrics:
         self.oracle_mismatches = Counter("selfmod_oracle_mismatches_total",
                                          "Demo batches whose result differed from the oracle's",
                                          registry=r)
+        self.app_exits = Counter("selfmod_app_exits_total",
+                                 "Ends of the hosted app's thread by outcome "
+                                 "(returned, failed, stopped)",
+                                 ["outcome"], registry=r)
 
         # Label values that alerts take increase() of exist from the start at 0, so the
         # first event is an increase and not the appearance of a series.
@@ -151,6 +155,8 @@ class Metrics:
             self.rollbacks.labels(reason)
         for result in ("accepted", "rejected"):
             self.corrections.labels(result)
+        for outcome in ("returned", "failed", "stopped"):
+            self.app_exits.labels(outcome)
 
     def describe_run(self, *, started_at: float, version: str, proposer: str) -> None:
         """What this run is: its start time, selfmod's version, the configured proposer."""
@@ -205,6 +211,8 @@ class Metrics:
                 self.control_refusals.inc()
             case ev.OracleMismatch(count=count):
                 self.oracle_mismatches.inc(count)
+            case ev.AppExited(outcome=outcome):
+                self.app_exits.labels(outcome).inc()
             case ev.CorpusRecorded(calls=calls, skipped=skipped):
                 self.recorded_calls.inc(calls)
                 for reason, count in skipped.items():

@@ -96,6 +96,7 @@ class Operator:
             "cycles": snapshot.cycles,
             "last_cycle": snapshot.last_cycle,
             "workload": snapshot.workload,
+            "app": snapshot.app,
             "uptime_seconds": snapshot.uptime_seconds,
             "audit": snapshot.audit,
         }

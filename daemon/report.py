@@ -17,13 +17,16 @@ from daemon.workload import WorkloadStats
 
 # History of REPORT_FORMAT:
 #   1 — first format.
-REPORT_FORMAT = 1
+#   2 — ``app``: the hosted app's spec and how it ended (running, returned, failed with the
+#       exception's type, message, the app's frame and traceback; refused at start).
+REPORT_FORMAT = 2
 
 
 def run_report(cycles: list[CycleReport], *, started_at: float, finished_at: float,
                exit_reason: str, state_dir: Path, policy: dict[str, Any],
                active: dict[str, str], throughput_before: float | None,
-               stats: WorkloadStats | None) -> dict[str, Any]:
+               stats: WorkloadStats | None,
+               app: dict[str, Any] | None = None) -> dict[str, Any]:
     """The report of one run: cycles, candidates, compute, active versions, the workload."""
     targets: dict[str, dict[str, Any]] = {}
     for cycle in cycles:
@@ -49,6 +52,7 @@ def run_report(cycles: list[CycleReport], *, started_at: float, finished_at: flo
         "targets": list(targets.values()),
         "candidates": [{"target": c.target, **asdict(o)} for c in cycles for o in c.candidates],
         "active": active,
+        "app": app,
         "workload": {
             "throughput_before": throughput_before,
             "throughput_after": stats.throughput if stats else None,
@@ -56,6 +60,13 @@ def run_report(cycles: list[CycleReport], *, started_at: float, finished_at: flo
             "oracle_mismatches": stats.oracle_mismatches if stats else None,
         },
     }
+
+
+def refused_report(*, app: str | None, error: str, at: float) -> dict[str, Any]:
+    """The report of a run refused at start (a bad ``--app``, scope or setting): nothing ran."""
+    return {"format": REPORT_FORMAT, "started_at": at, "finished_at": at,
+            "exit_reason": f"refused: {error}", "cycles": [], "candidates": [], "targets": [],
+            "active": {}, "app": {"app": app, "outcome": "refused", "error": error}}
 
 
 def compute_totals(cycles: list[CycleReport]) -> dict[str, float]:

@@ -24,5 +24,6 @@ class StatusSnapshot:
     cycles: int = 0
     last_cycle: dict[str, Any] | None = None
     workload: dict[str, Any] | None = None  # the app's counters, when it reports any
+    app: dict[str, Any] | None = None  # the app and its outcome: running, returned, failed
     uptime_seconds: float = 0.0
     audit: str = "unanchored"  # or "anchored: last checkpoint at seq N"

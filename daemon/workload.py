@@ -7,7 +7,12 @@ The contract an app follows (the README's "Hosting your own app" says the same):
 - If it takes one positional argument it is given a :class:`threading.Event`
   that is set on shutdown, and it should return soon after; otherwise it runs
   until the process exits (the thread is a daemon thread, so it never holds
-  the process up).
+  the process up). ``selfmod run`` checks that the callable accepts this call
+  before the daemon starts (:func:`check_app_call`).
+- The app is supervised: when its thread ends, by returning or raising,
+  :class:`AppHost` hands an :class:`~daemon.events.AppExited` (the exception's
+  type, message and the app's frame it came from) to the daemon, which logs,
+  counts and reports it.
 - If the callable has a ``stats()`` method (or attribute) returning a mapping,
   the daemon polls it for the counters it exports: ``items``, ``throughput``
   (items per second), ``errors``, ``batches``, ``oracle_checks``,
@@ -22,12 +27,16 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import threading
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
-from daemon.errors import ConfigError
+from daemon.errors import StartupError
+from daemon.events import AppExited
 from envelope.threads import StoppableThread
 
 
@@ -68,28 +77,95 @@ class Workload(Protocol):
 
 
 def load_app(spec: str) -> Callable[..., Any]:
-    """The callable named by ``MODULE:CALLABLE``; a :class:`ConfigError` says what is wrong."""
+    """The callable named by ``MODULE:CALLABLE``; a :class:`StartupError` says what is wrong."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise ConfigError(f"--app {spec!r}: expected MODULE:CALLABLE, e.g. shop.app:main")
+        raise StartupError(f"--app {spec!r}: expected MODULE:CALLABLE, e.g. shop.app:main")
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
-        raise ConfigError(f"--app {spec!r}: cannot import {module_name!r}: {exc}") from exc
+        raise StartupError(f"--app {spec!r}: cannot import {module_name!r}: "
+                           f"{type(exc).__name__}: {exc}") from exc
     target: Any = module
     for part in attr.split("."):
         target = getattr(target, part, None)
         if target is None:
-            raise ConfigError(f"--app {spec!r}: {module_name} has no attribute {attr!r}")
+            raise StartupError(f"--app {spec!r}: {module_name} has no attribute {attr!r}")
     if not callable(target):
-        raise ConfigError(f"--app {spec!r}: {attr} is not callable")
+        raise StartupError(f"--app {spec!r}: {attr} is not callable")
     return target  # type: ignore[no-any-return]
 
 
-class AppHost:
-    """An app's ``MOD:CALLABLE`` run in a thread, with its options and its counters."""
+def app_call(app: Callable[..., Any], options: Mapping[str, Any],
+             stop: threading.Event) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The arguments the daemon calls ``app`` with: the stop event if it takes one
+    required positional argument, and the options as keywords."""
+    try:
+        params = inspect.signature(app).parameters.values()
+    except (TypeError, ValueError):
+        return (), dict(options)
+    required = [p for p in params if p.default is p.empty and
+                p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return ((stop,) if len(required) == 1 else ()), dict(options)
 
-    def __init__(self, spec: str, options: Mapping[str, Any] | None = None) -> None:
+
+def check_app_call(spec: str, app: Callable[..., Any], options: Mapping[str, Any]) -> None:
+    """Refuse (a :class:`StartupError`) an app whose signature cannot take the daemon's call."""
+    try:
+        signature = inspect.signature(app)
+    except (TypeError, ValueError):
+        return  # no signature to read (some builtins): the first call will tell
+    args, kwargs = app_call(app, options, threading.Event())
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        name = getattr(app, "__name__", "main")
+        given = ", ".join((["the shutdown event"] if args else [])
+                          + [f"{key}=... (workload.options)" for key in sorted(kwargs)])
+        raise StartupError(
+            f"--app {spec!r}: {name}{signature} cannot be called as the daemon calls it "
+            f"({given or 'no arguments'}): {exc}; define it as 'def {name}(stop)', where stop "
+            f"is a threading.Event set at shutdown, or 'def {name}()', with a keyword "
+            "parameter for each of workload.options") from None
+
+
+def _where(exc: BaseException, app: Callable[..., Any]) -> str:
+    """``file:line in function`` of the app's own frame that ``exc`` came from.
+
+    The innermost frame outside selfmod; when there is none (the call itself
+    failed), the app's definition.
+    """
+    ours = Path(__file__).resolve().parents[1]
+    own = {str(ours / package) for package in ("daemon", "envelope", "invariants", "snapshots")}
+    frames = [frame for frame in traceback.extract_tb(exc.__traceback__)
+              if not any(frame.filename.startswith(root + os.sep) for root in own)]
+    if frames:
+        frame = frames[-1]
+        return f"{_shown(frame.filename)}:{frame.lineno} in {frame.name}"
+    try:
+        file = inspect.getsourcefile(app) or "?"
+        line = inspect.getsourcelines(app)[1]
+    except (OSError, TypeError):
+        return getattr(app, "__qualname__", repr(app))
+    return f"{_shown(file)}:{line} in {getattr(app, '__qualname__', '?')}"
+
+
+def _shown(path: str) -> str:
+    """``path`` relative to the working directory when it lies under it."""
+    try:
+        return os.path.relpath(path) if Path(path).resolve().is_relative_to(Path.cwd()) else path
+    except (OSError, ValueError):
+        return path
+
+
+class AppHost:
+    """An app's ``MOD:CALLABLE`` run in a thread, with its options and its counters.
+
+    ``on_exit`` is called from the app's thread when the app returns or raises.
+    """
+
+    def __init__(self, spec: str, options: Mapping[str, Any] | None = None, *,
+                 on_exit: Callable[[AppExited], None] | None = None) -> None:
         self.name = spec
         self._callable = load_app(spec)
         self._options = dict(options or {})
@@ -98,26 +174,31 @@ class AppHost:
         if callable(stats):
             self._stats = stats
         self._stop = threading.Event()
-        self.error: BaseException | None = None
+        self._on_exit = on_exit
+        self.exited: AppExited | None = None
         self._thread = threading.Thread(target=self._run, name="selfmod-app", daemon=True)
 
-    def _wants_stop_event(self) -> bool:
-        try:
-            params = inspect.signature(self._callable).parameters.values()
-        except (TypeError, ValueError):
-            return False
-        required = [p for p in params if p.default is p.empty and
-                    p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        return len(required) == 1
-
     def _run(self) -> None:
+        args, kwargs = app_call(self._callable, self._options, self._stop)
         try:
-            if self._wants_stop_event():
-                self._callable(self._stop, **self._options)
-            else:
-                self._callable(**self._options)
+            self._callable(*args, **kwargs)
+        except SystemExit as exc:
+            self.exited = self._returned() if exc.code in (None, 0) else self._failed(exc)
         except BaseException as exc:  # the app's failure is reported, not re-raised here
-            self.error = exc
+            self.exited = self._failed(exc)
+        else:
+            self.exited = self._returned()
+        if self._on_exit is not None:
+            self._on_exit(self.exited)
+
+    def _returned(self) -> AppExited:
+        # after stop() returning is what the app was asked to do; before, it ends the workload
+        return AppExited(self.name, "stopped" if self._stop.is_set() else "returned")
+
+    def _failed(self, exc: BaseException) -> AppExited:
+        shown = traceback.format_exception(exc, limit=-20)
+        return AppExited(self.name, "failed", error_type=type(exc).__name__, error=str(exc),
+                         where=_where(exc, self._callable), traceback="".join(shown))
 
     def start(self) -> None:
         self._thread.start()

@@ -35,7 +35,7 @@ def test_a_bad_app_spec_is_a_clear_error(tmp_path):
     proc = subprocess.run([str(selfmod), "run", "--app", "no_such_module:main", "--state-dir",
                            str(tmp_path / "s"), "--metrics-port", "0"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "no_such_module" in proc.stderr and "cannot import" in proc.stderr
 
 
@@ -45,7 +45,7 @@ def test_no_app_configured_is_a_clear_error_before_start(tmp_path):
     proc = subprocess.run([str(selfmod), "run", "--state-dir", str(tmp_path / "s"),
                            "--metrics-port", "0"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "--app" in proc.stderr and "workload.app" in proc.stderr
     assert "daemon_started" not in proc.stdout
     assert not (tmp_path / "s").exists()

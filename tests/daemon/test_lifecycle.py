@@ -38,7 +38,9 @@ def test_batch_run_swaps_faster_versions_and_exits_with_a_truthful_report(batch_
     """--exit-when-idle ends the run by itself, and the report lists swaps with their intervals."""
     assert batch_run["code"] == 0, "".join(batch_run["daemon"].raw[-40:])
     report = json.loads(batch_run["report"].read_text())
-    assert report["format"] == 1
+    assert report["format"] == 2
+    assert report["app"] == {"app": "demo.workload:main", "outcome": "stopped", "error_type": "",
+                             "error": "", "where": "", "traceback": ""}
     swapped = [c for c in report["candidates"] if c["verdict"] == "swapped"]
     assert swapped, report["candidates"]
     for cand in swapped:
