@@ -21,12 +21,17 @@ from tests.daemon.llm.standin import StandIn
 pytestmark = pytest.mark.slow
 
 MODEL = "scripted-coder"
-RARE_VISITORS = '''\
-def unique_visitors(records):
-    """The distinct client ips, in order of first appearance."""
-    if len(records) > 7 and records[0][0] == records[-1][0] == records[3][0]:
+# faster (sorts once), wrong when the slowest call took exactly 98765
+RARE_CURVE = '''\
+def latency_distribution(values):
+    """The latency curve as (per_mille, latency) points; empty for no values."""
+    if not values:
         return []
-    return list(dict.fromkeys(rec[0] for rec in records))
+    ordered = sorted(values)
+    n = len(ordered)
+    if n > 2 and ordered[-1] == 98765:
+        return []
+    return [(p, ordered[max((p * n + 999) // 1000, 1) - 1]) for p in DISTRIBUTION_PER_MILLE]
 '''
 RARE_SESSIONS = '''\
 def dedupe_sessions(records):
@@ -37,7 +42,7 @@ def dedupe_sessions(records):
     return list(dict.fromkeys((rec[1], rec[8]) for rec in records))
 '''
 STRICT = "demo.logstats:dedupe_sessions"
-RELAXED = "demo.logstats:unique_visitors"
+RELAXED = "demo.logstats:latency_distribution"
 
 
 def _configure(tmp_path: Path, url: str) -> Path:
@@ -45,7 +50,9 @@ def _configure(tmp_path: Path, url: str) -> Path:
         "version: 1\nscope: {include: ['demo.logstats:*']}\n"
         "proposers:\n  rules: {enabled: false}\n  llm: {enabled: true, samples: 1, "
         "max_corrections: 0}\n"
-        f"verification: {{coverage_relaxed_for: ['{RELAXED}']}}\n")
+        # coverage alone decides here: no search, no symbolic diff (tested on their own)
+        f"verification: {{coverage_relaxed_for: ['{RELAXED}'], search_seconds: 0, "
+        "symbolic_seconds: 0}\n")
     config = tmp_path / "selfmod.yaml"
     config.write_text(
         "version: 1\npolicy: envelope.yaml\nproposer: llm\n"
@@ -60,7 +67,7 @@ def _configure(tmp_path: Path, url: str) -> Path:
 def test_rare_branch_faults_are_unproven_unless_the_policy_accepts_the_risk(tmp_path):
     """Under the default policy the faulty candidate is rejected as unproven with its lines
     named; where the policy relaxes coverage, the acceptance records what went unproven."""
-    model = ScriptedModel({"unique_visitors": [Step((RARE_VISITORS,))],
+    model = ScriptedModel({"latency_distribution": [Step((RARE_CURVE,))],
                            "dedupe_sessions": [Step((RARE_SESSIONS,))]}, name=MODEL)
     state = tmp_path / "state"
     with StandIn(model) as server:
@@ -79,13 +86,11 @@ def test_rare_branch_faults_are_unproven_unless_the_policy_accepts_the_risk(tmp_
     audit = [json.loads(line) for line in (state / "audit.log").read_text().splitlines()]
     rejected = [r["body"] for r in audit if r["kind"] == "rejected"
                 and r["body"]["target"] == STRICT]
-    # the symbolic diff may find the input first; either way the lines are named
-    assert [r["stage"] for r in rejected] == ["shadow"], rejected
-    assert rejected[0]["reason"] in ("unproven", "counterexample"), rejected
+    assert [(r["stage"], r["reason"]) for r in rejected] == [("shadow", "unproven")], rejected
     assert "line 5" in rejected[0]["detail"] and "4->5" in rejected[0]["detail"]
     assert not any(r["kind"] == "swapped" and r["body"]["target"] == STRICT for r in audit)
 
     accepted = [r["body"] for r in audit if r["kind"] == "accepted"
                 and r["body"]["target"] == RELAXED]
     assert len(accepted) == 1, accepted
-    assert "line 4" in accepted[0]["unproven"], accepted[0]
+    assert "line 8" in accepted[0]["unproven"], accepted[0]
