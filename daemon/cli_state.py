@@ -38,20 +38,23 @@ def cmd_history(args: argparse.Namespace) -> int:
                      if r["speedup"] else "")
             why = f"{r['stage']}/{r['reason']}" if r["reason"] else ""
             cells.append((short_id(r["id"]), utc(r["created_at"]), str(r["status"]), speed,
-                          _covered(r["coverage"]), r["origin"], r["target"], why))
+                          _covered(r["coverage"], r["status"] == "rejected"), r["origin"],
+                          r["target"], why))
         return table(cells, right=frozenset({3}))
 
     emit(args, data, text)
     return 0
 
 
-def _covered(coverage: Any) -> str:
+def _covered(coverage: Any, rejected: bool = False) -> str:
     """``lines ran/total, branches ran/total`` of a version's evidence; "" when unmeasured."""
     if not isinstance(coverage, dict) or not coverage.get("measured"):
         return ""
     lines, branches = coverage.get("lines") or (0, 0), coverage.get("branches") or (0, 0)
     text = f"{lines[0]}/{lines[1]} lines, {branches[0]}/{branches[1]} branches"
-    return f"{text} (unproven, allowed)" if coverage.get("unproven") else text
+    if coverage.get("unproven"):
+        text += " (unproven)" if rejected else " (unproven, allowed)"
+    return text
 
 
 UNEXERCISED = "  # <- never ran under the checks"
@@ -75,7 +78,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         if not d["diff"]:
             return "(no difference)"
         shown = _mark_lines(d["diff"], set(d["unexercised_lines"]))
-        summary = _covered(d["coverage"])
+        summary = _covered(d["coverage"], version.status == "rejected")
         return f"{shown}\ncoverage: {summary}" if summary else shown
 
     emit(args, {"id": version.id, "target": version.target, "diff": diff,

@@ -309,6 +309,7 @@ class Cycle:
         report: ShadowReport = self._sandbox(policy).run(job)
         self._keep_found(target, version, report)
         gap = unproven(report, candidate, judging.original)
+        reject.evidence = {"coverage": coverage_evidence(report, gap)}
         if report.status == "ok" and gap is not None and \
                 policy.verification.coverage_required(target):
             return reject(Stage.SHADOW, "unproven", gap.describe(), report.duration,
@@ -407,10 +408,12 @@ class _Rejecter:
         self._bus = bus
         self._candidate = candidate
         self._version = version
+        self.evidence: dict[str, Any] = {}  # what the shadow measured, once it has run
 
     def __call__(self, stage: str, reason: str, detail: str = "", shadow_seconds: float = 0.0,
                  calls: int = 0) -> CandidateOutcome:
-        self._ledger.reject(self._version, stage, reason, detail)  # the whole evidence
+        self._ledger.reject(self._version, stage, reason, detail,  # the whole evidence
+                            extra=self.evidence)
         self._bus.publish(ev.CandidateRejected(self._candidate.target, self._version,
                                                self._candidate.origin, stage, reason,
                                                detail[:DETAIL_CHARS]))

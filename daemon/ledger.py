@@ -108,9 +108,12 @@ class Ledger:
         self.state.update(change)
         return vid
 
-    def reject(self, version_id: str, stage: str, reason: str, detail: str = "") -> None:
+    def reject(self, version_id: str, stage: str, reason: str, detail: str = "",
+               extra: Mapping[str, Any] | None = None) -> None:
+        """Mark a version rejected; ``extra`` is more evidence (what the checks ran)."""
         self._mark(version_id, VersionStatus.REJECTED,
-                   {"stage": stage, "reason": reason, "detail": detail[:DETAIL_LIMIT]})
+                   {**(extra or {}), "stage": stage, "reason": reason,
+                    "detail": detail[:DETAIL_LIMIT]})
 
     def await_approval(self, version_id: str, evidence: Mapping[str, Any]) -> None:
         self._mark(version_id, VersionStatus.PROPOSED, {**evidence, "awaiting_approval": True})

@@ -20,7 +20,7 @@ from typing import Any
 from daemon.synthesis.base import Candidate
 from envelope.policy import Policy
 from invariants.proof import Unproven, unexercised
-from invariants.report import ShadowReport
+from invariants.report import CodeCoverage, ShadowReport
 
 REQUIRED = ("differential", "property")
 
@@ -71,12 +71,18 @@ def unproven(report: ShadowReport, candidate: Candidate, original: str) -> Unpro
 
 def coverage_evidence(report: ShadowReport, gap: Unproven | None) -> dict[str, Any]:
     """What a version keeps about its coverage: lines and branches run, and what was not."""
-    measured = report.coverage
+    measured, original = report.coverage, report.original_coverage
     if measured is None:
         return {"measured": False, "unproven": gap.describe() if gap is not None else ""}
-    return {"measured": True,
-            "lines": [measured.statements - len(measured.missing_lines), measured.statements],
-            "branches": [measured.branches - len(measured.missing_branches), measured.branches],
+    return {"measured": True, **_ran(measured),
             "missing_lines": list(measured.missing_lines),
             "missing_branches": [list(pair) for pair in measured.missing_branches],
+            "original": _ran(original) if original is not None else None,
             "unproven": gap.describe() if gap is not None else ""}
+
+
+def _ran(coverage: CodeCoverage) -> dict[str, list[int]]:
+    """``[ran, total]`` of lines and of branches."""
+    return {"lines": [coverage.statements - len(coverage.missing_lines), coverage.statements],
+            "branches": [coverage.branches - len(coverage.missing_branches),
+                         coverage.branches]}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon.live import LiveDaemon
+from tests.daemon.live import LiveDaemon, cli
 from tests.daemon.llm.scripted import ScriptedModel, Step
 from tests.daemon.llm.standin import StandIn
 
@@ -89,6 +89,13 @@ def test_rare_branch_faults_are_unproven_unless_the_policy_accepts_the_risk(tmp_
     assert [(r["stage"], r["reason"]) for r in rejected] == [("shadow", "unproven")], rejected
     assert "line 5" in rejected[0]["detail"] and "4->5" in rejected[0]["detail"]
     assert not any(r["kind"] == "swapped" and r["body"]["target"] == STRICT for r in audit)
+
+    # the verdict keeps what the checks ran, of the candidate and of the original
+    history = cli("history", "--state-dir", str(state), cwd=tmp_path)
+    [strict] = [v for v in history if v["target"] == STRICT and v["status"] == "rejected"]
+    coverage = strict["coverage"]
+    assert coverage["measured"] and 5 in coverage["missing_lines"], coverage
+    assert coverage["original"]["lines"][1] > 0 and coverage["lines"][0] < coverage["lines"][1]
 
     accepted = [r["body"] for r in audit if r["kind"] == "accepted"
                 and r["body"]["target"] == RELAXED]
