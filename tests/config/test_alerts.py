@@ -14,7 +14,7 @@ from tests.config.promql import catalogue_names, metric_names
 REQUIRED_ALERTS = {
     "SelfmodRollbackStorm", "SelfmodIntegrityViolation", "SelfmodOracleMismatch",
     "SelfmodModelServerDown", "SelfmodPolicyReloadFailures", "SelfmodSynthesisHalted",
-    "SelfmodDown",
+    "SelfmodDown", "SelfmodAppFailed",
 }
 # Prometheus's own series, not the daemon's.
 PROMETHEUS_NAMES = {"up"}
