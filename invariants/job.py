@@ -25,7 +25,8 @@ from invariants.errors import ProtocolError
 
 # History of JOB_FORMAT:
 #   1 — the job as a flat JSON object with a nonce (first format).
-#   2 — adds search_seconds, symbolic_seconds, memoise, found_path and shuffle_seed.
+#   2 — adds search_seconds, symbolic_seconds, memoise, found_path, shuffle_seed and
+#       original_coverage.
 JOB_FORMAT: Final = 2
 
 MAX_JOB_BYTES: Final = 16 << 20
@@ -133,6 +134,9 @@ class ShadowJob:
     # invariants.literal), replayed on original and candidate like generated ones
     found_path: str = ""
     shuffle_seed: int = 0  # a nonzero seed replays the corpus in an order shuffled with it
+    # measure the original's coverage too: needed only to excuse a rule's untouched code,
+    # and tracing the (slower) original doubles what coverage costs
+    original_coverage: bool = False
 
     def to_json(self, nonce: str) -> bytes:
         """The job as the child reads it; paths made absolute (the child runs in its tmp dir).

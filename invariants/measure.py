@@ -44,7 +44,8 @@ CANDIDATE_FILE = "candidate.py"
 class CoverageProbe:
     """Coverage of one candidate and its original over the checks a shadow runs."""
 
-    def __init__(self, tmpdir: str, candidate_source: str, original: types.FunctionType) -> None:
+    def __init__(self, tmpdir: str, candidate_source: str, original: types.FunctionType, *,
+                 measure_original: bool = True) -> None:
         self.path = os.path.join(os.path.realpath(tmpdir), CANDIDATE_FILE)
         with open(self.path, "w", encoding="utf-8") as out:
             out.write(candidate_source)
@@ -60,7 +61,8 @@ class CoverageProbe:
             self._original_header = {1}
         self._coverage = coverage.Coverage(
             data_file=None, branch=True, config_file=False,
-            include=[self.path, self._module_file])
+            include=[self.path, self._module_file] if measure_original else [self.path])
+        self._measure_original = measure_original
         self._coverage.set_option("report:exclude_lines", [])
         self._coverage.set_option("report:exclude_also", [])
         self._coverage.set_option("report:partial_branches", [])
@@ -100,8 +102,9 @@ class CoverageProbe:
         """The report's ``coverage`` field: both codes' statements, branches and gaps."""
         with tripwire.disarmed():
             try:
-                self._coverage.json_report(outfile=self._report,
-                                           morfs=[self.path, self._module_file])
+                self._coverage.json_report(
+                outfile=self._report,
+                morfs=[self.path, self._module_file] if self._measure_original else [self.path])
             except coverage.exceptions.CoverageException:  # nothing of either code ran
                 return {}
             with open(self._report, encoding="utf-8") as handle:

@@ -139,7 +139,8 @@ def run_job(job: ShadowJob, tripwire: Tripwire, mode: str,
         return {"status": "error", "reason": f"cannot load the target: {exc}"}
     original_code = func.__code__
     # Coverage is measured in the full run only: the other runs replay the same calls.
-    probe = CoverageProbe(os.getcwd(), job.candidate_source, func) if mode == "full" else None
+    probe = CoverageProbe(os.getcwd(), job.candidate_source, func,
+                          measure_original=job.original_coverage) if mode == "full" else None
     try:
         candidate_code = compile_function(
             job.candidate_source, func,

@@ -78,7 +78,7 @@ def original_source(name: str) -> str:
 
 def judge(space: Workspace, isolation: Isolation, name: str, source: str, *,
           keeps_original: bool) -> tuple[ShadowReport, Unproven | None]:
-    report = space.run(isolation, name, source)
+    report = space.run(isolation, name, source, original_coverage=keeps_original)
     assert report.status == "ok", report.reason
     return report, unexercised(report.coverage, report.original_coverage, source,
                                original_source(name), keeps_original=keeps_original)
@@ -124,6 +124,13 @@ def test_a_coverage_pragma_in_the_candidate_hides_nothing(
     """``# pragma: no cover`` does not take a line out of the measurement."""
     _, gap = judge(workspace, isolation, "scaled", PRAGMA, keeps_original=False)
     assert gap is not None and gap.lines == (3,) and (2, 3) in gap.branches
+
+
+def test_the_original_is_measured_only_when_a_rule_may_need_it(
+        workspace: Workspace, isolation: Isolation) -> None:
+    """Tracing the original costs time; it is measured only for a keeps-original claim."""
+    report, _ = judge(workspace, isolation, "total", KEEPS_BRANCH, keeps_original=False)
+    assert report.coverage is not None and report.original_coverage is None
 
 
 def test_a_fully_exercised_candidate_passes(workspace: Workspace, isolation: Isolation) -> None:
