@@ -120,10 +120,15 @@ def _plain(value: Any, depth: int) -> bool:
 
 def search(plan: SearchPlan, runner: PairRunner, probe: CoverageProbe, tripwire: Tripwire,
            seconds: float, *, deadline_ms: int, observe: Observer | None = None,
+           missing: tuple[set[int], set[tuple[int, int]]] | None = None,
            clock: Callable[[], float] = time.monotonic) -> SearchRun:
-    """Run found inputs, then mutated ones, until a difference, full coverage or the time."""
+    """Run found inputs, then mutated ones, until a difference, full coverage or the time.
+
+    ``missing`` is the candidate code to reach (default: every line and branch not run
+    yet); the caller leaves out what :mod:`invariants.proof` would excuse anyway.
+    """
     run = SearchRun(ReplayResult())
-    missing = probe.missing(tripwire)
+    missing = missing if missing is not None else probe.missing(tripwire)
     reached = probe.reached(tripwire)
     pool = list(plan.seeds)
     stop_at = clock() + seconds

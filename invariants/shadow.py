@@ -29,10 +29,12 @@ import _thread
 import argparse
 import collections
 import contextlib
+import inspect
 import io
 import itertools
 import os
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -45,6 +47,7 @@ from invariants.finish import make_finisher
 from invariants.guard import harness_modules, make_guard
 from invariants.job import HASH_SEED_MAX, MAX_JOB_BYTES, ShadowJob, ShadowLimits
 from invariants.measure import CoverageProbe
+from invariants.proof import unexercised
 from invariants.properties import check_generated, generated_inputs
 from invariants.replay import (
     CallBounds,
@@ -55,6 +58,7 @@ from invariants.replay import (
     replay,
     shuffled_order,
 )
+from invariants.report import CodeCoverage
 from invariants.search import MAX_SEEDS, SearchPlan, from_literal, plan_search, search
 from invariants.statecheck import StateWatch
 from invariants.targets import Target, TargetError, compile_function, make_function, resolve
@@ -156,6 +160,7 @@ def run_job(job: ShadowJob, tripwire: Tripwire, mode: str,
     blobs, notes = generated_inputs(job, func, corpus.records) if mode == "full" else ([], [])
     plan = _search_plan(job, corpus.records, candidate_code, original_code, func.__doc__) \
         if probe is not None and not job.impure else None
+    original_source = _source_of(func) if plan is not None else ""
     tripwire.read_roots = _read_roots()
     refresh, changes = make_guard(harness_modules())
     guards.append(changes)
@@ -195,7 +200,8 @@ def run_job(job: ShadowJob, tripwire: Tripwire, mode: str,
         searched = search(
             plan, PairRunner(switch, tripwire, CallBounds(), _thread._count, (refresh, changes),
                              state=state),
-            probe, tripwire, job.search_seconds, deadline_ms=job.deadline_ms, observe=observe)
+            probe, tripwire, job.search_seconds, deadline_ms=job.deadline_ms, observe=observe,
+            missing=_to_reach(probe, tripwire, job, original_source))
         fields["found"] = searched.kept
         if searched.result.status != "ok":
             return {**fields, "status": searched.result.status,
@@ -219,6 +225,27 @@ def run_job(job: ShadowJob, tripwire: Tripwire, mode: str,
             "checks": [*fields["checks"], "benchmark"]}
 
 
+def _to_reach(probe: CoverageProbe, tripwire: Tripwire, job: ShadowJob,
+              original_source: str) -> tuple[set[int], set[tuple[int, int]]]:
+    """The candidate's lines and branches not run yet that the gate would not excuse."""
+    results = probe.results(tripwire)
+    candidate, original = results.get("candidate"), results.get("original")
+    if candidate is None:
+        return set(), set()
+    with tripwire.disarmed():  # parses both sources: the harness's own pure work
+        gap = unexercised(_coverage(candidate), _coverage(original) if original else None,
+                          job.candidate_source, original_source,
+                          keeps_original=job.original_coverage)
+    if gap is None:
+        return set(), set()
+    return set(gap.lines), set(gap.branches)
+
+
+def _coverage(data: dict[str, Any]) -> CodeCoverage:
+    return CodeCoverage(data["statements"], tuple(data["missing_lines"]), data["branches"],
+                        tuple((a, b) for a, b in data["missing_branches"]))
+
+
 def _search_plan(job: ShadowJob, records: Any, candidate: Any, original: Any,
                  doc: str | None) -> SearchPlan:
     """The input search's seeds and constants, and the inputs found for this target before."""
@@ -236,6 +263,14 @@ def _search_plan(job: ShadowJob, records: Any, candidate: Any, original: Any,
         except Exception:  # a record that does not load here is left out of the seeds
             continue
     return plan_search(seeds, found, candidate, original, doc, seed=job.property_seed)
+
+
+def _source_of(func: Any) -> str:
+    """The original's source, read before arming (for the gate's excuse, see _to_reach)."""
+    try:
+        return textwrap.dedent(inspect.getsource(func))
+    except (OSError, TypeError):
+        return ""
 
 
 def _ran(result: ReplayResult, names: list[str]) -> list[str]:

@@ -106,3 +106,35 @@ def test_only_plain_data_becomes_a_literal_and_it_reads_back() -> None:
     assert literal(((object(),), {})) is None
     assert literal(((float("nan"),), {})) is None
     assert from_literal("__import__('os')") is None and from_literal("(1, 2)") is None
+
+
+EXCUSED_TARGETS = '''
+def checked_total(xs):
+    if xs is None:
+        raise ValueError("no input")
+    result = 0
+    for x in xs:
+        result += x
+    return result
+'''
+KEEPS_BRANCH = '''\
+def checked_total(xs):
+    if xs is None:
+        raise ValueError("no input")
+    return sum(xs)
+'''
+
+
+def test_the_search_spends_no_time_on_code_the_gate_excuses(
+        tmp_path: Path, isolation: Isolation) -> None:
+    """A rule's kept, unexercised branch is not searched for; without the claim it is."""
+    space = make_workspace(tmp_path, "excused_targets", EXCUSED_TARGETS)
+    space.record("checked_total", [([1, 2],), ([],)])
+    kept = space.run(isolation, "checked_total", KEEPS_BRANCH, search_seconds=5.0,
+                     original_coverage=True)
+    assert kept.status == "ok", kept.reason
+    assert not any("input search" in note for note in kept.notes), kept.notes
+    unclaimed = space.run(isolation, "checked_total", KEEPS_BRANCH, search_seconds=1.0)
+    assert unclaimed.status == "ok", unclaimed.reason
+    assert any("still unexercised" in note for note in unclaimed.notes), unclaimed.notes
+    check_clean(tmp_path)
