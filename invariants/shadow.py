@@ -86,7 +86,17 @@ def apply_limits(options: ShadowLimits) -> None:
     options.apply()
 
 
-def main(argv: list[str] | None = None) -> int:
+Runner = Callable[[ShadowJob, Tripwire, argparse.Namespace, ShadowLimits,
+                   list[Callable[[], list[str]]]], dict[str, Any]]
+
+
+def serve(argv: list[str] | None, run: Runner, *, harness: str = "shadow",
+          prepare: Callable[[], object] | None = None) -> int:
+    """A jailed child's life: limits, working dir, tripwire, finisher, then ``run`` the job.
+
+    Shared by the shadow and the symbolic diff (:mod:`invariants.symbolic`);
+    ``prepare`` runs after the tripwire is installed and before the job is read.
+    """
     options = _options(argv)
     limits = ShadowLimits.from_args(options)
     apply_limits(limits)
@@ -104,17 +114,24 @@ def main(argv: list[str] | None = None) -> int:
     nonce = ""
     fields: dict[str, Any]
     try:
+        if prepare is not None:
+            prepare()
         job, nonce = ShadowJob.from_json(sys.stdin.buffer.read(MAX_JOB_BYTES))
         sys.stdin = io.StringIO()
-        fields = run_job(job, tripwire, options.mode, guards)
+        fields = run(job, tripwire, options, limits, guards)
     except (LimitReached, MemoryError) as exc:
         where = "in a call" if isinstance(exc, LimitReached) else "in the harness"
         fields = {"status": "limit", "reason": f"memory limit of {limits.memory_mb} MiB "
                                                f"reached {where} (MemoryError)"}
     except BaseException as exc:  # the harness reports its own failures instead of dying
-        fields = {"status": "error", "reason": f"shadow harness failed: {type(exc).__name__}: "
-                                               f"{str(exc)[:500]}"}
+        fields = {"status": "error", "reason": f"{harness} harness failed: "
+                                               f"{type(exc).__name__}: {str(exc)[:500]}"}
     finish(nonce, fields, guards[0]() if guards else [])
+
+
+def main(argv: list[str] | None = None) -> int:
+    return serve(argv, lambda job, tripwire, options, _, guards:
+                 run_job(job, tripwire, options.mode, guards))
 
 
 def _hash_seed() -> int:

@@ -54,8 +54,6 @@ import ast
 import contextlib
 import copy
 import inspect
-import io
-import os
 import sys
 import time
 import types
@@ -65,28 +63,19 @@ from pathlib import Path
 from typing import Any
 
 from invariants.compare import compare_outcomes
-from invariants.finish import make_finisher
 from invariants.guard import harness_modules, make_guard
-from invariants.job import HASH_SEED_MAX, MAX_JOB_BYTES, ShadowJob, ShadowLimits
+from invariants.job import HASH_SEED_MAX, ShadowJob, ShadowLimits
 from invariants.plaintypes import Unfitted, parameter_types
 from invariants.render import call_repr
 from invariants.replay import (
     CallBounds,
     CodeSwitch,
-    LimitReached,
     PairRunner,
     ReplayResult,
     add_mismatch,
 )
 from invariants.report import MAX_FOUND, MAX_FOUND_CHARS, MAX_NOTE
-from invariants.shadow import (
-    PRELOAD,
-    _hash_seed,
-    _NullOutput,
-    _options,
-    _read_roots,
-    apply_limits,
-)
+from invariants.shadow import _hash_seed, _NullOutput, _read_roots, serve
 from invariants.targets import Target, TargetError, compile_function, make_function, resolve
 from invariants.tripwire import Tripwire
 from snapshots.corpus import CorpusError, read_corpus
@@ -98,34 +87,10 @@ Args = tuple[tuple[Any, ...], dict[str, Any]]
 
 
 def main(argv: list[str] | None = None) -> int:
-    options = _options(argv)
-    limits = ShadowLimits.from_args(options)
-    apply_limits(limits)
-    os.chdir(options.tmpdir)
-    os.umask(0o077)
-    sys.dont_write_bytecode = True
-    for name in PRELOAD:
-        __import__(name)
-    tripwire = Tripwire(options.tmpdir, read_roots=())
-    tripwire.install()
-    finish = make_finisher(options.result_fd, limits.result_bytes, tripwire.sightings)
-    guards: list[Callable[[], list[str]]] = []
-    nonce = ""
-    fields: dict[str, Any]
-    try:
-        # Imported (and its patches registered) before the candidate exists.
-        __import__("crosshair.core_and_libs")
-        job, nonce = ShadowJob.from_json(sys.stdin.buffer.read(MAX_JOB_BYTES))
-        sys.stdin = io.StringIO()
-        fields = run_job(job, tripwire, limits, guards)
-    except (LimitReached, MemoryError) as exc:
-        where = "in a call" if isinstance(exc, LimitReached) else "in the harness"
-        fields = {"status": "limit", "reason": f"memory limit of {limits.memory_mb} MiB "
-                                               f"reached {where} (MemoryError)"}
-    except BaseException as exc:  # the harness reports its own failures instead of dying
-        fields = {"status": "error", "reason": f"symbolic harness failed: "
-                                               f"{type(exc).__name__}: {str(exc)[:500]}"}
-    finish(nonce, fields, guards[0]() if guards else [])
+    # CrossHair is imported (and its patches registered) before the candidate exists.
+    return serve(argv, lambda job, tripwire, _, limits, guards:
+                 run_job(job, tripwire, limits, guards),
+                 harness="symbolic", prepare=lambda: __import__("crosshair.core_and_libs"))
 
 
 def run_job(job: ShadowJob, tripwire: Tripwire, limits: ShadowLimits,
