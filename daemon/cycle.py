@@ -297,8 +297,8 @@ class Cycle:
                           f"line {gate.line}:{gate.col}: {gate.detail}")
 
         checks = job_checks(policy, target)
-        if candidate.keeps_original and policy.verification.symbolic_skip_rules:
-            checks["symbolic_seconds"] = 0.0
+        if candidate.keeps_original and policy.verification.trust_rule_rewrites:
+            checks.update(symbolic_seconds=0.0, memoise=True)  # no diff, no state watch
         job = ShadowJob(target=target, candidate_source=candidate.source,
                         corpus_path=str(judging.corpus_file), sys_path=child_sys_path(target),
                         found_path=str(found_path(self._corpus_root, target)),

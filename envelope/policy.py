@@ -280,10 +280,11 @@ class Verification(_Section):
     symbolic_seconds: float = Field(default=2.0, ge=0, le=600)
     """Time per candidate for the symbolic diff (CrossHair) where the argument types fit;
     0 turns it off. Finding no difference within it is recorded as exactly that."""
-    symbolic_skip_rules: bool = True
-    """Rule rewrites skip the symbolic diff: each rule is a fixed transformation whose
-    equivalence under its stated precondition is tested on its own, and the diff costs
-    a jailed process and its whole budget for every candidate that passes."""
+    trust_rule_rewrites: bool = True
+    """Rule rewrites skip the symbolic diff and the state watch: each rule is a fixed
+    transformation, tested for equivalence under its stated precondition, that adds no
+    state; both checks cost every candidate that reaches them. Coverage, the input
+    search, replay and property checks still apply to rule rewrites."""
     memoise: Globs = ()
     """Target globs whose candidates may keep state between calls (a cache); elsewhere
     a candidate that does is rejected with reason ``stateful``."""
