@@ -63,7 +63,7 @@ from invariants.search import MAX_SEEDS, SearchPlan, from_literal, plan_search, 
 from invariants.statecheck import StateWatch
 from invariants.targets import Target, TargetError, compile_function, make_function, resolve
 from invariants.tripwire import Tripwire
-from snapshots.corpus import CorpusError, read_corpus
+from snapshots.corpus import Corpus, CorpusError, read_corpus
 from snapshots.found import FoundError, read_found
 
 # Imported before the candidate exists, so that using them later triggers no import.
@@ -139,10 +139,8 @@ def _hash_seed() -> int:
     return int(seed) if seed.isdigit() else HASH_SEED_MAX
 
 
-def run_job(job: ShadowJob, tripwire: Tripwire, mode: str,
-            guards: list[Callable[[], list[str]]]) -> dict[str, Any]:
-    """Load the target and the candidate, replay, and (in ``full`` mode) check generated
-    inputs and benchmark. Declared invariants are checked on every call compared."""
+def load_target(job: ShadowJob) -> tuple[Target, Corpus, Any] | dict[str, Any]:
+    """The job's target, its corpus and the function; or the error report's fields."""
     target = Target.parse(job.target)
     for entry in reversed(job.sys_path):
         sys.path.insert(0, entry)
@@ -158,6 +156,17 @@ def run_job(job: ShadowJob, tripwire: Tripwire, mode: str,
         func = resolve(target)
     except TargetError as exc:
         return {"status": "error", "reason": f"cannot load the target: {exc}"}
+    return target, corpus, func
+
+
+def run_job(job: ShadowJob, tripwire: Tripwire, mode: str,
+            guards: list[Callable[[], list[str]]]) -> dict[str, Any]:
+    """Load the target and the candidate, replay, and (in ``full`` mode) check generated
+    inputs and benchmark. Declared invariants are checked on every call compared."""
+    loaded = load_target(job)
+    if isinstance(loaded, dict):
+        return loaded
+    target, corpus, func = loaded
     original_code = func.__code__
     # Coverage is measured in the full run only: the other runs replay the same calls.
     probe = CoverageProbe(os.getcwd(), job.candidate_source, func,

@@ -59,12 +59,11 @@ import time
 import types
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from invariants.compare import compare_outcomes
 from invariants.guard import harness_modules, make_guard
-from invariants.job import HASH_SEED_MAX, ShadowJob, ShadowLimits
+from invariants.job import ShadowJob, ShadowLimits
 from invariants.plaintypes import Unfitted, parameter_types
 from invariants.render import call_repr
 from invariants.replay import (
@@ -75,10 +74,9 @@ from invariants.replay import (
     add_mismatch,
 )
 from invariants.report import MAX_FOUND, MAX_FOUND_CHARS, MAX_NOTE
-from invariants.shadow import _hash_seed, _NullOutput, _read_roots, serve
-from invariants.targets import Target, TargetError, compile_function, make_function, resolve
+from invariants.shadow import _NullOutput, _read_roots, load_target, serve
+from invariants.targets import TargetError, compile_function, make_function
 from invariants.tripwire import Tripwire
-from snapshots.corpus import CorpusError, read_corpus
 
 RESERVE_SECONDS = 1.0  # CPU kept back for the re-check and the report
 MIN_SECONDS = 0.5  # a search shorter than this is not worth starting
@@ -96,21 +94,10 @@ def main(argv: list[str] | None = None) -> int:
 def run_job(job: ShadowJob, tripwire: Tripwire, limits: ShadowLimits,
             guards: list[Callable[[], list[str]]]) -> dict[str, Any]:
     """Load target and candidate, fit the argument types, diff, re-check what was found."""
-    target = Target.parse(job.target)
-    for entry in reversed(job.sys_path):
-        sys.path.insert(0, entry)
-    if _hash_seed() >= HASH_SEED_MAX:
-        return {"status": "error", "reason": "PYTHONHASHSEED is not pinned in the shadow"}
-    try:
-        corpus = read_corpus(Path(job.corpus_path))
-    except CorpusError as exc:
-        return {"status": "error", "reason": str(exc)}
-    if corpus.target != str(target):
-        return {"status": "error", "reason": f"corpus is for {corpus.target}, not {target}"}
-    try:
-        func = resolve(target)
-    except TargetError as exc:
-        return {"status": "error", "reason": f"cannot load the target: {exc}"}
+    loaded = load_target(job)
+    if isinstance(loaded, dict):
+        return loaded
+    target, corpus, func = loaded
     original_code = func.__code__
     try:
         candidate_code = compile_function(job.candidate_source, func,
