@@ -48,7 +48,7 @@ def read_only_use(fn: Function, node: cst.CSTNode, *, known_list: bool) -> bool:
     if (isinstance(parent, cst.ComparisonTarget) and parent.comparator is node) or (
             isinstance(parent, cst.Comparison) and parent.left is node):
         return True
-    if _truth_tested(fn, node):
+    if truth_tested(fn, node):
         return True
     if isinstance(parent, cst.Arg) and parent.keyword is None and parent.star == "":
         call = fn.parent(parent)
@@ -61,14 +61,14 @@ def read_only_use(fn: Function, node: cst.CSTNode, *, known_list: bool) -> bool:
     return False
 
 
-def _truth_tested(fn: Function, node: cst.CSTNode) -> bool:
+def truth_tested(fn: Function, node: cst.CSTNode) -> bool:
     """Whether only the truth of the value at ``node`` is used (``if x``, ``not x``, ...)."""
     parent = fn.parent(node)
     if isinstance(parent, cst.UnaryOperation) and isinstance(parent.operator, cst.Not):
         return True
     if isinstance(parent, (cst.If, cst.While, cst.IfExp, cst.Assert)) and parent.test is node:
         return True
-    return isinstance(parent, cst.BooleanOperation) and _truth_tested(fn, parent)
+    return isinstance(parent, cst.BooleanOperation) and truth_tested(fn, parent)
 
 
 def unaliased(fn: Function, name: str, loop: cst.For | cst.While) -> bool:

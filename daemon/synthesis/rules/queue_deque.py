@@ -9,6 +9,7 @@ import libcst.matchers as m
 
 from daemon.synthesis.rules import edit
 from daemon.synthesis.rules.analysis import Function
+from daemon.synthesis.rules.preconditions import truth_tested
 from daemon.synthesis.rules.rule import Rule
 
 IMPORT = "from collections import deque"
@@ -100,7 +101,7 @@ class ListQueueToDeque(Rule):
                 fronts.add(id(call))
                 in_loop = in_loop or any(isinstance(a, (cst.For, cst.While))
                                          for a in fn.ancestors(read))
-            elif method is None and not (_truth_tested(fn, read) or _measured(fn, read)):
+            elif method is None and not (truth_tested(fn, read) or _measured(fn, read)):
                 return None
         if not in_loop or not values:
             return None
@@ -125,17 +126,6 @@ def _method(fn: Function, read: cst.CSTNode) -> str | None:
     if attr in ("append", "extend") and m.matches(call, m.Call(args=_ONE_ARG)):
         return attr
     return None
-
-
-def _truth_tested(fn: Function, node: cst.CSTNode) -> bool:
-    """Whether only the truth of the value at ``node`` is used (``if x``, ``not x``, ...)."""
-    parent = fn.parent(node)
-    if isinstance(parent, cst.UnaryOperation) and isinstance(parent.operator, cst.Not):
-        return True
-    if isinstance(parent, (cst.If, cst.While, cst.IfExp, cst.Assert)) and parent.test is node:
-        return True
-    # `x or y` gives the value of x itself, so only its truth in a truth test counts
-    return isinstance(parent, cst.BooleanOperation) and _truth_tested(fn, parent)
 
 
 def _measured(fn: Function, node: cst.CSTNode) -> bool:
