@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import libcst as cst
+import libcst.matchers as m
 from libcst.metadata import (
     Assignment,
     CodeRange,
@@ -171,6 +172,19 @@ class Function:
         if name not in self.scope.assignments:
             return []
         return [a.node for a in self.scope.assignments[name] if isinstance(a, Assignment)]
+
+    def assigned_values(self, name: str, pattern: m.Assign) -> set[int] | None:
+        """Ids of the values ``name`` is bound to when every binding is a plain
+        ``name = value`` statement matching ``pattern``; None when any binding is not."""
+        values: set[int] = set()
+        for store in self.stores(name):
+            target = self.parent(store)
+            assign = self.parent(target) if target is not None else None
+            if not (isinstance(target, cst.AssignTarget) and isinstance(assign, cst.Assign)
+                    and m.matches(assign, pattern)):
+                return None
+            values.add(id(assign.value))
+        return values
 
     def reads(self, name: str) -> list[cst.CSTNode]:
         """Every read of the function-scope variable ``name`` (``del`` counts as a read).

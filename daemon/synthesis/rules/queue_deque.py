@@ -82,14 +82,9 @@ class ListQueueToDeque(Rule):
     def _name(self, fn: Function, name: str) -> cst.Module | None:
         if not fn.is_local(name):
             return None
-        values: set[int] = set()
-        for store in fn.stores(name):
-            target = fn.parent(store)
-            assign = fn.parent(target) if target is not None else None
-            if not (isinstance(target, cst.AssignTarget) and isinstance(assign, cst.Assign)
-                    and m.matches(assign, _LIST_ASSIGN)):
-                return None
-            values.add(id(assign.value))
+        values = fn.assigned_values(name, _LIST_ASSIGN)
+        if values is None:
+            return None
         fronts: set[int] = set()
         in_loop = False
         for read in fn.reads(name):

@@ -69,14 +69,9 @@ class SeenListToSet(Rule):
     def _name(self, fn: Function, name: str) -> cst.Module | None:
         if not fn.is_local(name):
             return None
-        lists: set[int] = set()
-        for store in fn.stores(name):
-            target = fn.parent(store)
-            assign = fn.parent(target) if target is not None else None
-            if not (isinstance(target, cst.AssignTarget) and isinstance(assign, cst.Assign)
-                    and m.matches(assign, _EMPTY_LIST_ASSIGN)):
-                return None
-            lists.add(id(assign.value))
+        lists = fn.assigned_values(name, _EMPTY_LIST_ASSIGN)
+        if lists is None:
+            return None
         appends: set[int] = set()
         tested_in_loop = False
         for read in fn.reads(name):
