@@ -90,14 +90,6 @@ class CoverageProbe:
             arcs = self._coverage.get_data().arcs(self.path)
         return set(arcs or ())
 
-    def missing(self, tripwire: Tripwire) -> tuple[set[int], set[tuple[int, int]]]:
-        """The candidate's lines and branches no input has run yet."""
-        candidate = self.results(tripwire).get("candidate")
-        if candidate is None:
-            return set(), set()
-        return (set(candidate["missing_lines"]),
-                {(a, b) for a, b in candidate["missing_branches"]})
-
     def results(self, tripwire: Tripwire) -> dict[str, Any]:
         """The report's ``coverage`` field: both codes' statements, branches and gaps."""
         with tripwire.disarmed():

@@ -120,15 +120,14 @@ def _plain(value: Any, depth: int) -> bool:
 
 def search(plan: SearchPlan, runner: PairRunner, probe: CoverageProbe, tripwire: Tripwire,
            seconds: float, *, deadline_ms: int, observe: Observer | None = None,
-           missing: tuple[set[int], set[tuple[int, int]]] | None = None,
+           missing: tuple[set[int], set[tuple[int, int]]],
            clock: Callable[[], float] = time.monotonic) -> SearchRun:
     """Run found inputs, then mutated ones, until a difference, full coverage or the time.
 
-    ``missing`` is the candidate code to reach (default: every line and branch not run
-    yet); the caller leaves out what :mod:`invariants.proof` would excuse anyway.
+    ``missing`` is the candidate code to reach: the lines and branches not run yet,
+    less what :mod:`invariants.proof` would excuse anyway.
     """
     run = SearchRun(ReplayResult())
-    missing = missing if missing is not None else probe.missing(tripwire)
     reached = probe.reached(tripwire)
     pool = list(plan.seeds)
     stop_at = clock() + seconds
