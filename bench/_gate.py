@@ -102,7 +102,7 @@ class Gate:
     def job(self, target: str, source: str, original: str) -> ShadowJob:
         path = corpus_path(self.corpus_root, target, sha256_text(original))
         job = ShadowJob(target=target, candidate_source=source, corpus_path=str(path),
-                        sys_path=(str(ROOT),), repeats=self.policy.acceptance.repeats,
+                        sys_path=(str(ROOT),),
                         bench_calls=self.cycle.bench_calls,
                         min_sample_seconds=self.cycle.min_sample_seconds,
                         **job_checks(self.policy, target))

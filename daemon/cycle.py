@@ -303,7 +303,6 @@ class Cycle:
                         corpus_path=str(judging.corpus_file), sys_path=child_sys_path(target),
                         found_path=str(found_path(self._corpus_root, target)),
                         original_coverage=candidate.keeps_original,
-                        repeats=policy.acceptance.repeats,
                         bench_calls=self._config.bench_calls,
                         min_sample_seconds=self._config.min_sample_seconds,
                         **checks)

@@ -26,7 +26,8 @@ REQUIRED = ("differential", "property")
 
 
 def job_checks(policy: Policy, target: str) -> dict[str, Any]:
-    """ShadowJob keyword arguments: example count, deadline, impurity, declared predicates."""
+    """ShadowJob keyword arguments: example count, deadline, impurity, declared predicates,
+    and the acceptance rule the benchmark times against."""
     impure = any(fnmatch.fnmatchcase(target, glob) for glob in policy.invariants.impure)
     predicates = tuple(entry.predicate for entry in policy.invariants.declared
                        if fnmatch.fnmatchcase(target, entry.target))
@@ -35,7 +36,9 @@ def job_checks(policy: Policy, target: str) -> dict[str, Any]:
             "impure": impure, "invariants": predicates,
             "search_seconds": 0.0 if impure else verification.search_seconds,
             "symbolic_seconds": 0.0 if impure else verification.symbolic_seconds,
-            "memoise": verification.may_memoise(target)}
+            "memoise": verification.may_memoise(target),
+            "repeats": policy.acceptance.repeats, "min_speedup": policy.acceptance.min_speedup,
+            "confidence": policy.acceptance.confidence}
 
 
 def evidence_checks(checks: Iterable[str], declared: int) -> dict[str, Any]:

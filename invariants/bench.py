@@ -24,6 +24,7 @@ from typing import Any
 
 Batch = list[tuple[tuple[Any, ...], dict[str, Any]]]
 TimeBatch = Callable[[str, Batch], float]  # ("original" | "candidate", batch) -> seconds
+Settled = Callable[[list[float], list[float]], bool]  # (original times, candidate times)
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,14 @@ class BenchResult:
 def paired_benchmark(time_batch: TimeBatch, make_batch: Callable[[int], Batch], *,
                      repeats: int, min_sample_seconds: float,
                      max_calls_per_sample: int = 200_000,
-                     collect: Callable[[], object] = gc.collect) -> BenchResult:
-    """Calibrate, warm up, then take ``repeats`` interleaved pairs of samples."""
+                     collect: Callable[[], object] = gc.collect,
+                     settled: Settled | None = None) -> BenchResult:
+    """Calibrate, warm up, then take up to ``repeats`` interleaved pairs of samples.
+
+    ``settled`` is asked after every pair; once it answers yes, timing stops
+    (see :func:`invariants.accept.settled`: a clear win or loss needs no more
+    pairs, and a slow original makes every pair expensive).
+    """
     loops = calibrate(time_batch, make_batch, min_sample_seconds, max_calls_per_sample)
     for which in ("original", "candidate"):
         _timed(time_batch, which, make_batch(loops))
@@ -51,6 +58,8 @@ def paired_benchmark(time_batch: TimeBatch, make_batch: Callable[[int], Batch], 
         for which in order:
             seconds = _timed(time_batch, which, make_batch(loops)) / loops
             (original if which == "original" else candidate).append(seconds)
+        if settled is not None and settled(original, candidate):
+            break
     return BenchResult(tuple(original), tuple(candidate), loops)
 
 

@@ -114,6 +114,10 @@ class ShadowJob:
     sys_path: tuple[str, ...]
     repeats: int = 15
     min_sample_seconds: float = 0.02
+    # the acceptance rule (policy.acceptance): timing stops early once the pairs so far
+    # decide it either way (invariants.accept.settled); min_speedup 0: all repeats
+    min_speedup: float = 0.0
+    confidence: float = 0.95
     hash_seeds: tuple[int, int] = (0, 1)
     bench_calls: int = 0  # time only the first N recorded calls (0: all); all are replayed
     # Property checks (policy.properties, which the cycle passes on): generated inputs,

@@ -40,7 +40,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from invariants.bench import Batch, paired_benchmark
+from invariants.accept import MIN_PAIRS, settled
+from invariants.bench import Batch, Settled, paired_benchmark
 from invariants.declared import invariant_observer, load_predicates
 from invariants.errors import InvariantLoadError
 from invariants.finish import make_finisher
@@ -242,7 +243,8 @@ def run_job(job: ShadowJob, tripwire: Tripwire, mode: str,
     bench = paired_benchmark(
         _timer(switch, result.iterators),
         _batches(_bench_records(corpus.records, job.bench_calls), fresh=result.mutates),
-        repeats=job.repeats, min_sample_seconds=job.min_sample_seconds)
+        repeats=job.repeats, min_sample_seconds=job.min_sample_seconds,
+        settled=_settled(job))
     if tripwire.sightings or _thread._count() != threads or changes():
         return {**fields, "status": "forbidden",
                 "reason": "the candidate attempted a forbidden operation while benchmarked"}
@@ -302,6 +304,15 @@ def _source_of(func: Any) -> str:
 def _ran(result: ReplayResult, names: list[str]) -> list[str]:
     """``names`` when the check went through every input (a mismatch included), else none."""
     return names if result.status in ("ok", "mismatch") else []
+
+
+def _settled(job: ShadowJob) -> Settled | None:
+    """When timing may stop: once the pairs decide the job's acceptance rule either way."""
+    if job.min_speedup <= 0:
+        return None
+    looks = max(1, job.repeats - MIN_PAIRS + 1)
+    return lambda original, candidate: settled(original, candidate, job.min_speedup,
+                                               job.confidence, looks)
 
 
 def _bench_records(records: Any, limit: int) -> Any:

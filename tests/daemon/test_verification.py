@@ -16,6 +16,10 @@ invariants:
     - {target: "shop.pricing:Cart.total", predicate: "shop.checks:rounded"}
     - {target: "shop.tax:*", predicate: "shop.checks:taxed"}
   impure: ["shop.audit:*"]
+acceptance:
+  min_speedup: 1.2
+  confidence: 0.9
+  repeats: 11
 verification:
   search_seconds: 7
   symbolic_seconds: 9
@@ -24,7 +28,8 @@ verification:
 
 
 def test_the_policy_becomes_the_shadow_job_fields() -> None:
-    """Examples, deadline, predicates, impurity, and the verification budgets and memoising.
+    """Examples, deadline, predicates, impurity, the verification budgets and memoising, and
+    the acceptance rule the benchmark stops on.
 
     An impure target gets no generated inputs, so no search and no symbolic diff either.
     """
@@ -32,7 +37,8 @@ def test_the_policy_becomes_the_shadow_job_fields() -> None:
     assert job_checks(policy, "shop.pricing:Cart.total") == {
         "examples": 120, "deadline_ms": 400, "impure": False,
         "invariants": ("shop.checks:total_not_negative", "shop.checks:rounded"),
-        "search_seconds": 7.0, "symbolic_seconds": 9.0, "memoise": True}
+        "search_seconds": 7.0, "symbolic_seconds": 9.0, "memoise": True,
+        "repeats": 11, "min_speedup": 1.2, "confidence": 0.9}
     audit = job_checks(policy, "shop.audit:record")
     assert audit["impure"] is True and audit["invariants"] == ()
     assert (audit["search_seconds"], audit["symbolic_seconds"], audit["memoise"]) == (0, 0, False)

@@ -18,6 +18,7 @@ from invariants.accept import (
     Rejected,
     decide,
     expanded_level,
+    settled,
     speedup_interval,
     student_t_quantile,
     trimmed_mean,
@@ -63,6 +64,60 @@ def test_a_a_is_rarely_accepted_at_a_minimum_of_one() -> None:
 def test_a_a_is_almost_never_accepted_at_five_percent() -> None:
     """The same code on both sides essentially never passes min_speedup 1.05."""
     assert acceptance_rate(1.05, 100) <= 0.01
+
+
+def sequential(rng: random.Random, true_speedup: float, min_speedup: float,
+               repeats: int = 15) -> tuple[ShadowReport, bool]:
+    """The shadow's benchmark with its early stop: pairs until ``settled``, then the report."""
+    looks = repeats - 4
+    report = synthetic(rng, repeats, true_speedup)
+    for n in range(1, repeats + 1):
+        original, candidate = report.original_times[:n], report.candidate_times[:n]
+        if settled(original, candidate, min_speedup, 0.95, looks):
+            return ShadowReport(status="ok", calls=20, original_times=original,
+                                candidate_times=candidate, loops=100,
+                                hash_seeds_checked=(0, 1)), True
+    return report, False
+
+
+def test_stopping_early_keeps_a_a_rarely_accepted() -> None:
+    """Looking after every pair from the fifth on does not let the same code through more often
+    (without the margin, 6 of these 100 were accepted at a minimum of 1.0, against 2 with
+    all fifteen pairs)."""
+    rng = random.Random(7)
+    with_looks = without = 0
+    for _ in range(100):
+        state = rng.getstate()
+        with_looks += isinstance(decide(sequential(rng, 1.0, 1.0)[0], 1.0), Accepted)
+        rng.setstate(state)
+        without += isinstance(decide(synthetic(rng, 15, 1.0), 1.0), Accepted)
+    assert with_looks <= without <= 5
+
+
+def test_a_clear_case_stops_at_five_pairs_with_the_verdict_it_saw() -> None:
+    """A threefold speedup or a twofold slowdown is settled at five pairs; the verdict over
+    those pairs is the one the stop saw. A close call runs all its repeats."""
+    rng = random.Random(11)
+    fast, stopped = sequential(rng, 3.0, 1.05)
+    assert stopped and len(fast.original_times) == 5
+    assert isinstance(decide(fast, 1.05), Accepted)
+    slow, stopped = sequential(rng, 0.5, 1.05)
+    assert stopped and len(slow.original_times) == 5
+    assert decide(slow, 1.05).reason == "speedup_below_minimum"
+    close, stopped = sequential(rng, 1.06, 1.05)
+    assert not stopped and len(close.original_times) == 15
+
+
+def test_an_early_stop_never_contradicts_the_verdict() -> None:
+    """Whenever timing stops early, :func:`decide` on the same pairs agrees with the stop."""
+    rng = random.Random(3)
+    for trial in range(40):
+        true_speedup = rng.choice((0.9, 1.0, 1.1, 1.3, 2.0))
+        report, stopped = sequential(rng, true_speedup, 1.05)
+        if stopped:
+            low = speedup_interval(report.original_times, report.candidate_times, 0.95)[1]
+            accepted = isinstance(decide(report, 1.05), Accepted)
+            assert accepted == (low >= 1.05), trial
 
 
 def test_a_clear_twofold_speedup_is_accepted_with_its_interval() -> None:

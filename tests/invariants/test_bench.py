@@ -54,3 +54,19 @@ def test_samples_alternate_order_and_get_fresh_batches() -> None:
     assert result.loops == 1
     assert result.original_times == (2e-3 * 3,) * 4
     assert result.candidate_times == (1e-3 * 3,) * 4
+
+
+def test_timing_stops_once_the_pairs_are_settled() -> None:
+    """``settled`` is asked after every pair with the times so far; a yes ends the run."""
+    runner = FakeClockRunner({"original": 2e-3, "candidate": 1e-3})
+    seen: list[int] = []
+
+    def settled(original: list[float], candidate: list[float]) -> bool:
+        assert len(original) == len(candidate)
+        seen.append(len(original))
+        return len(original) == 5
+
+    result = paired_benchmark(runner, batches([]), repeats=15, min_sample_seconds=0.001,
+                              collect=lambda: None, settled=settled)
+    assert seen == [1, 2, 3, 4, 5]
+    assert len(result.original_times) == len(result.candidate_times) == 5

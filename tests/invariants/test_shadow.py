@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from envelope.isolation import Isolation
-from invariants.accept import Rejected, decide
+from invariants.accept import Accepted, Rejected, decide
 from tests.invariants.shadowkit import Workspace, check_clean, make_workspace
 
 TARGETS = '''
@@ -57,6 +57,10 @@ def shout(words):
     for word in words:
         print(word.upper())
     return len(words)
+
+
+def pairs(n):
+    return sum(1 for i in range(n) for j in range(n) if i < j)
 '''
 
 CORPORA: dict[str, list[tuple[Any, ...]]] = {
@@ -69,6 +73,7 @@ CORPORA: dict[str, list[tuple[Any, ...]]] = {
     "copy_of": [([3, 1, 2],)],
     "evens": [([1, 2, 3, 4],)],
     "shout": [(["a", "b"],)],
+    "pairs": [(120,), (90,), (100,)],
 }
 
 # (pitfall, target, candidate, mismatch kind)
@@ -139,3 +144,16 @@ def test_nan_where_the_original_returns_nan_is_the_same_outcome(
     report = workspace.run(isolation, "mean", source)
     assert report.status == "ok", report.reason
     assert report.checks[0] == "differential"
+
+
+def test_a_clear_speedup_stops_timing_at_five_pairs(
+        workspace: Workspace, isolation: Isolation) -> None:
+    """Told the acceptance rule, the benchmark stops once the pairs settle it; a job without
+    the rule (min_speedup 0) times every repeat."""
+    source = "def pairs(n):\n    return n * (n - 1) // 2\n"
+    told = workspace.run(isolation, "pairs", source, repeats=12, min_speedup=1.05)
+    assert told.status == "ok", told.reason
+    assert len(told.original_times) == len(told.candidate_times) == 5
+    assert isinstance(decide(told, 1.05), Accepted)
+    untold = workspace.run(isolation, "pairs", source, repeats=12)
+    assert len(untold.original_times) == 12
