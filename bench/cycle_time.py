@@ -78,6 +78,10 @@ def main() -> int:
     median_all = _median([c["seconds"] for c in cycles])
     phases = {p: _median([c["compute_seconds"][p] for c in cycles if p in c["compute_seconds"]])
               for p in PHASES}
+    # where a candidate's shadow time goes: the full child's phases, each child's wall
+    shadow_phases = sorted({p for c in candidates for p in c.get("shadow_phases") or {}})
+    per_phase = {p: _median([c["shadow_phases"][p] for c in candidates
+                             if p in (c.get("shadow_phases") or {})]) for p in shadow_phases}
     RESULTS.mkdir(parents=True, exist_ok=True)
     png = RESULTS / f"{NAME}.png"
     plotted = _plot(cycles, median_judged, png)
@@ -95,10 +99,11 @@ def main() -> int:
     ]
     details = {
         "median_phase_seconds": phases,
+        "median_shadow_phase_seconds": per_phase,
         "cycles": cycles,
         "candidates": [{k: c.get(k) for k in ("target", "origin", "verdict", "stage", "reason",
                                               "speedup", "ci_low", "ci_high", "calls",
-                                              "shadow_seconds")}
+                                              "shadow_seconds", "shadow_phases")}
                        for c in report["candidates"]],
         "compute": report["compute"],
         "workload": report["workload"],

@@ -310,6 +310,7 @@ class Cycle:
         self._keep_found(target, version, report)
         gap = unproven(report, candidate, judging.original)
         reject.evidence = {"coverage": coverage_evidence(report, gap)}
+        reject.phases = dict(report.phases)
         if report.status == "ok" and gap is not None and \
                 policy.verification.coverage_required(target):
             return reject(Stage.SHADOW, "unproven", gap.describe(), report.duration,
@@ -335,7 +336,8 @@ class Cycle:
         accepted = CandidateOutcome(version=version, origin=candidate.origin,
                                     verdict=CandidateVerdict.ACCEPTED, speedup=verdict.speedup,
                                     ci_low=verdict.ci_low, ci_high=verdict.ci_high,
-                                    calls=verdict.calls, shadow_seconds=report.duration)
+                                    calls=verdict.calls, shadow_seconds=report.duration,
+                                    shadow_phases=dict(report.phases))
         return _Passed(candidate, accepted, evidence, reject)
 
     def _keep_found(self, target: str, version: str, report: ShadowReport) -> None:
@@ -409,6 +411,7 @@ class _Rejecter:
         self._candidate = candidate
         self._version = version
         self.evidence: dict[str, Any] = {}  # what the shadow measured, once it has run
+        self.phases: dict[str, float] = {}  # where the shadow's time went
 
     def __call__(self, stage: str, reason: str, detail: str = "", shadow_seconds: float = 0.0,
                  calls: int = 0) -> CandidateOutcome:
@@ -420,7 +423,7 @@ class _Rejecter:
         return CandidateOutcome(version=self._version, origin=self._candidate.origin,
                                 verdict=CandidateVerdict.REJECTED, stage=stage, reason=reason,
                                 detail=detail[:DETAIL_CHARS], calls=calls,
-                                shadow_seconds=shadow_seconds)
+                                shadow_seconds=shadow_seconds, shadow_phases=self.phases)
 
 
 def _replace(outcome: CandidateOutcome, **changes: Any) -> CandidateOutcome:

@@ -46,6 +46,7 @@ class CandidateOutcome:
     ci_high: float | None = None
     calls: int = 0
     shadow_seconds: float = 0.0
+    shadow_phases: dict[str, float] = field(default_factory=dict)  # see ShadowReport.phases
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -114,6 +114,7 @@ class Sandbox:
             return first
         checked = list(first.hash_seeds_checked)
         events = list(first.audit_events)
+        phases = first.phases
         for seed in job.hash_seeds[1:]:
             # Any nonzero seed will do; deriving it from the hash seed keeps runs repeatable.
             other = self._run_child(replace(job, shuffle_seed=seed + 1), seed, "replay")
@@ -130,7 +131,9 @@ class Sandbox:
             if other.fingerprints != first.fingerprints:
                 return _seed_mismatch(first, other, job.hash_seeds[0], seed)
             checked += other.hash_seeds_checked
-        passed = replace(first, hash_seeds_checked=tuple(checked), audit_events=tuple(events))
+            phases = _add_phases(phases, other.phases)
+        passed = replace(first, hash_seeds_checked=tuple(checked), audit_events=tuple(events),
+                         phases=phases)
         return self._symbolic(job, passed) if job.symbolic_seconds > 0 else passed
 
     def _symbolic(self, job: ShadowJob, passed: ShadowReport) -> ShadowReport:
@@ -144,6 +147,7 @@ class Sandbox:
         report = self._run_child(job, job.hash_seeds[0], "full", module=SYMBOLIC_MODULE,
                                  limits=limits)
         events = (*passed.audit_events, *report.audit_events)
+        passed = replace(passed, phases=_add_phases(passed.phases, report.phases))
         if self.jail.cancel is not None and self.jail.cancel.is_set():
             return replace(report, audit_events=events)  # stopping: no verdict at all
         if report.status in ("mismatch", "forbidden"):
@@ -161,6 +165,7 @@ class Sandbox:
                    module: str = SHADOW_MODULE,
                    limits: SandboxLimits | None = None) -> ShadowReport:
         nonce = secrets.token_hex(16)
+        started = time.monotonic()
         limits = limits or self.limits
         jail = self.jail if limits == self.limits else \
             Jail(limits, self.isolation, self.jail.python, self.jail.tmp_root, self.jail.cancel,
@@ -190,8 +195,11 @@ class Sandbox:
         if report.hash_seeds_checked not in ((), (seed,)):
             report = error_report(f"the shadow ran under hash seed "
                                   f"{report.hash_seeds_checked}, not {seed}")
+        child = "symbolic" if module == SYMBOLIC_MODULE else mode
         return replace(report, stdout_tail=tail(bytes(captured.stdout)),
-                       stderr_tail=tail(bytes(captured.stderr)))
+                       stderr_tail=tail(bytes(captured.stderr)),
+                       phases={**report.phases,
+                               f"child:{child}": round(time.monotonic() - started, 6)})
 
     def _classify(self, captured: Captured, nonce: str, limits: SandboxLimits) -> ShadowReport:
         if captured.cancelled:
@@ -224,6 +232,15 @@ class Sandbox:
                                 reason="the shadow exited (status 0) without a report")
         return parse_child_report(bytes(captured.result), nonce=nonce,
                                   max_bytes=limits.result_bytes)
+
+
+def _add_phases(phases: Mapping[str, float], more: Mapping[str, float]) -> dict[str, float]:
+    """``phases`` (the full child's, by phase) plus the wall time of another child."""
+    total = dict(phases)
+    for name, seconds in more.items():
+        if name.startswith("child:"):
+            total[name] = total.get(name, 0.0) + seconds
+    return total
 
 
 def _add_notes(notes: Sequence[str], more: Sequence[str]) -> tuple[str, ...]:

@@ -23,7 +23,7 @@ from invariants.report import MAX_MISMATCHES, MAX_TEXT, REPORT_FORMAT
 Finisher = Callable[[str, Any, list[str]], NoReturn]
 
 _FIELDS = ("status", "reason", "calls", "mismatches", "original_times", "candidate_times",
-           "loops", "fingerprints", "checks", "examples", "notes", "coverage", "found")
+           "loops", "fingerprints", "checks", "examples", "notes", "coverage", "found", "phases")
 
 
 def make_finisher(fd: int, limit: int, sightings: list[Any]) -> Finisher:
@@ -93,6 +93,7 @@ def make_finisher(fd: int, limit: int, sightings: list[Any]) -> Finisher:
             "mismatches": [], "original_times": [], "candidate_times": [], "loops": 0,
             "hash_seed": seed, "audit_events": [], "fingerprints": [],
             "checks": [], "examples": 0, "notes": [], "coverage": {}, "found": [],
+            "phases": {},
         }
         if _type(fields) is _dict:
             for key in _fields:
@@ -121,7 +122,8 @@ def make_finisher(fd: int, limit: int, sightings: list[Any]) -> Finisher:
                         "calls": 0, "mismatches": [], "original_times": [],
                         "candidate_times": [], "loops": 0, "hash_seed": seed,
                         "audit_events": [], "fingerprints": [], "checks": [],
-                        "examples": 0, "notes": [], "coverage": {}, "found": []}
+                        "examples": 0, "notes": [], "coverage": {}, "found": [],
+                        "phases": {}}
             data = serialise(fallback) or b""
         view = _memoryview(data)
         while _len(view):

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from invariants.job import HASH_SEED_MAX
@@ -22,7 +23,9 @@ from invariants.job import HASH_SEED_MAX
 #   3 — adds coverage (lines and branches of the candidate and the original that the
 #       checks ran) and found (inputs found by search, as Python literals); mismatch
 #       kinds stateful, symbolic and found.
-REPORT_FORMAT = 3
+#   4 — adds phases (seconds the child spent loading, replaying, checking generated
+#       inputs, searching and benchmarking).
+REPORT_FORMAT = 4
 
 STATUSES = ("ok", "mismatch", "error", "timeout", "crashed", "limit", "forbidden")
 CHILD_STATUSES = frozenset({"ok", "mismatch", "error", "limit", "forbidden"})
@@ -32,6 +35,9 @@ MISMATCH_KINDS = frozenset({"outcome", "exception", "value", "iterator", "mutati
 # The checks a report can say ran, in the order a shadow runs them.
 CHECKS = ("differential", "invariant", "property", "benchmark")
 CONTEXTS = frozenset({"candidate", "original", "harness"})
+# Where a shadow child's time went (see invariants.shadow.run_job); the parent adds the
+# wall time of each child it ran, as "child:<mode>" (see envelope.sandbox).
+PHASES = ("load", "replay", "property", "search", "benchmark")
 MAX_MISMATCHES = 10
 MAX_EVENTS = 50
 MAX_SAMPLES = 10_000
@@ -116,6 +122,8 @@ class ShadowReport:
     original_coverage: CodeCoverage | None = None
     # inputs found by search or the symbolic diff, as Python literals of (args, kwargs)
     found: tuple[str, ...] = ()
+    # seconds per phase of the run (PHASES, and "child:<mode>" per child, measured outside)
+    phases: Mapping[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for the audit log and ``--json`` output."""
@@ -147,7 +155,7 @@ def _reject_constant(name: str) -> Any:
 _FIELDS = frozenset({"format", "nonce", "status", "reason", "calls", "mismatches",
                      "original_times", "candidate_times", "loops", "hash_seed",
                      "audit_events", "fingerprints", "checks", "examples", "notes",
-                     "coverage", "found"})
+                     "coverage", "found", "phases"})
 
 
 def _parse(data: bytes, nonce: str, max_bytes: int) -> ShadowReport:
@@ -199,6 +207,7 @@ def _parse(data: bytes, nonce: str, max_bytes: int) -> ShadowReport:
         coverage=_coverage(payload["coverage"], "candidate"),
         original_coverage=_coverage(payload["coverage"], "original"),
         found=tuple(_found(item) for item in _list(payload, "found", MAX_FOUND)),
+        phases=_phases(payload["phases"]),
     )
 
 
@@ -223,6 +232,14 @@ def _coverage(value: Any, which: str) -> CodeCoverage | None:
         raise _Invalid(f"{which} coverage holds a malformed branch")
     return CodeCoverage(statements, tuple(lines), branches,
                         tuple((a, b) for a, b in pairs))
+
+
+def _phases(value: Any) -> dict[str, float]:
+    if not isinstance(value, dict) or not set(value) <= set(PHASES):
+        raise _Invalid("phases is not an object of known phases")
+    if not all(type(v) in (int, float) and 0 <= v < 1e6 for v in value.values()):
+        raise _Invalid("a phase's seconds are not a number from 0 to 1e6")
+    return {name: float(seconds) for name, seconds in value.items()}
 
 
 def _found(item: Any) -> str:

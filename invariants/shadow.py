@@ -164,6 +164,7 @@ def run_job(job: ShadowJob, tripwire: Tripwire, mode: str,
             guards: list[Callable[[], list[str]]]) -> dict[str, Any]:
     """Load the target and the candidate, replay, and (in ``full`` mode) check generated
     inputs and benchmark. Declared invariants are checked on every call compared."""
+    phases = Phases()
     loaded = load_target(job)
     if isinstance(loaded, dict):
         return loaded
@@ -194,6 +195,7 @@ def run_job(job: ShadowJob, tripwire: Tripwire, mode: str,
     # A candidate keeping state between calls (a cache) must not pass, nor look fast in
     # the timing loop: the watch reads audited attributes, so it is made before arming.
     state = None if job.memoise else StateWatch(func)
+    phases.mark("load")
     tripwire.arm()
     switch = CodeSwitch(func, original_code, candidate_code, tripwire)
     observe = invariant_observer(predicates, tripwire) if predicates else None
@@ -204,8 +206,10 @@ def run_job(job: ShadowJob, tripwire: Tripwire, mode: str,
         result = replay(switch, corpus.records, tripwire, CallBounds(),
                         thread_count=_thread._count, guard=(refresh, changes), observe=observe,
                         state=state, order=shuffled_order(len(corpus.records), job.shuffle_seed))
+    phases.mark("replay")
     checks = _ran(result, ["differential", *(["invariant"] if predicates else [])])
-    fields = {**_replay_fields(result), "checks": checks, "notes": notes}
+    fields = {**_replay_fields(result), "checks": checks, "notes": notes,
+              "phases": phases.seconds}
     if result.status != "ok" or mode != "full" or not corpus.records:
         return fields
     if blobs:
@@ -214,6 +218,7 @@ def run_job(job: ShadowJob, tripwire: Tripwire, mode: str,
                 PairRunner(switch, tripwire, CallBounds(), _thread._count, (refresh, changes),
                            state=state),
                 blobs, deadline_ms=job.deadline_ms, observe=observe)
+        phases.mark("property")
         fields["examples"] = generated.examples
         fields["checks"] = checks + _ran(generated.result, ["property"])
         if generated.slow_originals:
@@ -229,6 +234,7 @@ def run_job(job: ShadowJob, tripwire: Tripwire, mode: str,
                              state=state),
             probe, tripwire, job.search_seconds, deadline_ms=job.deadline_ms, observe=observe,
             missing=_to_reach(probe, tripwire, job, original_source))
+        phases.mark("search")
         fields["found"] = searched.kept
         if searched.result.status != "ok":
             return {**fields, "status": searched.result.status,
@@ -245,6 +251,7 @@ def run_job(job: ShadowJob, tripwire: Tripwire, mode: str,
         _batches(_bench_records(corpus.records, job.bench_calls), fresh=result.mutates),
         repeats=job.repeats, min_sample_seconds=job.min_sample_seconds,
         settled=_settled(job))
+    phases.mark("benchmark")
     if tripwire.sightings or _thread._count() != threads or changes():
         return {**fields, "status": "forbidden",
                 "reason": "the candidate attempted a forbidden operation while benchmarked"}
@@ -304,6 +311,24 @@ def _source_of(func: Any) -> str:
 def _ran(result: ReplayResult, names: list[str]) -> list[str]:
     """``names`` when the check went through every input (a mismatch included), else none."""
     return names if result.status in ("ok", "mismatch") else []
+
+
+class Phases:
+    """Seconds spent in each phase of a run, for the report (see report.PHASES).
+
+    The clock is bound when the run starts, before any candidate code exists.
+    """
+
+    def __init__(self) -> None:
+        self._clock = time.perf_counter
+        self._last = self._clock()
+        self.seconds: dict[str, float] = {}
+
+    def mark(self, phase: str) -> None:
+        """``phase`` ended now; it began where the previous one ended."""
+        now = self._clock()
+        self.seconds[phase] = round(now - self._last, 6)
+        self._last = now
 
 
 def _settled(job: ShadowJob) -> Settled | None:

@@ -86,12 +86,17 @@ def run(workspace: Path, isolation: Isolation, source: str, *, limits: SandboxLi
 
 def test_a_correct_faster_candidate_is_ok_with_timings(workspace: Path,
                                                        isolation: Isolation) -> None:
-    """A correct candidate replays clean under both hash seeds and returns paired timings."""
+    """A correct candidate replays clean under both hash seeds and returns paired timings,
+    and says where its time went: the full child's phases and each child's wall time."""
     report = run(workspace, isolation, FAST, repeats=9)
     assert report.status == "ok", report.reason
     assert report.calls == 4 and report.hash_seeds_checked == (0, 1)
     assert len(report.original_times) == len(report.candidate_times) == 9
     assert report.loops >= 1 and report.duration > 0
+    assert {"load", "replay", "benchmark", "child:full", "child:replay"} <= set(report.phases)
+    assert report.phases["child:full"] + report.phases["child:replay"] <= report.duration
+    assert report.phases["load"] + report.phases["replay"] + report.phases["benchmark"] <= \
+        report.phases["child:full"]
     verdict = decide(report, 1.05)
     assert isinstance(verdict, Accepted), verdict
 
@@ -279,7 +284,7 @@ def test_a_forged_report_is_rejected(workspace: Path, isolation: Isolation) -> N
         "mismatches": [], "original_times": [1, 1, 1, 1, 1],
         "candidate_times": [0.1, 0.1, 0.1, 0.1, 0.1], "loops": 1, "hash_seed": 0,
         "audit_events": [], "fingerprints": [], "checks": [], "examples": 0, "notes": [],
-        "coverage": {}, "found": []})
+        "coverage": {}, "found": [], "phases": {}})
     source = (f"def total(xs):\n"
               f"    import os\n"
               f"    for fd in range(3, 256):\n"

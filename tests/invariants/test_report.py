@@ -21,6 +21,7 @@ def valid(**changes: Any) -> dict[str, Any]:
         "fingerprints": ["0123456789abcdef", "fedcba9876543210"],
         "checks": ["differential", "benchmark"], "examples": 0, "notes": [],
         "coverage": {"candidate": COVERED, "original": COVERED}, "found": [],
+        "phases": {"load": 0.5, "replay": 1.25, "benchmark": 3},
     }
     report.update(changes)
     return report
@@ -36,6 +37,7 @@ def test_a_valid_report_is_parsed_field_by_field() -> None:
     report = parse(valid())
     assert report.status == "ok" and report.calls == 2 and report.loops == 10
     assert report.original_times == (1e-3, 2e-3) and report.hash_seeds_checked == (0,)
+    assert report.phases == {"load": 0.5, "replay": 1.25, "benchmark": 3.0}
 
 
 def test_coverage_and_found_inputs_are_parsed() -> None:
@@ -86,6 +88,8 @@ def test_garbage_and_truncated_json_is_an_error(payload: bytes) -> None:
     {"coverage": {"candidate": {**COVERED, "missing_branches": [[1, "2"]]}}},
     {"coverage": {"candidate": {**COVERED, "extra": 1}}},
     {"found": ["x" * 5000]}, {"found": [1]}, {"found": ["()"] * 21},
+    {"phases": []}, {"phases": {"nap": 1.0}}, {"phases": {"load": -1}},
+    {"phases": {"load": "1"}}, {"phases": {"load": True}}, {"phases": {"load": 1e9}},
 ], ids=lambda changes: ",".join(changes))
 def test_every_field_is_validated(changes: dict[str, Any]) -> None:
     """A wrong type, range, size, nonce, unknown key or inconsistency rejects the report."""
