@@ -2,10 +2,19 @@
 
 A differential check only proves what it executes. While the shadow replays the
 recorded calls and runs its generated inputs, :class:`CoverageProbe` measures
-line and branch coverage with ``coverage`` (its C tracer) of two code objects:
-the candidate's, compiled from a file the probe writes into the private tmp dir
-(coverage measures files, and a real file is what its parser reads), and the
-original's, in its module's file. The benchmark is not measured.
+line and branch coverage with ``coverage`` (its C tracer) of the candidate's
+code, compiled from a file the probe writes into the private tmp dir (coverage
+measures files, and a real file is what its parser reads). The tracer runs
+only while a candidate call does (:class:`invariants.replay.CodeSwitch` starts
+and stops it, about 10 µs each): left on across a check, it slowed the
+original's calls and the harness's comparisons about threefold. The benchmark
+is not measured.
+
+The original's coverage is needed only to excuse a gap of the candidate (see
+:mod:`invariants.proof`), and tracing a slow original while the checks run
+would double their cost. So it is measured afterwards and only when the
+candidate has a gap: :meth:`CoverageProbe.cover_original` runs the original
+again over exactly the inputs the checks ran, in its module's file, traced.
 
 Coverage's own pragmas are switched off: a candidate carrying ``# pragma: no
 cover`` or ``# pragma: no branch`` must not hide its lines. The ``while True:``
@@ -29,7 +38,7 @@ import json
 import os
 import textwrap
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import coverage
@@ -59,30 +68,33 @@ class CoverageProbe:
             self._original_header = _header_lines(textwrap.dedent(inspect.getsource(original)))
         except (OSError, TypeError):  # no source: its def line at least
             self._original_header = {1}
-        self._coverage = coverage.Coverage(
-            data_file=None, branch=True, config_file=False,
-            include=[self.path, self._module_file] if measure_original else [self.path])
-        self._measure_original = measure_original
-        self._coverage.set_option("report:exclude_lines", [])
-        self._coverage.set_option("report:exclude_also", [])
-        self._coverage.set_option("report:partial_branches", [])
-        self._started = False
+        self._coverage = _coverage(self.path)
+        self._original = _coverage(self._module_file) if measure_original else None
+        self._original_runs = 0  # how many of the checks' inputs it was measured over
+        self._wanted = False  # inside a measuring() block
+        self._started = False  # the tracer is on (a candidate call is running)
 
     @contextlib.contextmanager
     def measuring(self, tripwire: Tripwire) -> Iterator[None]:
-        """Measure what runs inside the block (nested blocks measure once)."""
-        if self._started:
-            yield
-            return
-        with tripwire.disarmed():
-            self._coverage.start()
-        self._started = True
+        """Measure the candidate's calls made inside the block (see :meth:`begin`)."""
+        wanted, self._wanted = self._wanted, True
         try:
             yield
         finally:
-            with tripwire.disarmed():
-                self._coverage.stop()
-            self._started = False
+            self._wanted = wanted
+
+    def begin(self) -> bool:
+        """A call of the candidate starts (see :class:`invariants.replay.CodeSwitch`): the
+        tracer runs for it, inside a :meth:`measuring` block; True when it was started."""
+        if not self._wanted or self._started:
+            return False
+        self._coverage.start()
+        self._started = True
+        return True
+
+    def end(self) -> None:
+        self._coverage.stop()
+        self._started = False
 
     def reached(self, tripwire: Tripwire) -> set[tuple[int, int]]:
         """The candidate's arcs (line to line, negative for entry and exit) run so far."""
@@ -90,27 +102,62 @@ class CoverageProbe:
             arcs = self._coverage.get_data().arcs(self.path)
         return set(arcs or ())
 
-    def results(self, tripwire: Tripwire) -> dict[str, Any]:
-        """The report's ``coverage`` field: both codes' statements, branches and gaps."""
+    def cover_original(self, runs: Sequence[Callable[[], object]], tripwire: Tripwire) -> None:
+        """Measure the original over ``runs`` not measured yet, when it is to be measured.
+
+        ``runs`` holds one callable per input the checks ran, each running the
+        original on that input; the list only grows, so a later call measures
+        what was added since (the search's inputs after the replay's).
+        """
+        if self._original is None or self._original_runs >= len(runs):
+            return
         with tripwire.disarmed():
-            try:
-                self._coverage.json_report(
-                outfile=self._report,
-                morfs=[self.path, self._module_file] if self._measure_original else [self.path])
-            except coverage.exceptions.CoverageException:  # nothing of either code ran
-                return {}
-            with open(self._report, encoding="utf-8") as handle:
-                files = json.load(handle)["files"]
-        found = {os.path.realpath(name): data for name, data in files.items()}
+            self._original.start()
+        try:
+            for run in runs[self._original_runs:]:
+                run()
+        finally:
+            with tripwire.disarmed():
+                self._original.stop()
+        self._original_runs = len(runs)
+
+    def results(self, tripwire: Tripwire) -> dict[str, Any]:
+        """The report's ``coverage`` field: the candidate's statements, branches and gaps,
+        and the original's when it was measured."""
         out: dict[str, Any] = {}
-        candidate = found.get(self.path)
+        candidate = self._measured(self._coverage, self.path, tripwire)
         if candidate is not None:
             out["candidate"] = _relative(candidate, 1, self._lines, skip=self._header)
-        original = found.get(self._module_file)
+        original = self._measured(self._original, self._module_file, tripwire) \
+            if self._original is not None and self._original_runs else None
         if original is not None:
             out["original"] = _relative(original, self._first, self._last,
                                         skip=self._original_header)
         return out
+
+    def _measured(self, measure: coverage.Coverage | None, path: str,
+                  tripwire: Tripwire) -> dict[str, Any] | None:
+        """``path``'s JSON coverage from ``measure``; None when nothing of it ran."""
+        if measure is None:
+            return None
+        with tripwire.disarmed():
+            try:
+                measure.json_report(outfile=self._report, morfs=[path])
+            except coverage.exceptions.CoverageException:  # nothing of the file ran
+                return None
+            with open(self._report, encoding="utf-8") as handle:
+                files = json.load(handle)["files"]
+        found = {os.path.realpath(name): data for name, data in files.items()}
+        return found.get(path)
+
+
+def _coverage(path: str) -> coverage.Coverage:
+    """Line and branch coverage of the file at ``path`` only, with every pragma off."""
+    measure = coverage.Coverage(data_file=None, branch=True, config_file=False, include=[path])
+    measure.set_option("report:exclude_lines", [])
+    measure.set_option("report:exclude_also", [])
+    measure.set_option("report:partial_branches", [])
+    return measure
 
 
 def _last_line(code: types.CodeType) -> int:

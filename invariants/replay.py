@@ -26,7 +26,7 @@ import time
 import types
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from invariants.canonical import Uncomparable, alias_paths, same
 from invariants.compare import (
@@ -180,24 +180,48 @@ class ReplayResult:
     iterators: bool = False
 
 
+class Measure(Protocol):
+    """A measurement of the candidate's own calls (its coverage, see invariants.measure)."""
+
+    def begin(self) -> bool: ...  # True when it started measuring now
+
+    def end(self) -> None: ...
+
+
 class CodeSwitch:
-    """Runs the target function object with either code object, as the live swap would."""
+    """Runs the target function object with either code object, as the live swap would.
+
+    With ``measure``, each call of the candidate is measured, and nothing else:
+    a tracer left on across the checks would see every line the original and the
+    harness's comparisons run too, and slowed a replay threefold.
+    """
 
     def __init__(self, func: types.FunctionType, original: types.CodeType,
-                 candidate: types.CodeType, tripwire: Tripwire) -> None:
+                 candidate: types.CodeType, tripwire: Tripwire, *,
+                 measure: Measure | None = None) -> None:
         self.func = func
         self._codes = {"original": original, "candidate": candidate}
         self._tripwire = tripwire
+        self._measure = measure
 
     @contextlib.contextmanager
     def running(self, which: str) -> Iterator[types.FunctionType]:
-        with self._tripwire.disarmed():
+        with self._tripwire.disarmed():  # the tracer's start and stop are audited
             self.func.__code__ = self._codes[which]
-        with self._tripwire.context(which):
-            yield self.func
+            measured = which == "candidate" and self._measure is not None and \
+                self._measure.begin()
+        try:
+            with self._tripwire.context(which):
+                yield self.func
+        finally:
+            if measured:
+                assert self._measure is not None
+                with self._tripwire.disarmed():
+                    self._measure.end()
 
 
 Guard = tuple[Callable[[], None], Callable[[], list[str]]]
+LoadArgs = Callable[[], tuple[tuple[Any, ...], dict[str, Any]]]  # a fresh copy of one input
 # What observes each call whose outcomes matched: (arguments before the call, the
 # original's outcome, the candidate's) -> the difference it finds, or None.
 Observer = Callable[[tuple[tuple[Any, ...], dict[str, Any]], Outcome, Outcome],
@@ -225,6 +249,8 @@ class PairRunner:
     # Bound when the runner is made, before the candidate exists (see invariants.guard).
     clock: Callable[[], float] = time.perf_counter
     state: StateWatch | None = None
+    # every input run is appended here, when given (see CoverageProbe.cover_original)
+    inputs: list[LoadArgs] | None = None
     threads: int = field(init=False, default=0)
     seconds: dict[str, float] = field(init=False, default_factory=dict)
     runs: int = field(init=False, default=0)
@@ -232,10 +258,12 @@ class PairRunner:
     def __post_init__(self) -> None:
         self.threads = self.thread_count()
 
-    def run(self, load_args: Callable[[], tuple[tuple[Any, ...], dict[str, Any]]],
-            result: ReplayResult, *, index: int | None = None) -> dict[str, Outcome] | None:
+    def run(self, load_args: LoadArgs, result: ReplayResult, *,
+            index: int | None = None) -> dict[str, Outcome] | None:
         position = self.runs if index is None else index
         self.runs += 1
+        if self.inputs is not None:
+            self.inputs.append(load_args)
         outcomes: dict[str, Outcome] = {}
         changed: dict[str, dict[str, str]] = {}
         for which in ("original", "candidate"):
@@ -289,8 +317,8 @@ def replay(switch: CodeSwitch, records: Sequence[CallRecord], tripwire: Tripwire
            bounds: CallBounds = CallBounds(), *,
            thread_count: Callable[[], int] = lambda: 0,
            guard: Guard | None = None, observe: Observer | None = None,
-           state: StateWatch | None = None, order: Sequence[int] | None = None
-           ) -> ReplayResult:
+           state: StateWatch | None = None, order: Sequence[int] | None = None,
+           inputs: list[LoadArgs] | None = None) -> ReplayResult:
     """Replay ``records`` on both versions and compare outcomes call by call.
 
     ``guard`` is :func:`invariants.guard.make_guard`'s pair (see :class:`PairRunner`).
@@ -299,13 +327,14 @@ def replay(switch: CodeSwitch, records: Sequence[CallRecord], tripwire: Tripwire
     :mod:`invariants.statecheck`); the first call that shows it ends the replay.
     ``order`` (a permutation of the record indices, see :func:`shuffled_order`) is
     the order to run them in; fingerprints and mismatch indices still follow the
-    records' own order.
+    records' own order. ``inputs`` collects every input run (see :class:`PairRunner`).
     """
     if order is not None and sorted(order) != list(range(len(records))):
         raise ValueError(f"order must be a permutation of the {len(records)} record indices")
     indices = list(order) if order is not None else list(range(len(records)))
     result = ReplayResult()
-    runner = PairRunner(switch, tripwire, bounds, thread_count, guard, state=state)
+    runner = PairRunner(switch, tripwire, bounds, thread_count, guard, state=state,
+                        inputs=inputs)
     ran: list[int] = []
     _replay_in_order(runner, records, indices, observe, result, ran)
     if order is not None:

@@ -29,6 +29,7 @@ import _thread
 import argparse
 import collections
 import contextlib
+import functools
 import inspect
 import io
 import itertools
@@ -54,8 +55,10 @@ from invariants.replay import (
     CallBounds,
     CodeSwitch,
     LimitReached,
+    LoadArgs,
     PairRunner,
     ReplayResult,
+    call,
     replay,
     shuffled_order,
 )
@@ -197,15 +200,21 @@ def run_job(job: ShadowJob, tripwire: Tripwire, mode: str,
     state = None if job.memoise else StateWatch(func)
     phases.mark("load")
     tripwire.arm()
-    switch = CodeSwitch(func, original_code, candidate_code, tripwire)
+    switch = CodeSwitch(func, original_code, candidate_code, tripwire, measure=probe)
     observe = invariant_observer(predicates, tripwire) if predicates else None
+    def rerun() -> list[Callable[[], object]]:
+        """The original on every input the checks ran (see CoverageProbe.cover_original)."""
+        return [functools.partial(_run_original, switch, load_args) for load_args in ran]
+
     def measured() -> contextlib.AbstractContextManager[None]:
         return probe.measuring(tripwire) if probe is not None else contextlib.nullcontext()
 
+    ran: list[LoadArgs] = []  # every input a check ran, for the original's coverage
     with measured():
         result = replay(switch, corpus.records, tripwire, CallBounds(),
                         thread_count=_thread._count, guard=(refresh, changes), observe=observe,
-                        state=state, order=shuffled_order(len(corpus.records), job.shuffle_seed))
+                        state=state, order=shuffled_order(len(corpus.records), job.shuffle_seed),
+                        inputs=ran)
     phases.mark("replay")
     checks = _ran(result, ["differential", *(["invariant"] if predicates else [])])
     fields = {**_replay_fields(result), "checks": checks, "notes": notes,
@@ -216,7 +225,7 @@ def run_job(job: ShadowJob, tripwire: Tripwire, mode: str,
         with measured():
             generated = check_generated(
                 PairRunner(switch, tripwire, CallBounds(), _thread._count, (refresh, changes),
-                           state=state),
+                           state=state, inputs=ran),
                 blobs, deadline_ms=job.deadline_ms, observe=observe)
         phases.mark("property")
         fields["examples"] = generated.examples
@@ -231,9 +240,9 @@ def run_job(job: ShadowJob, tripwire: Tripwire, mode: str,
     if probe is not None and plan is not None and (job.search_seconds > 0 or plan.found):
         searched = search(
             plan, PairRunner(switch, tripwire, CallBounds(), _thread._count, (refresh, changes),
-                             state=state),
+                             state=state, inputs=ran),
             probe, tripwire, job.search_seconds, deadline_ms=job.deadline_ms, observe=observe,
-            missing=_to_reach(probe, tripwire, job, original_source))
+            missing=_to_reach(probe, tripwire, job, original_source, rerun))
         phases.mark("search")
         fields["found"] = searched.kept
         if searched.result.status != "ok":
@@ -244,7 +253,7 @@ def run_job(job: ShadowJob, tripwire: Tripwire, mode: str,
                          f"reached candidate code nothing else ran"
                          + ("" if searched.complete else "; some code is still unexercised"))
     if probe is not None:
-        fields["coverage"] = probe.results(tripwire)
+        fields["coverage"] = _final_coverage(probe, tripwire, rerun)
     threads = _thread._count()
     bench = paired_benchmark(
         _timer(switch, result.iterators),
@@ -260,10 +269,28 @@ def run_job(job: ShadowJob, tripwire: Tripwire, mode: str,
             "checks": [*fields["checks"], "benchmark"]}
 
 
-def _to_reach(probe: CoverageProbe, tripwire: Tripwire, job: ShadowJob,
-              original_source: str) -> tuple[set[int], set[tuple[int, int]]]:
-    """The candidate's lines and branches not run yet that the gate would not excuse."""
+def _run_original(switch: CodeSwitch, load_args: LoadArgs) -> None:
+    args, kwargs = load_args()
+    with switch.running("original") as fn:
+        call(fn, args, kwargs, CallBounds())
+
+
+def _final_coverage(probe: CoverageProbe, tripwire: Tripwire,
+                    rerun: Callable[[], list[Callable[[], object]]]) -> dict[str, Any]:
+    """The report's coverage: the candidate's, and the original's where it has a gap."""
     results = probe.results(tripwire)
+    candidate = results.get("candidate")
+    if candidate is None or not (candidate["missing_lines"] or candidate["missing_branches"]):
+        return results
+    probe.cover_original(rerun(), tripwire)
+    return probe.results(tripwire)
+
+
+def _to_reach(probe: CoverageProbe, tripwire: Tripwire, job: ShadowJob,
+              original_source: str, rerun: Callable[[], list[Callable[[], object]]]
+              ) -> tuple[set[int], set[tuple[int, int]]]:
+    """The candidate's lines and branches not run yet that the gate would not excuse."""
+    results = _final_coverage(probe, tripwire, rerun)
     candidate, original = results.get("candidate"), results.get("original")
     if candidate is None:
         return set(), set()
@@ -290,7 +317,7 @@ def _search_plan(job: ShadowJob, records: Any, candidate: Any, original: Any,
             texts = read_found(Path(job.found_path))
         except FoundError:
             texts = []
-        found = [call for call in map(from_literal, texts) if call is not None]
+        found = [item for item in map(from_literal, texts) if item is not None]
     seeds = []
     for record in records[:MAX_SEEDS]:
         try:

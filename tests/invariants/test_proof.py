@@ -128,9 +128,14 @@ def test_a_coverage_pragma_in_the_candidate_hides_nothing(
 
 def test_the_original_is_measured_only_when_a_rule_may_need_it(
         workspace: Workspace, isolation: Isolation) -> None:
-    """Tracing the original costs time; it is measured only for a keeps-original claim."""
+    """Tracing the original costs time; it is measured only for a keeps-original claim,
+    and only when the candidate has a gap the original's coverage could excuse."""
     report, _ = judge(workspace, isolation, "total", KEEPS_BRANCH, keeps_original=False)
     assert report.coverage is not None and report.original_coverage is None
+    covered = "def scaled(values, factor):\n    return [v * factor for v in values]\n"
+    report, gap = judge(workspace, isolation, "scaled", covered, keeps_original=True)
+    assert gap is None and report.coverage is not None and report.coverage.complete
+    assert report.original_coverage is None
 
 
 def test_a_fully_exercised_candidate_passes(workspace: Workspace, isolation: Isolation) -> None:
