@@ -41,6 +41,18 @@ def with_demo(args: list[str]) -> list[str]:
     return [*args, *extra]
 
 
+def quick_config(directory: Path, *, candidates: int | None = 1) -> Path:
+    """A ``selfmod.yaml`` (in ``directory``) for tests whose point is not the ranking nor the
+    choice among candidates: the profiler samples four times as often and ranks after 20
+    in-scope samples, so a scope that is cold (the demo after its swaps) is ranked in
+    seconds, not a minute; and only the first ``candidates`` of a request are judged (the
+    rules propose their composition first). Everything else is the embedded default."""
+    path = directory / "selfmod-quick.yaml"
+    cycle = "{min_samples: 20" + (f", max_candidates: {candidates}}}" if candidates else "}")
+    path.write_text(f"version: 1\nprofiler: {{hz: 200}}\ncycle: {cycle}\n")
+    return path
+
+
 class LiveDaemon:
     """A ``selfmod run`` subprocess whose JSON log lines are collected as they arrive."""
 
@@ -85,7 +97,20 @@ class LiveDaemon:
                     return found[0]
                 break
             time.sleep(0.1)
-        raise AssertionError(f"no {name!r} event after line {since}; output:\n{self.tail()}")
+        raise AssertionError(f"no {name!r} event after line {since}; every event:\n"
+                             f"{self.timeline()}\nlast lines:\n{self.tail(15)}")
+
+    def timeline(self, limit: int = 200) -> str:
+        """One short line per log event (time, event, target, outcome or reason): what the
+        daemon did all along, where the tail shows only its last moments."""
+        rows = []
+        for line in list(self.lines)[-limit:]:
+            fields = [str(line.get("timestamp", ""))[11:23], str(line.get("event", ""))]
+            fields += [str(line[key])[:80] for key in ("target", "outcome", "reason", "stage",
+                                                        "origin", "share", "seconds")
+                       if line.get(key) not in (None, "")]
+            rows.append(" ".join(fields))
+        return "\n".join(rows)
 
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM, then wait for the exit code (killing what is left after ``timeout``)."""

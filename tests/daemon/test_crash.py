@@ -24,7 +24,7 @@ import psutil
 import pytest
 
 from snapshots.crash import CRASH_ENV, CRASH_EXIT_STATUS, DAEMON_POINTS
-from tests.daemon.live import SELFMOD, LiveDaemon, cli, seed_version
+from tests.daemon.live import SELFMOD, LiveDaemon, cli, quick_config, seed_version
 
 SCOPE = ["demo.logstats:dedupe_sessions", "demo.logstats:unique_visitors"]
 
@@ -73,7 +73,8 @@ class Offspring:
 
 def run(state: Path, crash_at: str = "") -> LiveDaemon:
     """`selfmod run` on the demo; ``crash_at`` arms a crash point ("" arms none)."""
-    return LiveDaemon(["--state-dir", str(state), "--metrics-port", "0", "--scope", *SCOPE],
+    return LiveDaemon(["--config", str(quick_config(state.parent)), "--state-dir", str(state),
+                       "--metrics-port", "0", "--scope", *SCOPE],
                       state.parent, env={CRASH_ENV: crash_at})
 
 

@@ -10,7 +10,7 @@ import urllib.request
 import psutil
 import pytest
 
-from tests.daemon.live import LiveDaemon, cli
+from tests.daemon.live import LiveDaemon, cli, quick_config
 
 pytestmark = pytest.mark.slow
 
@@ -23,8 +23,9 @@ def batch_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("batch")
     state = root / "state"
     report = root / "report.json"
-    daemon = LiveDaemon(["--state-dir", str(state), "--metrics-port", "0", "--exit-when-idle",
-                     "--max-cycles", "8", "--report", str(report), "--scope", *SCOPE], root)
+    daemon = LiveDaemon(["--config", str(quick_config(root)), "--state-dir", str(state),
+                         "--metrics-port", "0", "--exit-when-idle", "--max-cycles", "8",
+                         "--report", str(report), "--scope", *SCOPE], root)
     listening = daemon.wait_for("metrics_listening", 60)
     daemon.wait_for("swapped", 240)
     with urllib.request.urlopen(listening["url"], timeout=10) as response:
@@ -95,7 +96,8 @@ def test_restart_reapplies_accepted_versions_without_synthesis(batch_run):
     """A second run on the same state re-applies the active versions and says so."""
     report = json.loads(batch_run["report"].read_text())
     active = report["active"]
-    daemon = LiveDaemon(["--state-dir", str(batch_run["state"]), "--metrics-port", "0",
+    daemon = LiveDaemon(["--config", str(quick_config(batch_run["root"])),
+                         "--state-dir", str(batch_run["state"]), "--metrics-port", "0",
                      "--exit-when-idle", "--max-cycles", "4", "--scope", *SCOPE],
                     batch_run["root"])
     code = daemon.finish(300)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.daemon.live import SELFMOD, LiveDaemon, NotifyListener, cli, seed_version
+from tests.daemon.live import SELFMOD, LiveDaemon, NotifyListener, cli, quick_config, seed_version
 
 pytestmark = pytest.mark.slow
 
@@ -236,8 +236,8 @@ def test_pause_stops_cycles_and_resume_restarts_them(tmp_path: Path) -> None:
     """While paused the main loop keeps iterating but starts no cycle; after resume one starts."""
     state = tmp_path / "state"
     listener = NotifyListener()
-    daemon = LiveDaemon(["--state-dir", str(state), "--metrics-port", "0", "--scope",
-                         "demo.logstats:*"], tmp_path,
+    daemon = LiveDaemon(["--config", str(quick_config(tmp_path)), "--state-dir", str(state),
+                         "--metrics-port", "0", "--scope", "demo.logstats:*"], tmp_path,
                         env={"NOTIFY_SOCKET": listener.path, "WATCHDOG_USEC": "1000000"})
     try:
         daemon.wait_for("cycle_started", 180)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon.live import LiveDaemon, NotifyListener, cli, fields, seed_version
+from tests.daemon.live import LiveDaemon, NotifyListener, cli, fields, quick_config, seed_version
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,8 @@ def test_ready_after_restore_status_per_cycle_watchdog_reload_and_stopping(
     state = tmp_path / "state"
     version = seed_version(state, TARGET, "restored at start")
     listener = NotifyListener()
-    daemon = LiveDaemon(["--state-dir", str(state), "--metrics-port", "0", "--scope", *SCOPE],
+    daemon = LiveDaemon(["--config", str(quick_config(tmp_path)), "--state-dir", str(state),
+                         "--metrics-port", "0", "--scope", *SCOPE],
                         tmp_path, env={"NOTIFY_SOCKET": listener.path,
                                        "WATCHDOG_USEC": "1000000"})
     try:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.daemon.live import LiveDaemon
+from tests.daemon.live import LiveDaemon, quick_config
 from tests.tooling import ensure_tool
 
 pytestmark = pytest.mark.slow
@@ -98,8 +98,9 @@ def _eventually(check: Callable[[], Any], what: str, timeout: float, tail: Calla
 def scraped(tmp_path: Path) -> Iterator[tuple[LiveDaemon, Prometheus]]:
     """The daemon on a free loopback port, and a Prometheus server scraping it."""
     binary = ensure_tool("prometheus", "prometheus")
-    daemon = LiveDaemon(["--state-dir", str(tmp_path / "state"), "--metrics-port", "0",
-                         "--scope", *SCOPE], tmp_path)
+    daemon = LiveDaemon(["--config", str(quick_config(tmp_path)), "--state-dir",
+                         str(tmp_path / "state"), "--metrics-port", "0", "--scope", *SCOPE],
+                        tmp_path)
     prometheus: Prometheus | None = None
     try:
         url = urllib.parse.urlsplit(daemon.wait_for("metrics_listening", 120)["url"])
