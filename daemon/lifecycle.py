@@ -244,6 +244,7 @@ class Daemon:
                                   proposer=self.config.proposer)
         self.liveness.status("restoring state")
         self.restore()
+        self.proposers.prepare(self.config, self.policy())
         self.workload = self._make_workload()
         self.workload.start()
         self._workload_watch = MismatchWatcher(self.workload, self._oracle_mismatch,

@@ -32,7 +32,8 @@ proposer: rules
 log: {format: json}
 metrics: {port: 0}
 workload: {options: {workers: 1}}
-cycle: {warmup_seconds: 1.0, interval_seconds: 0.2, min_samples: 20}
+profiler: {hz: 200}
+cycle: {warmup_seconds: 1.0, interval_seconds: 0.2, min_samples: 20, max_candidates: 1}
 """
 FIRST = """\
 version: 1

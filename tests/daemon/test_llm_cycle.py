@@ -27,6 +27,7 @@ def test_model_cycles_reach_vllm_and_its_noise_is_rejected_with_reasons(vllm, tm
     (tmp_path / "envelope.yaml").chmod(0o644)
     (tmp_path / "selfmod.yaml").write_text(
         "version: 1\npolicy: envelope.yaml\nproposer: llm\n"
+        "profiler: {hz: 200}\ncycle: {min_samples: 20}\n"
         f"llm: {{base_url: '{vllm.base_url}', model: '{vllm.model}', max_tokens: 200, "
         "samples: 2, timeout_seconds: 60}\n")
     state = tmp_path / "state"

@@ -82,6 +82,8 @@ def _configure(tmp_path: Path, url: str, proposer: str, rules: bool, samples: in
     config = tmp_path / "selfmod.yaml"
     config.write_text(
         f"version: 1\npolicy: envelope.yaml\nproposer: {proposer}\n"
+        # a cold target (unique_visitors) is ranked in seconds, not minutes
+        "profiler: {hz: 200}\ncycle: {min_samples: 20}\n"
         "workload: {app: 'demo.workload:main', options: {workers: 2, seed: 1234, "
         "oracle_every: 5}}\n"
         f"llm: {{base_url: '{url}', model: '{MODEL}', max_tokens: 800, samples: {samples}, "

@@ -41,6 +41,19 @@ def test_the_model_proposer_is_built_once_until_forgotten():
     assert proposers.for_cycle(config, DEFAULT_POLICY)[1] is not first[1]
 
 
+def test_prepare_builds_the_model_proposer_before_any_cycle_and_only_when_asked():
+    """The daemon prepares before the app starts: the model client (and the SDK it imports)
+    is built then when the config or the policy asks for it, and not for rules alone."""
+    rules_only = Proposers()
+    rules_only.prepare(DaemonConfig(proposer="rules"), DEFAULT_POLICY)
+    assert not rules_only.uses_llm
+    for config, policy in ((DaemonConfig(proposer="llm"), DEFAULT_POLICY),
+                           (DaemonConfig(proposer="rules"), with_switches(llm=True))):
+        proposers = Proposers()
+        proposers.prepare(config, policy)
+        assert proposers.uses_llm
+
+
 def test_the_policy_can_enable_the_model_proposer_on_its_own():
     """proposers.llm.enabled adds the model proposer to a rules-only config."""
     proposers = Proposers()
