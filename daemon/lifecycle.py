@@ -128,6 +128,7 @@ class Daemon:
         self.cycles: list[CycleReport] = []
         self.throughput_before: float | None = None
         self.last_cycle: dict[str, Any] | None = None
+        self._not_returning: set[str] = set()  # targets said to be no target, once each
         self.workload: Workload | None = None
         self.app_exit: ev.AppExited | None = None  # set from the app's thread when it ends
         self._workload_watch: MismatchWatcher | None = None
@@ -389,7 +390,16 @@ class Daemon:
     def pick(self) -> HotSpot | None:
         """The target the next cycle works on (see :meth:`daemon.selection.Selection.pick`)."""
         assert self.profiler is not None
-        return self.selection.pick(self.profiler.ranking(self.config.cycle.min_share))
+        ranking = self.profiler.ranking(self.config.cycle.min_share)
+        for spot in ranking:
+            if not spot.returning and spot.running_seconds >= self.config.profiler.window_seconds \
+                    and spot.target not in self._not_returning:
+                self._not_returning.add(spot.target)
+                self.log.info("not_a_target", target=spot.target, share=round(spot.share, 3),
+                              running_seconds=round(spot.running_seconds, 1),
+                              reason="no call of it has returned: a loop or a server records "
+                                     "no calls to replay; the functions it calls are targets")
+        return self.selection.pick(ranking)
 
     def current_version(self, target: str) -> str:
         installed = self.swapper.active().get(target)

@@ -6,6 +6,14 @@ thread, attributes one sample to the innermost frame whose function is in scope
 Samples live in a sliding window, so the ranking follows the workload as it
 changes and as swapped versions get faster.
 
+The profiler also watches calls return. It keeps each in-scope frame it saw on
+a stack until a sample no longer finds it there: that call has returned (or its
+thread ended). A target none of whose calls has been seen returning is not
+ranked as ``returning``: an app's endless ``main`` loop or a server's
+``serve_forever`` can hold most of the samples, but a cycle on it would wait
+out the recording for calls that never come (:meth:`Profiler.ranking` says how
+long its oldest call has been running).
+
 The cost is one GIL acquisition and a short stack walk per thread per sample;
 ``bench/`` measures it against the demo's throughput.
 """
@@ -25,13 +33,29 @@ from envelope.threads import StoppableThread
 _MAX_DEPTH = 64
 
 
+def _since(held: dict[int, tuple[types.FrameType, str, float]], frame: types.FrameType,
+           now: float) -> float:
+    """When ``frame`` was first seen: the time held for it if it is the very frame held
+    from the last sample, else ``now``."""
+    entry = held.get(id(frame))
+    return entry[2] if entry is not None and entry[0] is frame else now
+
+
 @dataclass(frozen=True)
 class HotSpot:
-    """A target and its share of the in-scope samples in the current window."""
+    """A target and its share of the in-scope samples in the current window.
+
+    ``returning`` says whether a call of it has been seen returning, and
+    ``running_seconds`` how long its oldest call still on a stack has been there.
+    The share of a returning target is of the samples of returning targets only:
+    a loop that never returns takes none of it.
+    """
 
     target: str
     share: float
     samples: int
+    returning: bool = True
+    running_seconds: float = 0.0
 
 
 class Profiler(StoppableThread):
@@ -50,6 +74,11 @@ class Profiler(StoppableThread):
         self._scope_cache: dict[str, bool] = {}
         self._lock = threading.Lock()
         self.total_samples = 0
+        # per thread, the in-scope frames on its stack at the last sample: id -> (frame,
+        # target, first seen); a frame held here stays alive until the next sample, so
+        # a new call cannot reuse its id unnoticed
+        self._live: dict[int, dict[int, tuple[types.FrameType, str, float]]] = {}
+        self._returned: collections.Counter[str] = collections.Counter()
 
     def set_scope(self, in_scope: Callable[[str], bool]) -> None:
         """Use a new scope predicate (after a policy reload); cached verdicts are dropped."""
@@ -63,18 +92,30 @@ class Profiler(StoppableThread):
         """Attribute one sample per thread in ``frames`` (public so tests can feed frames)."""
         now = self._clock()
         found: list[str] = []
+        returned: list[str] = []
+        live: dict[int, dict[int, tuple[types.FrameType, str, float]]] = {}
         for ident, frame in frames.items():
             if ident == skip:
                 continue
-            target = self._innermost_in_scope(frame)
-            if target is not None:
-                found.append(target)
+            stack = self._in_scope_stack(frame)
+            if stack:
+                found.append(stack[0][1])
+            held = self._live.get(ident, {})
+            live[ident] = {id(f): (f, name, _since(held, f, now)) for f, name in stack}
+        for ident, held in self._live.items():
+            now_live = live.get(ident, {})
+            returned += [name for key, (f, name, _) in held.items()
+                         if key not in now_live or now_live[key][0] is not f]
         with self._lock:
             for target in found:
                 self._samples.append((now, target))
             self.total_samples += len(found)
+            self._returned.update(returned)
+            self._live = live
 
-    def _innermost_in_scope(self, frame: types.FrameType | None) -> str | None:
+    def _in_scope_stack(self, frame: types.FrameType | None) -> list[tuple[types.FrameType, str]]:
+        """The in-scope frames of a stack with their targets, innermost first."""
+        out: list[tuple[types.FrameType, str]] = []
         depth = 0
         while frame is not None and depth < _MAX_DEPTH:
             code = frame.f_code
@@ -89,22 +130,35 @@ class Profiler(StoppableThread):
                 # lambdas and comprehensions count towards the function that contains them
                 verdict = self._scope_cache[name] = "<" not in name and self._in_scope(name)
             if verdict:
-                return name
+                out.append((frame, name))
             frame = frame.f_back
             depth += 1
-        return None
+        return out
 
     def ranking(self, min_share: float = 0.0) -> list[HotSpot]:
-        """Targets by share of in-scope samples in the window, largest first."""
+        """Targets by share of in-scope samples in the window, largest first (those seen
+        returning before those not)."""
         horizon = self._clock() - self._window
         with self._lock:
             while self._samples and self._samples[0][0] < horizon:
                 self._samples.popleft()
             counts = collections.Counter(target for _, target in self._samples)
+            returned = set(self._returned)
+            oldest: dict[str, float] = {}
+            for held in self._live.values():
+                for _, name, since in held.values():
+                    oldest[name] = min(since, oldest.get(name, since))
         total = sum(counts.values())
         if total == 0:
             return []
-        spots = [HotSpot(t, n / total, n) for t, n in counts.most_common()]
+        # a loop that never returns is no target, and its samples are no target's share
+        eligible = sum(n for t, n in counts.items() if t in returned) or total
+        now = self._clock()
+        spots = [HotSpot(t, n / (eligible if t in returned else total), n,
+                         returning=t in returned,
+                         running_seconds=now - oldest[t] if t in oldest else 0.0)
+                 for t, n in counts.most_common()]
+        spots.sort(key=lambda spot: (not spot.returning, -spot.samples))
         return [spot for spot in spots if spot.share >= min_share]
 
     def window_samples(self) -> int:

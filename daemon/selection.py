@@ -46,11 +46,12 @@ class Selection:
         return self._policy().in_scope(target, self._app_scope)
 
     def pick(self, ranking: Iterable[HotSpot]) -> HotSpot | None:
-        """The hottest in-scope target not yet tried at its current version, not cooling down."""
+        """The hottest in-scope target seen returning, not yet tried at its current version,
+        not cooling down."""
         now = self._clock()
         for spot in ranking:
-            if not self.in_scope(spot.target):
-                continue
+            if not self.in_scope(spot.target) or not spot.returning:
+                continue  # a call that never returns (a loop, a server) records nothing
             if cooling_down(self.cooldown.get(spot.target), now):
                 continue
             if (spot.target, self._current_version(spot.target)) in self.tried:

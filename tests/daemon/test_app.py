@@ -49,3 +49,22 @@ def test_no_app_configured_is_a_clear_error_before_start(tmp_path):
     assert "--app" in proc.stderr and "workload.app" in proc.stderr
     assert "daemon_started" not in proc.stdout
     assert not (tmp_path / "s").exists()
+
+
+def test_an_endless_main_is_no_target_and_its_helpers_are_all_tried(tmp_path):
+    """An app whose main loop holds most of the samples and never returns: every helper it
+    calls gets a cycle within --max-cycles 6, and main is never picked (or recorded)."""
+    report = tmp_path / "report.json"
+    selfmod = Path(sys.executable).with_name("selfmod")
+    proc = subprocess.run(
+        [str(selfmod), "run", "--app", "busyloop:main", "--scope", "busyloop:*",
+         "--state-dir", str(tmp_path / "state"), "--metrics-port", "0", "--exit-when-idle",
+         "--max-cycles", "6", "--report", str(report)],
+        cwd=APPS, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.loads(report.read_text())
+    tried = [cycle["target"] for cycle in data["cycles"]]
+    assert "busyloop:main" not in tried, tried
+    assert set(tried) == {"busyloop:checksum", "busyloop:collatz_steps", "busyloop:horner",
+                          "busyloop:run_lengths"}, tried
+    assert data["exit_reason"].startswith("idle"), data["exit_reason"]

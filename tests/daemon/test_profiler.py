@@ -2,6 +2,7 @@
 
 import sys
 import threading
+import time
 
 from daemon.profiler import Profiler
 from invariants.targets import in_scope
@@ -92,3 +93,44 @@ def test_lambdas_count_towards_their_enclosing_function():
         stop.set()
         thread.join()
     assert [s.target for s in profiler.ranking()] == ["tests.daemon.fixtures.hot:via_lambda"]
+
+
+def test_a_loop_that_never_returns_is_not_returning_and_its_callee_is():
+    """hot.loop holds its frame for the whole run; the step() calls it makes are seen to
+    return. Only step is ranked as returning, and its share leaves the loop's samples out."""
+    clock = FakeClock(0.0)
+    stop = threading.Event()
+    ready = threading.Event()
+    thread = threading.Thread(target=hot.loop, args=(stop, ready))
+    thread.start()
+    ready.wait(5)
+    profiler = Profiler(_scope, hz=100, window_seconds=60, clock=clock)
+    try:
+        for _ in range(300):
+            clock.now += 0.01
+            profiler.sample(sys._current_frames(), skip=threading.get_ident())
+            time.sleep(0.001)
+    finally:
+        stop.set()
+        thread.join()
+    spots = {spot.target: spot for spot in profiler.ranking()}
+    loop, step = spots["tests.daemon.fixtures.hot:loop"], spots["tests.daemon.fixtures.hot:step"]
+    assert step.returning and step.share == 1.0
+    assert not loop.returning and loop.running_seconds >= 2.9
+    assert list(spots) == ["tests.daemon.fixtures.hot:step", "tests.daemon.fixtures.hot:loop"]
+
+
+def test_a_thread_that_ends_returns_its_calls():
+    """A call still on a thread's stack when the thread ends has returned."""
+    stop = threading.Event()
+    ready = threading.Event()
+    thread = threading.Thread(target=hot.outer, args=(stop, ready))
+    thread.start()
+    ready.wait(5)
+    profiler = Profiler(_scope, hz=100)
+    profiler.sample(sys._current_frames(), skip=threading.get_ident())
+    assert not profiler.ranking()[0].returning
+    stop.set()
+    thread.join()
+    profiler.sample(sys._current_frames(), skip=threading.get_ident())
+    assert all(spot.returning for spot in profiler.ranking())

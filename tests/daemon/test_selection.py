@@ -29,6 +29,14 @@ def test_pick_takes_the_hottest_target_in_scope():
     assert selection(FakeClock()).pick(RANKING) == RANKING[1]
 
 
+def test_a_target_never_seen_returning_is_passed_over():
+    """A loop that never returns (an app's main) records no calls: it is not picked."""
+    looping = [HotSpot("app.a:main", 0.9, 90, returning=False, running_seconds=30.0),
+               *RANKING[1:]]
+    assert selection(FakeClock()).pick(looping) == RANKING[1]
+    assert selection(FakeClock()).pick(looping[:1]) is None
+
+
 def test_a_rejected_target_cools_down_and_is_not_retried_at_the_same_version():
     """After a rejection the target waits out the cool-down, then stays tried at that version."""
     clock = FakeClock()
