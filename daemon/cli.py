@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from daemon.cli_io import Command, config_of, emit, fail, state_dir_of
+from daemon.cli_io import Command, config_of, emit, fail, state_dir_of, utc
 from daemon.cli_state import (
     cmd_audit_keygen,
     cmd_audit_verify,
@@ -118,7 +118,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         state_dir = state_dir_of(args)
         state = StateStore(state_dir).load()
         data = {"running": False, "state_dir": str(state_dir),
-                "active": dict(state.active)}
+                "active": dict(state.active),
+                "excluded": {t: dict(e) for t, e in state.excluded.items()}}
 
     def text(d: dict[str, Any]) -> str:
         lines = [f"running: {'yes, pid ' + str(d['pid']) if d['running'] else 'no'}",
@@ -157,6 +158,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         if d.get("approving"):
             lines.append(f"approved, rolling out under the canary: {len(d['approving'])}")
             lines += [f"  {t}  {short_id(v)}" for v, t in sorted(d["approving"].items())]
+        if d.get("excluded"):
+            lines.append(f"excluded from synthesis: {len(d['excluded'])} (selfmod include TARGET)")
+            lines += [f"  {t}  by {e['by']}, {utc(e['at'])}" + (f": {e['note']}" if e["note"]
+                                                               else "")
+                      for t, e in sorted(d["excluded"].items())]
         return "\n".join(lines)
 
     emit(args, data, text)
@@ -192,11 +198,56 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         from daemon.ledger import Ledger
         from snapshots import Snapshots
 
+        excludes = _policy_of(args).approval.rollback_excludes
         with Snapshots(state_dir_of(args)) as snapshots:
-            answer = Ledger.writer(snapshots).rollback_offline(args.id)
+            answer = Ledger.writer(snapshots).rollback_offline(args.id, excludes=excludes)
     emit(args, answer, lambda d: f"rolled back {short_id(d['rolled_back'])} on {d['target']}; "
-                                  f"now live: {_live_name(d.get('restored', ''))}")
+                                  f"now live: {_live_name(d.get('restored', ''))}"
+                                  + ("; the target stays out of synthesis until `selfmod "
+                                     "include`" if d.get("excluded") else ""))
     return 0
+
+
+def cmd_exclude(args: argparse.Namespace) -> int:
+    """Keep a target out of synthesis, live or offline, until included again."""
+    client = _client(args)
+    if client.available():
+        answer = client.request("POST", "/exclude", {"target": args.target, "note": args.note})
+    else:
+        from daemon.ledger import Ledger
+        from snapshots import Snapshots
+
+        with Snapshots(state_dir_of(args)) as snapshots:
+            answer = Ledger.writer(snapshots).exclude_offline(args.target, "operator",
+                                                              args.note)
+    emit(args, answer, lambda d: f"{d['excluded']} is excluded from synthesis until `selfmod "
+                                  f"include {d['excluded']}`"
+                                  + ("; its active version stays live (selfmod rollback ID "
+                                     "takes it out)" if d.get("active") else ""))
+    return 0
+
+
+def cmd_include(args: argparse.Namespace) -> int:
+    """Let synthesis try an excluded target again, live or offline."""
+    client = _client(args)
+    if client.available():
+        answer = client.request("POST", "/include", {"target": args.target})
+    else:
+        from daemon.ledger import Ledger
+        from snapshots import Snapshots
+
+        with Snapshots(state_dir_of(args)) as snapshots:
+            answer = Ledger.writer(snapshots).include_offline(args.target)
+    emit(args, answer, lambda d: f"{d['included']} may be synthesised again")
+    return 0
+
+
+def _policy_of(args: argparse.Namespace) -> Any:
+    """The policy the daemon of ``args``'s config runs under (the embedded one by default)."""
+    from envelope.policy import DEFAULT_POLICY, load_policy
+
+    path = config_of(args).policy
+    return load_policy(path) if path is not None else DEFAULT_POLICY
 
 
 # -- envelope ---------------------------------------------------------------------------
@@ -345,6 +396,15 @@ def _parser() -> argparse.ArgumentParser:
     rollback = sub.add_parser("rollback", parents=[common], help="remove an active version")
     rollback.add_argument("id")
     rollback.set_defaults(func=cmd_rollback)
+    exclude = sub.add_parser("exclude", parents=[common],
+                             help="keep a target out of synthesis until included again")
+    exclude.add_argument("target", metavar="MODULE:QUALNAME")
+    exclude.add_argument("--note", default="", help="why, for the audit log and status")
+    exclude.set_defaults(func=cmd_exclude)
+    include = sub.add_parser("include", parents=[common],
+                             help="let synthesis try an excluded target again")
+    include.add_argument("target", metavar="MODULE:QUALNAME")
+    include.set_defaults(func=cmd_include)
     sub.add_parser("pause", parents=[common], help="stop starting cycles").set_defaults(
         func=_control_command("/pause"))
     sub.add_parser("resume", parents=[common], help="start cycles again").set_defaults(

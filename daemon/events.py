@@ -206,6 +206,22 @@ class VersionRolledBack(Event):
 
 
 @dataclass(frozen=True)
+class TargetExcluded(Event):
+    """A target is kept out of synthesis until included again (an operator's word)."""
+
+    kind = "excluded"
+    target: str
+    by: str  # operator (selfmod exclude) | rollback (an operator's rollback)
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class TargetIncluded(Event):
+    kind = "included"
+    target: str
+
+
+@dataclass(frozen=True)
 class CanaryPassed(Event):
     """A swapped version held up over its canary window; its probes are gone."""
 

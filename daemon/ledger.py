@@ -17,7 +17,15 @@ from daemon.synthesis.base import Candidate
 from snapshots import Snapshots
 from snapshots.audit import AuditLog
 from snapshots.errors import SnapshotError, UnknownVersion
-from snapshots.state import StateStore, activate, deactivate, mark, with_version
+from snapshots.state import (
+    StateStore,
+    activate,
+    deactivate,
+    exclude,
+    include,
+    mark,
+    with_version,
+)
 from snapshots.store import VersionStore
 from snapshots.versions import DETAIL_LIMIT, Version, VersionRecord, VersionStatus, short_id
 
@@ -76,6 +84,10 @@ class Ledger:
         if vid is None:
             return None
         return Version.from_record(state.versions[vid], self.source(vid))
+
+    def excluded(self) -> dict[str, dict[str, Any]]:
+        """The targets kept out of synthesis: target -> {at, by, note}."""
+        return {t: dict(e) for t, e in self.state.load().excluded.items()}
 
     def active_versions(self) -> list[VersionRecord]:
         return self.state.load().active_records()
@@ -171,13 +183,38 @@ class Ledger:
 
         self.state.update(change)
 
+    def exclude(self, target: str, by: str, note: str = "") -> bool:
+        """Keep ``target`` out of synthesis; False when it was out already."""
+        changed = False
+
+        def change(state: Any) -> Any:
+            nonlocal changed
+            changed = target not in state.excluded
+            return exclude(state, target, by=by, note=note, at=self._clock())
+
+        self.state.update(change)
+        return changed
+
+    def include(self, target: str) -> bool:
+        """Let synthesis try ``target`` again; False when it was not excluded."""
+        changed = False
+
+        def change(state: Any) -> Any:
+            nonlocal changed
+            changed = target in state.excluded
+            return include(state, target)
+
+        self.state.update(change)
+        return changed
+
     def _mark(self, version_id: str, status: VersionStatus, evidence: Mapping[str, Any]) -> None:
         self.state.update(lambda state: mark(state, version_id, status, **evidence))
 
     # -- offline operations (no daemon running) ----------------------------------------
 
-    def rollback_offline(self, prefix: str) -> dict[str, Any]:
-        """Take a version out of the active set of a stopped daemon, with an audit record."""
+    def rollback_offline(self, prefix: str, *, excludes: bool = True) -> dict[str, Any]:
+        """Take a version out of the active set of a stopped daemon, with an audit record;
+        with ``excludes``, the target stays out of synthesis until included again."""
         record = self.find(prefix)
         if record.status is not VersionStatus.ACTIVE:
             raise UnknownVersion(f"version {short_id(record.id)} is {record.status}, not active")
@@ -194,4 +231,26 @@ class Ledger:
                                           "version": record.id, "reason": "operator",
                                           "detail": "offline: daemon not running",
                                           "restored": replaced})
-        return {"rolled_back": record.id, "target": record.target, "restored": replaced}
+        answer = {"rolled_back": record.id, "target": record.target, "restored": replaced}
+        if excludes:
+            self.exclude_offline(record.target, "rollback",
+                                 f"rolled back {short_id(record.id)} by hand")
+        answer["excluded"] = excludes
+        return answer
+
+    def exclude_offline(self, target: str, by: str = "operator", note: str = "") -> dict[str, Any]:
+        """Keep ``target`` out of a stopped daemon's synthesis, with an audit record."""
+        if self.audit is None:
+            raise SnapshotError("internal: offline exclude needs the writer's ledger")
+        if self.exclude(target, by, note):
+            self.audit.append("excluded", {"target": target, "by": by, "note": note})
+        return {"excluded": target, "by": by}
+
+    def include_offline(self, target: str) -> dict[str, Any]:
+        """Let a stopped daemon's synthesis try ``target`` again, with an audit record."""
+        if self.audit is None:
+            raise SnapshotError("internal: offline include needs the writer's ledger")
+        if not self.include(target):
+            raise SnapshotError(f"{target} is not excluded; `selfmod status` lists what is")
+        self.audit.append("included", {"target": target})
+        return {"included": target}

@@ -118,7 +118,8 @@ class Daemon:
         self._policy = PolicyInForce(self._initial_policy())
         self.selection = Selection(policy=self.policy, current_version=self.current_version,
                                    log=self.log, scope=self.options.scope,
-                                   app=config.workload.app, clock=clock)
+                                   app=config.workload.app, clock=clock,
+                                   excluded=lambda: self.rollouts.excluded())
         self.rollouts = Rollouts(self.swapper, self.ledger, self.bus, self.policy,
                                  stop=self.stop_event, clock=clock,
                                  followups=Followups(regressed=self.selection.cool_down,

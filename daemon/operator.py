@@ -25,6 +25,7 @@ from snapshots.versions import VersionStatus
 Answer = tuple[int, dict[str, Any]]
 
 _ID_BODY = 'body must be {"id": "<version id or prefix>"}'
+_TARGET_BODY = 'body must be {"target": "<module:qualname>"} (and optionally "note": "<why>")'
 MIN_PREFIX = 4  # as on the offline path (Ledger.find): a shorter prefix is a guess
 
 
@@ -73,7 +74,8 @@ class Operator:
         return {("GET", "/status"): lambda _: (200, self.status()),
                 ("POST", "/pause"): pause, ("POST", "/resume"): resume,
                 ("POST", "/rollback"): by_id(lambda v: self.rollback(v, reason="operator")),
-                ("POST", "/approve"): by_id(self.approve)}
+                ("POST", "/approve"): by_id(self.approve),
+                ("POST", "/exclude"): self.exclude, ("POST", "/include"): self.include}
 
     def status(self) -> dict[str, Any]:
         """What `selfmod status` shows of a running daemon."""
@@ -89,6 +91,7 @@ class Operator:
             "isolation": snapshot.isolation,
             "policy": snapshot.policy,
             "active": {t: i.version for t, i in self._rollouts.active().items()},
+            "excluded": self._rollouts.excluded(),
             "awaiting_approval": {vid: target for vid, target
                                   in self._rollouts.awaiting_approval().items()
                                   if vid not in approving},
@@ -163,7 +166,26 @@ class Operator:
         if not self._rollouts.roll_back(installed, reason):
             return 409, {"error": f"version {installed.version[:12]} was rolled back meanwhile"}
         return 200, {"rolled_back": installed.version, "target": target,
-                     "restored": installed.previous_version}
+                     "restored": installed.previous_version,
+                     "excluded": target in self._rollouts.excluded()}
+
+    def exclude(self, body: dict[str, Any]) -> Answer:
+        """Keep a target out of synthesis until it is included again (kept in state.json)."""
+        target, note = body.get("target"), body.get("note", "")
+        if not isinstance(target, str) or ":" not in target or not isinstance(note, str):
+            return 400, {"error": _TARGET_BODY}
+        self._rollouts.exclude(target, "operator", note[:500])
+        return 200, {"excluded": target, "by": "operator",
+                     "active": target in self._rollouts.active()}
+
+    def include(self, body: dict[str, Any]) -> Answer:
+        """Let synthesis try an excluded target again."""
+        target = body.get("target")
+        if not isinstance(target, str) or ":" not in target:
+            return 400, {"error": _TARGET_BODY}
+        if not self._rollouts.include(target):
+            return 404, {"error": f"{target} is not excluded; `selfmod status` lists what is"}
+        return 200, {"included": target}
 
     def join(self, timeout: float) -> None:
         """Wait for the approvals in flight (the daemon's stop ends their canaries)."""

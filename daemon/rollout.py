@@ -56,6 +56,8 @@ class Rollouts:
         self._stop = stop
         self._clock = clock
         self._followups = followups or Followups()
+        self._excluded: dict[str, dict[str, Any]] | None = None
+        self._excluded_lock = threading.Lock()
 
     # -- what an operator may look at ------------------------------------------------
 
@@ -124,8 +126,42 @@ class Rollouts:
         return rollout
 
     def roll_back(self, installed: Installed, reason: str) -> bool:
-        """Take ``installed`` out at an operator's word; False when it was out already."""
+        """Take ``installed`` out at an operator's word; False when it was out already.
+
+        Unless the policy says otherwise (approval.rollback_excludes), the target is
+        then excluded: the operator's "no" holds across restarts until ``include``.
+        """
         if not roll_back(self._swapper, self._ledger, self._bus, installed, reason):
             return False
         self._followups.refused(installed.target)
+        if self._policy().approval.rollback_excludes:
+            self.exclude(installed.target, "rollback",
+                         f"rolled back {installed.version[:12]} by hand")
         return True
+
+    # -- what synthesis may not try ----------------------------------------------------
+
+    def excluded(self) -> dict[str, dict[str, Any]]:
+        """The targets kept out of synthesis (read from the state once, then kept here)."""
+        with self._excluded_lock:
+            if self._excluded is None:
+                self._excluded = self._ledger.excluded()
+            return dict(self._excluded)
+
+    def exclude(self, target: str, by: str, note: str = "") -> bool:
+        """Keep ``target`` out of synthesis, on the record; False when it was out already."""
+        with self._excluded_lock:
+            changed = self._ledger.exclude(target, by, note)
+            self._excluded = self._ledger.excluded()
+        if changed:
+            self._bus.publish(ev.TargetExcluded(target, by, note))
+        return changed
+
+    def include(self, target: str) -> bool:
+        """Let synthesis try ``target`` again, on the record; False when it was not out."""
+        with self._excluded_lock:
+            changed = self._ledger.include(target)
+            self._excluded = self._ledger.excluded()
+        if changed:
+            self._bus.publish(ev.TargetIncluded(target))
+        return changed

@@ -10,7 +10,7 @@ before each one. The decisions themselves are the pure functions of
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from daemon.budget import CycleWindow, Halt, cooldown_until, cooling_down
@@ -27,8 +27,10 @@ class Selection:
 
     def __init__(self, *, policy: Callable[[], Policy], current_version: Callable[[str], str],
                  log: Any, scope: tuple[str, ...] = (), app: str | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 excluded: Callable[[], Collection[str]] = tuple) -> None:
         self._policy = policy
+        self._excluded = excluded  # targets an operator keeps out (selfmod exclude)
         self._current_version = current_version
         self._log = log
         self._scope = scope  # overrides the policy's include globs when given
@@ -46,12 +48,15 @@ class Selection:
         return self._policy().in_scope(target, self._app_scope)
 
     def pick(self, ranking: Iterable[HotSpot]) -> HotSpot | None:
-        """The hottest in-scope target seen returning, not yet tried at its current version,
-        not cooling down."""
+        """The hottest in-scope target seen returning, not excluded by an operator, not yet
+        tried at its current version, not cooling down."""
         now = self._clock()
+        excluded = self._excluded()
         for spot in ranking:
             if not self.in_scope(spot.target) or not spot.returning:
                 continue  # a call that never returns (a loop, a server) records nothing
+            if spot.target in excluded:
+                continue
             if cooling_down(self.cooldown.get(spot.target), now):
                 continue
             if (spot.target, self._current_version(spot.target)) in self.tried:

@@ -241,6 +241,9 @@ class Budgets(_Section):
 class Approval(_Section):
     require_for: Globs = ()
     """Target globs whose accepted versions wait for `selfmod approve ID`."""
+    rollback_excludes: bool = True
+    """An operator's rollback also keeps its target out of synthesis (as `selfmod exclude`),
+    across restarts, until `selfmod include TARGET`."""
 
 
 class Properties(_Section):

@@ -7,17 +7,23 @@ fsync of the directory. A crash at any step leaves the old state or the new one.
 
 Layout (indented JSON, keys sorted, so an operator can read and diff it)::
 
-    {"format": 1,
+    {"format": 2,
      "versions": {"<id>": {"id", "target", "base_sha", "origin", "parent",
                            "created_at", "status", "evidence"}},
      "active": {"<target>": "<id>"},
+     "excluded": {"<target>": {"at": <unix time>, "by": "operator" | "rollback",
+                               "note": "<why>"}},
      "updated_at": <unix time of the save>}
+
+``excluded`` holds the targets an operator keeps out of synthesis (``selfmod
+exclude``, or a rollback by hand) until ``selfmod include``.
 
 Invariant, checked on load and kept by the helpers: a version is in
 ``active`` exactly when its status is ``active``, and under its own target.
 
 Changes are pure functions from one :class:`State` to the next
-(:func:`with_version`, :func:`activate`, :func:`deactivate`, :func:`mark`);
+(:func:`with_version`, :func:`activate`, :func:`deactivate`, :func:`mark`,
+:func:`exclude`, :func:`include`);
 :meth:`StateStore.update` applies one under a lock and saves the result.
 """
 
@@ -38,7 +44,9 @@ from .versions import Version, VersionRecord, VersionStatus
 
 # History of STATE_FORMAT:
 #   1 — first format: {format, versions: {id: record}, active: {target: id}, updated_at}.
-STATE_FORMAT = 1
+#   2 — adds excluded: {target: {at, by, note}}. Format 1 is read as having none.
+STATE_FORMAT = 2
+READABLE_FORMATS = (1, 2)
 STATE_FILE = "state.json"
 TEMP_PREFIX = "state"
 
@@ -55,6 +63,8 @@ class State:
     versions: Mapping[str, VersionRecord] = field(default_factory=dict)
     active: Mapping[str, str] = field(default_factory=dict)
     updated_at: float = 0.0
+    # targets kept out of synthesis: target -> {"at": time, "by": who, "note": why}
+    excluded: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def history(self) -> list[VersionRecord]:
         """Every version's record, newest first."""
@@ -147,6 +157,22 @@ def mark(state: State, version_id: str, status: VersionStatus, **evidence: Any) 
     return dataclasses.replace(state, versions={**state.versions, version_id: updated})
 
 
+def exclude(state: State, target: str, *, by: str, note: str, at: float) -> State:
+    """``state`` with ``target`` kept out of synthesis (an earlier exclusion is kept)."""
+    if target in state.excluded:
+        return state
+    entry = {"at": float(at), "by": str(by), "note": str(note)}
+    return dataclasses.replace(state, excluded={**state.excluded, target: entry})
+
+
+def include(state: State, target: str) -> State:
+    """``state`` with ``target`` back among what synthesis may try."""
+    if target not in state.excluded:
+        return state
+    return dataclasses.replace(state, excluded={t: e for t, e in state.excluded.items()
+                                                if t != target})
+
+
 def _known(state: State, version_id: str) -> VersionRecord:
     try:
         return state.versions[version_id]
@@ -165,6 +191,7 @@ def encode_state(state: State) -> bytes:
                            "evidence": dict(record.evidence)}
                      for vid, record in state.versions.items()},
         "active": dict(state.active),
+        "excluded": {target: dict(entry) for target, entry in state.excluded.items()},
         "updated_at": state.updated_at,
     }
     try:
@@ -185,15 +212,20 @@ def decode_state(data: bytes, path: Path) -> State:
         raise StateError(f"{path} is not valid JSON ({exc}); {advice}") from exc
     if not isinstance(payload, dict):
         raise StateError(f"{path} does not hold a JSON object; {advice}")
-    if payload.get("format") != STATE_FORMAT:
+    if payload.get("format") not in READABLE_FORMATS:
         raise StateError(
-            f"{path} has format {payload.get('format')!r}, but this selfmod reads format "
-            f"{STATE_FORMAT}: run the selfmod release that wrote it, or move the file aside"
+            f"{path} has format {payload.get('format')!r}, but this selfmod reads formats "
+            f"{', '.join(map(str, READABLE_FORMATS))}: run the selfmod release that wrote it, "
+            "or move the file aside"
         )
     try:
         versions = {vid: _decode_record(vid, raw) for vid, raw in payload["versions"].items()}
         active = {str(target): str(vid) for target, vid in payload["active"].items()}
-        state = State(versions=versions, active=active, updated_at=float(payload["updated_at"]))
+        excluded = {str(target): {"at": float(entry["at"]), "by": str(entry["by"]),
+                                  "note": str(entry["note"])}
+                    for target, entry in payload.get("excluded", {}).items()}
+        state = State(versions=versions, active=active, updated_at=float(payload["updated_at"]),
+                      excluded=excluded)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise StateError(f"{path} has a malformed entry ({exc!r}); {advice}") from exc
     problem = _inconsistency(state)

@@ -6,6 +6,7 @@ import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,17 +78,48 @@ def test_offline_rollback_falls_back_like_the_live_daemon(tmp_path: Path) -> Non
         # the middle one was rolled back while the third was active: it is not reinstated
         snapshots.state.update(lambda state: mark(state, second, VersionStatus.ROLLED_BACK))
     answer = _offline_rollback(state_dir, third)
-    assert answer == {"rolled_back": third, "target": TARGET, "restored": ""}
+    assert answer == {"rolled_back": third, "target": TARGET, "restored": "", "excluded": True}
 
     with Snapshots(state_dir) as snapshots:
         first2, second2 = _activate_in_turn(Ledger.writer(snapshots), [SOURCES[0], ANOTHER])
     assert first2 == first
     answer = _offline_rollback(state_dir, second2)
-    assert answer == {"rolled_back": second2, "target": TARGET, "restored": first}
+    assert answer == {"rolled_back": second2, "target": TARGET, "restored": first,
+                      "excluded": True}
     with Snapshots(state_dir) as snapshots:
         state = snapshots.state.load()
         assert state.active == {TARGET: first}
         records = [r for r in snapshots.audit.records() if r.kind == "rolled_back"]
     assert [(r.body["version"], r.body["restored"]) for r in records] == \
         [(third, ""), (second2, first)]
+    assert verify_file(state_dir / "audit.log").ok
+
+
+def _cli(state_dir: Path, *args: str, ok: bool = True) -> dict[str, Any]:
+    done = subprocess.run([*SELFMOD, *args, "--state-dir", str(state_dir), "--json"],
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode == 0) == ok, done.stdout + done.stderr
+    return dict(json.loads(done.stdout))  # an error is {"error": ...} with --json
+
+
+def test_an_operators_no_sticks_offline_until_included(tmp_path: Path) -> None:
+    """With no daemon running, `exclude` and a rollback keep the target out (in state.json,
+    shown by `status`, audited); `include` lets it back; including it twice is an error."""
+    state_dir = tmp_path / "state"
+    with Snapshots(state_dir) as snapshots:
+        (version,) = _activate_in_turn(Ledger.writer(snapshots), SOURCES[:1])
+    other = "tests.daemon.fixtures.canary_targets:other"
+    assert _cli(state_dir, "exclude", other, "--note", "owned by another team") == \
+        {"excluded": other, "by": "operator"}
+    _offline_rollback(state_dir, version)
+    status = _cli(state_dir, "status")
+    assert set(status["excluded"]) == {other, TARGET}
+    assert status["excluded"][TARGET]["by"] == "rollback"
+    assert _cli(state_dir, "include", TARGET) == {"included": TARGET}
+    assert set(_cli(state_dir, "status")["excluded"]) == {other}
+    assert "is not excluded" in str(_cli(state_dir, "include", TARGET, ok=False)["error"])
+    with Snapshots(state_dir) as snapshots:
+        kinds = [(r.kind, r.body.get("target")) for r in snapshots.audit.records()
+                 if r.kind in ("excluded", "included")]
+    assert kinds == [("excluded", other), ("excluded", TARGET), ("included", TARGET)]
     assert verify_file(state_dir / "audit.log").ok

@@ -151,7 +151,8 @@ def test_rollback_by_prefix_falls_back_to_the_replaced_version_then_the_original
     active, earlier = quiet["active"], quiet["earlier"]
     state, root = quiet["state"], quiet["root"]
     answer = cli("rollback", active[:8], "--state-dir", str(state), cwd=root)
-    assert answer == {"rolled_back": active, "target": ACTIVE, "restored": earlier}
+    assert answer == {"rolled_back": active, "target": ACTIVE, "restored": earlier,
+                      "excluded": True}  # the operator's "no" sticks: see below
     status = cli("status", "--state-dir", str(state), cwd=root)
     assert status["active"][ACTIVE] == earlier
     event = quiet["daemon"].wait_for("rolled_back", 10, lambda e: e["version"] == active)
@@ -174,6 +175,32 @@ def test_rollback_by_prefix_falls_back_to_the_replaced_version_then_the_original
     assert [(r["body"]["version"], r["body"]["restored"]) for r in audit
             if r["kind"] == "rolled_back" and r["body"]["target"] == ACTIVE] == \
         [(active, earlier), (earlier, "")]
+    excluded = cli("status", "--state-dir", str(state), cwd=root)["excluded"]
+    assert excluded[ACTIVE]["by"] == "rollback"
+    assert [r["body"]["by"] for r in audit if r["kind"] == "excluded"
+            and r["body"]["target"] == ACTIVE] == ["rollback"]  # once, not per rollback
+
+
+def test_exclude_and_include_through_the_socket_are_kept_shown_and_audited(
+        quiet: dict[str, Any]) -> None:
+    """A live `selfmod exclude` lands in state.json and `status`; `include` takes it back;
+    both are audited, and including what is not excluded is a 404 that says so."""
+    state, root = quiet["state"], quiet["root"]
+    target = "tests.daemon.fixtures.canary_targets:elsewhere"
+    answer = cli("exclude", target, "--note", "owned by the payments team",
+                 "--state-dir", str(state), cwd=root)
+    assert answer == {"excluded": target, "by": "operator", "active": False}
+    status = cli("status", "--state-dir", str(state), cwd=root)
+    assert status["excluded"][target]["note"] == "owned by the payments team"
+    saved = json.loads((state / "state.json").read_text())["excluded"]
+    assert saved[target]["by"] == "operator"
+    assert cli("include", target, "--state-dir", str(state), cwd=root) == {"included": target}
+    assert target not in cli("status", "--state-dir", str(state), cwd=root)["excluded"]
+    error = cli("include", target, "--state-dir", str(state), cwd=root, ok=False)
+    assert "is not excluded" in error["error"]
+    audit = [json.loads(line) for line in (state / "audit.log").read_text().splitlines()]
+    assert [r["kind"] for r in audit if r["body"].get("target") == target] == \
+        ["excluded", "included"]
 
 
 @pytest.mark.parametrize(("route", "body", "status", "message"), [
@@ -185,6 +212,9 @@ def test_rollback_by_prefix_falls_back_to_the_replaced_version_then_the_original
     ("/rollback", b'{"id": "abcd"}', 404, "no active version starts with 'abcd'"),
     ("/approve", b'{"id": "ab"}', 400, "too short"),
     ("/nowhere", b"{}", 404, "no route POST /nowhere"),
+    ("/exclude", b'{"target": 3}', 400, 'body must be {"target"'),
+    ("/exclude", b'{"target": "no-colon"}', 400, 'body must be {"target"'),
+    ("/include", b'{"target": "a:b"}', 404, "a:b is not excluded"),
 ])
 def test_malformed_requests_get_clear_errors(quiet: dict[str, Any], route: str, body: bytes,
                                              status: int, message: str) -> None:

@@ -17,7 +17,7 @@ from daemon.rollout import Followups, Rollouts
 from daemon.status import StatusSnapshot
 from daemon.swap import SwapManager
 from daemon.synthesis.base import Candidate
-from envelope.policy import DEFAULT_POLICY, Budgets
+from envelope.policy import DEFAULT_POLICY, Approval, Budgets, Policy
 from envelope.policy import Canary as CanaryPolicy
 from invariants.targets import sha256_text
 from snapshots import Snapshots
@@ -36,14 +36,15 @@ SNAPSHOT = StatusSnapshot(state_dir="/state", paused=False, halted="", budget_ha
 class Bench:
     """An operator over real rollouts, with the follow-ups it caused."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, policy: Policy | None = None) -> None:
         self.swapper = SwapManager()
         self.snapshots = Snapshots(tmp_path / "state")
         self.ledger = Ledger.writer(self.snapshots)
         self.refused: list[str] = []
         self.scope = {CHECKSUM, WEIGH}
         self.paused = threading.Event()
-        self.rollouts = Rollouts(self.swapper, self.ledger, ev.EventBus(), lambda: POLICY,
+        self.rollouts = Rollouts(self.swapper, self.ledger, ev.EventBus(),
+                                 lambda: policy or POLICY,
                                  stop=threading.Event(),
                                  followups=Followups(refused=self.refused.append))
         self.operator = Operator(paused=self.paused, status=lambda: SNAPSHOT,
@@ -122,11 +123,30 @@ def test_approve_refuses_what_may_not_go_live(bench: Bench, case: str, status: i
 
 
 def test_rollback_takes_the_live_version_out_and_is_refused_from_then_on(bench: Bench):
-    """POST /rollback restores the original code and tells the rollouts' `refused` follow-up."""
+    """POST /rollback restores the original code, tells the rollouts' `refused` follow-up and
+    (approval.rollback_excludes, on by default) keeps the target excluded."""
     vid = bench.version(CHECKSUM, canary_targets.EQUIVALENT)
     bench.approve(vid)
     status, body = bench.routes[("POST", "/rollback")]({"id": vid[:10]})
-    assert (status, body) == (200, {"rolled_back": vid, "target": CHECKSUM, "restored": ""})
+    assert (status, body) == (200, {"rolled_back": vid, "target": CHECKSUM, "restored": "",
+                                    "excluded": True})
     assert bench.swapper.active() == {} and bench.refused == [CHECKSUM]
+    assert bench.routes[("GET", "/status")]({})[1]["excluded"][CHECKSUM]["by"] == "rollback"
     assert bench.routes[("POST", "/rollback")]({"id": vid[:10]})[0] == 404
     assert bench.routes[("POST", "/rollback")]({})[0] == 400
+
+
+def test_a_policy_can_let_a_rolled_back_target_be_tried_again(tmp_path: Path) -> None:
+    """approval.rollback_excludes: false takes the version out and excludes nothing."""
+    policy = POLICY.model_copy(update={"approval": Approval(rollback_excludes=False)})
+    bench = Bench(tmp_path, policy)
+    try:
+        vid = bench.version(CHECKSUM, canary_targets.EQUIVALENT)
+        bench.approve(vid)
+        status, body = bench.routes[("POST", "/rollback")]({"id": vid[:10]})
+        assert status == 200 and body["excluded"] is False
+        assert bench.rollouts.excluded() == {} and bench.ledger.excluded() == {}
+    finally:
+        bench.operator.join(10)
+        bench.swapper.rollback_all()
+        bench.snapshots.close()

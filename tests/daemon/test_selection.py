@@ -37,6 +37,17 @@ def test_a_target_never_seen_returning_is_passed_over():
     assert selection(FakeClock()).pick(looping[:1]) is None
 
 
+def test_an_excluded_target_is_passed_over_while_it_is_excluded():
+    """What an operator excluded is never picked, however hot; included again, it is."""
+    excluded = {"app.a:f"}
+    chooser = Selection(policy=lambda: DEFAULT_POLICY, current_version=lambda _: "original",
+                        log=get_logger(), scope=("app.*:*",), clock=FakeClock(),
+                        excluded=lambda: excluded)
+    assert chooser.pick(RANKING) == RANKING[2]
+    excluded.clear()
+    assert chooser.pick(RANKING) == RANKING[1]
+
+
 def test_a_rejected_target_cools_down_and_is_not_retried_at_the_same_version():
     """After a rejection the target waits out the cool-down, then stays tried at that version."""
     clock = FakeClock()

@@ -21,7 +21,7 @@ from snapshots import (
     mark,
     with_version,
 )
-from snapshots.state import STATE_FORMAT
+from snapshots.state import STATE_FORMAT, exclude, include
 
 from .factories import SOURCE, TARGET, make_version
 
@@ -141,6 +141,23 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     assert raw["versions"][V2.id]["parent"] == V1.id
 
 
+def test_an_exclusion_is_kept_until_included_and_an_old_file_has_none(tmp_path: Path) -> None:
+    """exclude() keeps the first entry, include() removes it, both survive a save; a
+    format-1 file (written before exclusions existed) loads with none."""
+    store = StateStore(tmp_path, clock=lambda: 5.0)
+    state = exclude(two_versions(), TARGET, by="operator", note="too risky", at=3.0)
+    assert exclude(state, TARGET, by="rollback", note="again", at=4.0) is state
+    store.save(state)
+    assert store.load().excluded == {TARGET: {"at": 3.0, "by": "operator", "note": "too risky"}}
+    raw = json.loads((tmp_path / "state.json").read_text(encoding="utf-8"))
+    assert raw["excluded"][TARGET]["by"] == "operator"
+    store.save(include(store.load(), TARGET))
+    assert store.load().excluded == {}
+    (tmp_path / "state.json").write_text(
+        '{"format": 1, "versions": {}, "active": {}, "updated_at": 0}', encoding="utf-8")
+    assert store.load().excluded == {}
+
+
 def test_save_leaves_no_temporary_files(tmp_path: Path) -> None:
     """After saves only state.json is in the directory."""
     store = StateStore(tmp_path)
@@ -159,7 +176,9 @@ def test_save_refuses_an_inconsistent_state(tmp_path: Path) -> None:
 @pytest.mark.parametrize("content,match", [
     ("{not json", "not valid JSON"),
     ("[]", "JSON object"),
-    ('{"format": 2, "versions": {}, "active": {}, "updated_at": 0}', "format 2"),
+    ('{"format": 3, "versions": {}, "active": {}, "updated_at": 0}', "format 3"),
+    ('{"format": 2, "versions": {}, "active": {}, "updated_at": 0, "excluded": {"m:f": {}}}',
+     "malformed"),
     ('{"format": 1, "versions": {"x": {"id": "y"}}, "active": {}, "updated_at": 0}', "malformed"),
     ('{"format": 1, "versions": {}, "active": {"m:f": "abc"}, "updated_at": 0}', "inconsistent"),
 ])
