@@ -31,7 +31,7 @@ REQUIRED_METRICS = {
 }
 # Grafana replaces these before Prometheus sees the query.
 GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h",
-                     "$instance": ".*"}
+                     "$instance": ".*", "$job": "selfmod"}
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +102,19 @@ def test_every_panel_queries_something(dashboard: dict[str, Any]) -> None:
         ref_ids = [target["refId"] for target in panel["targets"]]
         assert ref_ids and len(ref_ids) == len(set(ref_ids)), panel["title"]
         assert all(target["expr"].strip() for target in panel["targets"]), panel["title"]
+
+
+def test_every_query_takes_the_job_from_the_job_variable(dashboard: dict[str, Any]) -> None:
+    """No query hard-codes the scrape job: a `job` variable (default selfmod) chooses it, so
+    the dashboard works under whatever job name an operator's Prometheus uses."""
+    variables = [v["name"] for v in dashboard["templating"]["list"]]
+    assert variables[0] == "job" and "instance" in variables
+    job = dashboard["templating"]["list"][0]
+    assert job["current"]["value"] == "selfmod"
+    hard_coded = [expr for expr in _exprs(dashboard) if re.search(r'job\s*=\s*"', expr)]
+    assert hard_coded == []
+    selectors = [expr for expr in _exprs(dashboard) if "{" in expr]
+    assert selectors and all('job=~"$job"' in expr for expr in selectors)
 
 
 def test_queries_use_only_catalogue_metrics(dashboard: dict[str, Any]) -> None:
