@@ -157,6 +157,13 @@ class Metrics:
             self.corrections.labels(result)
         for outcome in ("returned", "failed", "stopped"):
             self.app_exits.labels(outcome)
+        # So do the series a dashboard plots from the first scrape: every cycle outcome,
+        # and every proposer kind's accepted and rejected candidates.
+        for cycle_outcome in ev.CycleOutcome:
+            self.cycles.labels(cycle_outcome.value)
+        for kind in ORIGIN_KINDS:
+            for verdict in ("accepted", "rejected"):
+                self.candidates.labels(kind, verdict)
 
     def describe_run(self, *, started_at: float, version: str, proposer: str) -> None:
         """What this run is: its start time, selfmod's version, the configured proposer."""
@@ -246,6 +253,9 @@ def mutation_score_gauge(registry: CollectorRegistry) -> Gauge:
                  "Kill score: share of the demo targets' mutants the static gate or the shadow "
                  "told apart by behaviour (a mutant rejected only as no faster is not counted)",
                  registry=registry)
+
+
+ORIGIN_KINDS = ("rules", "llm")  # the proposers; an origin is "<kind>:<detail>"
 
 
 def _origin_kind(origin: str) -> str:

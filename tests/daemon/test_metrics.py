@@ -33,6 +33,17 @@ def test_a_finished_cycle_counts_its_outcome_compute_and_tokens():
     assert value("selfmod_improvements_per_compute_second") == 0.0
 
 
+def test_known_label_values_exist_at_zero_before_any_event():
+    """A dashboard sees every cycle outcome and each proposer's verdict series from the first
+    scrape, at 0, instead of series that appear with the first candidate."""
+    value = metrics().registry.get_sample_value
+    for outcome in CycleOutcome:
+        assert value("selfmod_cycles_total", {"outcome": outcome.value}) == 0.0
+    for kind in ("rules", "llm"):
+        for verdict in ("accepted", "rejected"):
+            assert value("selfmod_candidates_total", {"origin": kind, "verdict": verdict}) == 0.0
+
+
 def test_improvements_per_compute_second_counts_every_cycle_so_far():
     """The KPI gauge is swapped cycles over all synthesis seconds of the run."""
     m = metrics()
