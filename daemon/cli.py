@@ -135,6 +135,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             halted = d.get("halted") or d.get("budget_halt")
             if halted:
                 lines.append(f"synthesis halted: {halted}")
+            if d.get("in_flight"):
+                now = d["in_flight"]
+                lines.append(f"cycle in flight: {now['target']}: {now['stage']} "
+                             f"({now['stage_seconds']:.0f}s; cycle {now['seconds']:.0f}s)")
             if d.get("last_cycle"):
                 lc = d["last_cycle"]
                 lines.append(f"last cycle: {lc['target']} -> {lc['outcome']} "

@@ -47,6 +47,7 @@ from daemon.operator import Operator
 from daemon.outcome import CycleReport
 from daemon.preflight import metrics_port_refused
 from daemon.profiler import HotSpot, Profiler
+from daemon.progress import CycleProgress
 from daemon.proposers import Proposers, make_sandbox
 from daemon.proposers import make_llm_client as make_llm_client  # `selfmod llm check` uses it
 from daemon.reload import PolicyInForce, reread_config
@@ -66,6 +67,8 @@ from envelope.sandbox import Sandbox
 from envelope.watcher import PolicyWatcher
 from snapshots import Snapshots
 from snapshots.checkpoint import Checkpoint
+
+WAIT_NOTICE_SECONDS = 10.0  # how often the wait for in-scope samples is said
 
 
 @dataclass
@@ -111,6 +114,8 @@ class Daemon:
         self.bus.subscribe(EventLogger(self.log))
         self.bus.subscribe(self._audit)
         self.bus.subscribe(self.liveness.on_event)
+        self.in_flight = CycleProgress(self.liveness.status, clock)
+        self.bus.subscribe(self.in_flight.on_event)
         self.swapper = SwapManager()
         self.ledger = Ledger.writer(self.snapshots, wall)
         self.isolation = probe_isolation()
@@ -345,6 +350,7 @@ class Daemon:
     def _loop(self) -> None:
         cfg = self.config.cycle
         idle_since: float | None = None
+        waiting: tuple[float, float] | None = None  # (since, last said) while short of samples
         started = self.clock()
         self.liveness.loop_started()
         while not self.stop_event.is_set():
@@ -376,7 +382,9 @@ class Daemon:
                 continue
             assert self.profiler is not None
             if self.profiler.window_samples() < cfg.min_samples:
+                waiting = self._say_waiting(waiting)
                 continue
+            waiting = None
             spot = self.pick()
             if spot is None:
                 if self.options.exit_when_idle:
@@ -387,6 +395,21 @@ class Daemon:
                 continue
             idle_since = None
             self.run_cycle(spot)
+
+    def _say_waiting(self, waiting: tuple[float, float] | None) -> tuple[float, float]:
+        """Say every WAIT_NOTICE_SECONDS how the wait for enough in-scope samples goes."""
+        now = self.clock()
+        since, said = waiting if waiting is not None else (now, now)
+        if now - said >= WAIT_NOTICE_SECONDS:
+            assert self.profiler is not None
+            samples, needed = self.profiler.window_samples(), self.config.cycle.min_samples
+            self.log.info("waiting_for_samples", samples=samples, needed=needed,
+                          seconds=round(now - since, 1),
+                          hint="" if samples else "no in-scope function has been on a stack: "
+                               "check --scope against what the app runs")
+            self.liveness.status(f"waiting for samples: {samples} of {needed} in scope")
+            said = now
+        return since, said
 
     def pick(self) -> HotSpot | None:
         """The target the next cycle works on (see :meth:`daemon.selection.Selection.pick`)."""
@@ -461,6 +484,7 @@ class Daemon:
             policy={"version": policy.version, "sha256": policy.sha256,
                     "path": str(self.config.policy or "<embedded>")},
             cycles=len(self.cycles), last_cycle=self.last_cycle,
+            in_flight=self.in_flight.snapshot(),
             workload=asdict(stats) if stats else None, app=self._app_state(traceback=False),
             uptime_seconds=self.wall() - self.started_wall, audit=self._audit_anchoring())
 

@@ -98,6 +98,7 @@ class Operator:
             "approving": {vid: target for vid, (target, _) in approving.items()},
             "cycles": snapshot.cycles,
             "last_cycle": snapshot.last_cycle,
+            "in_flight": snapshot.in_flight,
             "workload": snapshot.workload,
             "app": snapshot.app,
             "uptime_seconds": snapshot.uptime_seconds,

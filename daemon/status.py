@@ -23,6 +23,7 @@ class StatusSnapshot:
     policy: dict[str, Any] = field(default_factory=dict)  # version, sha256, path
     cycles: int = 0
     last_cycle: dict[str, Any] | None = None
+    in_flight: dict[str, Any] | None = None  # the cycle running now: target, stage, seconds
     workload: dict[str, Any] | None = None  # the app's counters, when it reports any
     app: dict[str, Any] | None = None  # the app and its outcome: running, returned, failed
     uptime_seconds: float = 0.0

@@ -46,11 +46,15 @@ def test_ready_after_restore_status_per_cycle_watchdog_reload_and_stopping(
         first_ping = listener.wait_for(lambda m: m == "WATCHDOG=1", 30, after=ready)
         listener.wait_for(lambda m: m == "WATCHDOG=1", 30, after=first_ping + 1)
 
-        # Each finished cycle is one STATUS line naming the target and its outcome.
-        done = listener.wait_for(lambda m: m.startswith("STATUS=cycle 1: "), 300, after=ready)
+        # A cycle names each stage as it enters it, then its target and outcome at the end.
+        done = listener.wait_for(lambda m: m.startswith("STATUS=cycle 1: ") and " → " in m,
+                                 300, after=ready)
         finished = daemon.wait_for("cycle_finished", 30)
         assert listener.messages[done] == (
             f"STATUS=cycle 1: {finished['target']} → {finished['outcome']}")
+        stages = [m for m in listener.messages[ready:done] if m.startswith("STATUS=cycle 1: ")]
+        assert stages[0] == f"STATUS=cycle 1: {finished['target']}: recording live calls"
+        assert any(": proposing (" in m for m in stages), stages
         # every log line about a target names the version too (the cycle's start, "original")
         about_targets = [e for e in list(daemon.lines) if "target" in e]
         assert finished["version"] == "original"
