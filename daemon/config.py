@@ -59,6 +59,8 @@ class CycleConfig(_Section):
     interval_seconds: float = Field(0.5, ge=0)  # pause between cycles
     min_share: float = Field(0.03, ge=0, le=1)  # ignore targets below this share of samples
     min_samples: int = Field(50, ge=1)  # before ranking means anything
+    # with --exit-when-idle, a scope that got no in-scope sample for this long is idle
+    no_samples_seconds: float = Field(60.0, gt=0)
     max_candidates: int = Field(8, ge=1)  # tried per cycle, best first
     bench_calls: int = Field(5, ge=1)  # recorded calls timed by the benchmark (all are replayed)
     min_sample_seconds: float = Field(0.005, gt=0)  # shortest timed sample (loops calibrated)

@@ -383,6 +383,12 @@ class Daemon:
             assert self.profiler is not None
             if self.profiler.window_samples() < cfg.min_samples:
                 waiting = self._say_waiting(waiting)
+                if self.options.exit_when_idle and self.profiler.total_samples == 0 and \
+                        self.clock() - waiting[0] >= cfg.no_samples_seconds:
+                    self.exit_reason = (f"idle: no in-scope function ran in "
+                                        f"{cfg.no_samples_seconds:g} s; check --scope "
+                                        "against what the app runs")
+                    break
                 continue
             waiting = None
             spot = self.pick()

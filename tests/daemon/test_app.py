@@ -68,3 +68,21 @@ def test_an_endless_main_is_no_target_and_its_helpers_are_all_tried(tmp_path):
     assert set(tried) == {"busyloop:checksum", "busyloop:collatz_steps", "busyloop:horner",
                           "busyloop:run_lengths"}, tried
     assert data["exit_reason"].startswith("idle"), data["exit_reason"]
+
+
+def test_a_scope_that_never_runs_ends_a_batch_run_as_idle(tmp_path):
+    """--exit-when-idle with a scope no running code reaches: after cycle.no_samples_seconds
+    without one in-scope sample the run ends, saying why, instead of waiting forever."""
+    report = tmp_path / "report.json"
+    config = tmp_path / "selfmod.yaml"
+    config.write_text("version: 1\ncycle: {no_samples_seconds: 3}\n")
+    selfmod = Path(sys.executable).with_name("selfmod")
+    proc = subprocess.run(
+        [str(selfmod), "run", "--config", str(config), "--app", "busyloop:main",
+         "--scope", "busyloop:never_called", "--state-dir", str(tmp_path / "state"),
+         "--metrics-port", "0", "--exit-when-idle", "--report", str(report)],
+        cwd=APPS, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.loads(report.read_text())
+    assert data["cycles"] == []
+    assert data["exit_reason"].startswith("idle: no in-scope function ran in 3 s")
