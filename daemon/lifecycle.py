@@ -148,7 +148,8 @@ class Daemon:
                                  rollouts=self.rollouts, in_scope=self.in_scope, log=self.log)
         self.metrics.watch(active_patches=lambda: len(self.swapper.active()),
                            coverage=self._coverage, halted=self._synthesis_halted,
-                           workload=self._workload_stats)
+                           workload=self._workload_stats,
+                           required_layers=lambda: self.policy().sandbox.require.layers())
 
     def _control_request(self, peer: Peer, method: str, path: str, status: int) -> None:
         """Put on the record who changed the daemon's state, or tried to use the socket."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
@@ -28,6 +28,7 @@ from daemon import events as ev
 from daemon.events import CycleOutcome
 from daemon.procstats import ProcessTreeCollector
 from daemon.workload_metrics import StatsSource, WorkloadCollector
+from envelope.policy import IsolationRequirements
 
 _CYCLE_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 _FAST_BUCKETS = (1e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 5e-4, 1e-3, 1e-2, 0.1)
@@ -134,6 +135,9 @@ class Metrics:
         self.isolation = Gauge("selfmod_isolation_available",
                                "1 when an isolation layer is available to the sandbox", ["layer"],
                                registry=r)
+        self.isolation_required = Gauge("selfmod_isolation_required",
+                                        "1 when the policy in force demands the isolation layer "
+                                        "(sandbox.require)", ["layer"], registry=r)
         self.synthesis_halted = Gauge("selfmod_synthesis_halted",
                                       "1 while synthesis is halted (paused, integrity, budget)",
                                       registry=r)
@@ -171,8 +175,13 @@ class Metrics:
         self.info.info({"version": version, "proposer": proposer})
 
     def watch(self, *, active_patches: Callable[[], int], coverage: Callable[[], float],
-              halted: Callable[[], bool], workload: StatsSource) -> None:
+              halted: Callable[[], bool], workload: StatsSource,
+              required_layers: Callable[[], Collection[str]] = frozenset) -> None:
         """Read these live values at each scrape instead of being told when they change."""
+        for layer in sorted({layer for layers in IsolationRequirements.LAYERS.values()
+                             for layer in layers}):
+            self.isolation_required.labels(layer).set_function(
+                _membership(layer, required_layers))
         self.active_patches.set_function(active_patches)
         self.verification_coverage.set_function(coverage)
         self.synthesis_halted.set_function(lambda: 1 if halted() else 0)
@@ -253,6 +262,11 @@ def mutation_score_gauge(registry: CollectorRegistry) -> Gauge:
                  "Kill score: share of the demo targets' mutants the static gate or the shadow "
                  "told apart by behaviour (a mutant rejected only as no faster is not counted)",
                  registry=registry)
+
+
+def _membership(item: str, collection: Callable[[], Collection[str]]) -> Callable[[], float]:
+    """1 while ``item`` is in what ``collection`` returns, else 0 (read at each scrape)."""
+    return lambda: 1.0 if item in collection() else 0.0
 
 
 ORIGIN_KINDS = ("rules", "llm")  # the proposers; an origin is "<kind>:<detail>"

@@ -23,7 +23,7 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, ClassVar, Final
 
 from pydantic import (
     AfterValidator,
@@ -154,6 +154,17 @@ class IsolationRequirements(_Section):
     """Refuse to validate unless the shadow runs without network access."""
     mount_namespace: bool = False
     """Refuse to validate unless the shadow sees the code read-only."""
+
+    # the isolation layers (envelope.isolation.Isolation's names) each requirement needs
+    LAYERS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "network_namespace": ("network_namespace",),
+        "mount_namespace": ("mount_namespace", "readonly_filesystem"),
+    }
+
+    def layers(self) -> set[str]:
+        """The isolation layers this policy demands."""
+        return {layer for name, layers in self.LAYERS.items() if getattr(self, name)
+                for layer in layers}
 
 
 def _limit(name: str) -> Any:

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry
 from daemon import events as ev
 from daemon.events import CycleOutcome
 from daemon.metrics import Metrics
+from envelope.policy import IsolationRequirements
 
 
 def metrics() -> Metrics:
@@ -58,6 +59,22 @@ def test_a_cycles_spending_stays_out_of_the_audit_record():
     event = finished(CycleOutcome.SWAPPED, compute_seconds={"propose": 1.0},
                      tokens={"prompt_tokens": 3.0})
     assert set(event.body()) == {"target", "outcome", "seconds", "candidates", "reason"}
+
+
+def test_the_layers_the_policy_demands_are_read_at_each_scrape():
+    """selfmod_isolation_required follows the policy in force: a reload that demands the
+    mount namespace shows its two layers at 1 at the next scrape, the others at 0."""
+    m = metrics()
+    demanded: set[str] = set()
+    m.watch(active_patches=lambda: 0, coverage=lambda: 1.0, halted=lambda: False,
+            workload=lambda: None, required_layers=lambda: demanded)
+    value = m.registry.get_sample_value
+    layers = ("network_namespace", "mount_namespace", "readonly_filesystem")
+    assert [value("selfmod_isolation_required", {"layer": layer}) for layer in layers] == \
+        [0.0, 0.0, 0.0]
+    demanded |= IsolationRequirements(mount_namespace=True).layers()
+    assert [value("selfmod_isolation_required", {"layer": layer}) for layer in layers] == \
+        [0.0, 1.0, 1.0]
 
 
 def test_live_values_are_read_at_each_scrape():
