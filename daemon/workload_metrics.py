@@ -24,8 +24,14 @@ StatsSource = Callable[[], WorkloadStats | None]
 ITEMS = ("selfmod_workload_items_total", "Items processed by the hosted workload")
 THROUGHPUT = ("selfmod_workload_throughput_items_per_second",
               "Workload throughput over the last window")
+ERROR_FREE = ("selfmod_workload_error_free_ratio",
+              "Share of the workload's batches since start that ended without an error, "
+              "across self-updates")
+# The same value under its first name, which promised an uptime it never measured; kept
+# for one release so dashboards and alerts can move to the new name.
 UPTIME = ("selfmod_workload_uptime_ratio",
-          "Share of time the workload kept serving since start, across self-updates")
+          "DEPRECATED: use selfmod_workload_error_free_ratio (the same value); removed in "
+          "the next release")
 ORACLE_CHECKS = ("selfmod_oracle_checks_total", "Demo batches recomputed by the frozen oracle")
 
 
@@ -45,7 +51,7 @@ class WorkloadCollector(Collector):
         self._items = 0.0
         self._oracle_checks = 0.0
         self._throughput = 0.0
-        self._uptime = 0.0
+        self._error_free = 0.0
         if registry is not None:
             registry.register(self)
 
@@ -62,21 +68,23 @@ class WorkloadCollector(Collector):
         self._throughput = stats.throughput
         if stats.batches:
             # the share of work served without error since start, across every swap
-            self._uptime = 1 - stats.errors / stats.batches
+            self._error_free = 1 - stats.errors / stats.batches
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             self._refresh()
             items, checks = self._items, self._oracle_checks
-            throughput, uptime = self._throughput, self._uptime
+            throughput, error_free = self._throughput, self._error_free
         yield CounterMetricFamily(*ITEMS, value=items, created=self._created)
         yield GaugeMetricFamily(*THROUGHPUT, value=throughput)
-        yield GaugeMetricFamily(*UPTIME, value=uptime)
+        yield GaugeMetricFamily(*ERROR_FREE, value=error_free)
+        yield GaugeMetricFamily(*UPTIME, value=error_free)
         yield CounterMetricFamily(*ORACLE_CHECKS, value=checks, created=self._created)
 
     def describe(self) -> Iterator[Metric]:
         """The families this collector exposes (for the registry's duplicate-name check)."""
         yield CounterMetricFamily(*ITEMS)
         yield GaugeMetricFamily(*THROUGHPUT)
+        yield GaugeMetricFamily(*ERROR_FREE)
         yield GaugeMetricFamily(*UPTIME)
         yield CounterMetricFamily(*ORACLE_CHECKS)

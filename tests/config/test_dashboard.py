@@ -21,7 +21,7 @@ REQUIRED_METRICS = {
     "selfmod_cycles_total", "selfmod_cycle_duration_seconds_bucket", "selfmod_candidates_total",
     "selfmod_rejections_total", "selfmod_swaps_total", "selfmod_rollbacks_total",
     "selfmod_target_speedup_ratio", "selfmod_active_patches", "selfmod_self_corrections_total",
-    "selfmod_workload_uptime_ratio", "selfmod_rollback_detect_seconds_bucket",
+    "selfmod_workload_error_free_ratio", "selfmod_rollback_detect_seconds_bucket",
     "selfmod_improvements_per_compute_second", "selfmod_verification_coverage_ratio",
     "selfmod_llm_requests_total", "selfmod_llm_tokens_total",
     "selfmod_llm_request_duration_seconds_bucket", "selfmod_policy_reloads_total",
