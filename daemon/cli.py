@@ -16,7 +16,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -195,16 +195,10 @@ def _live_name(version: str) -> str:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    client = _client(args)
-    if client.available():
-        answer = client.request("POST", "/rollback", {"id": args.id})
-    else:
-        from daemon.ledger import Ledger
-        from snapshots import Snapshots
-
-        excludes = _policy_of(args).approval.rollback_excludes
-        with Snapshots(state_dir_of(args)) as snapshots:
-            answer = Ledger.writer(snapshots).rollback_offline(args.id, excludes=excludes)
+    answer = _live_or_offline(
+        args, "/rollback", {"id": args.id},
+        lambda ledger: ledger.rollback_offline(
+            args.id, excludes=_policy_of(args).approval.rollback_excludes))
     emit(args, answer, lambda d: f"rolled back {short_id(d['rolled_back'])} on {d['target']}; "
                                   f"now live: {_live_name(d.get('restored', ''))}"
                                   + ("; the target stays out of synthesis until `selfmod "
@@ -214,16 +208,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_exclude(args: argparse.Namespace) -> int:
     """Keep a target out of synthesis, live or offline, until included again."""
-    client = _client(args)
-    if client.available():
-        answer = client.request("POST", "/exclude", {"target": args.target, "note": args.note})
-    else:
-        from daemon.ledger import Ledger
-        from snapshots import Snapshots
-
-        with Snapshots(state_dir_of(args)) as snapshots:
-            answer = Ledger.writer(snapshots).exclude_offline(args.target, "operator",
-                                                              args.note)
+    answer = _live_or_offline(
+        args, "/exclude", {"target": args.target, "note": args.note},
+        lambda ledger: ledger.exclude_offline(args.target, "operator", args.note))
     emit(args, answer, lambda d: f"{d['excluded']} is excluded from synthesis until `selfmod "
                                   f"include {d['excluded']}`"
                                   + ("; its active version stays live (selfmod rollback ID "
@@ -233,17 +220,25 @@ def cmd_exclude(args: argparse.Namespace) -> int:
 
 def cmd_include(args: argparse.Namespace) -> int:
     """Let synthesis try an excluded target again, live or offline."""
-    client = _client(args)
-    if client.available():
-        answer = client.request("POST", "/include", {"target": args.target})
-    else:
-        from daemon.ledger import Ledger
-        from snapshots import Snapshots
-
-        with Snapshots(state_dir_of(args)) as snapshots:
-            answer = Ledger.writer(snapshots).include_offline(args.target)
+    answer = _live_or_offline(args, "/include", {"target": args.target},
+                              lambda ledger: ledger.include_offline(args.target))
     emit(args, answer, lambda d: f"{d['included']} may be synthesised again")
     return 0
+
+
+def _live_or_offline(args: argparse.Namespace, route: str, body: dict[str, Any],
+                     offline: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    """POST ``body`` to the running daemon's ``route``; with none running, ``offline`` does
+    the same on the state directory through the writer's ledger (which takes its lock)."""
+    client = _client(args)
+    if client.available():
+        answer: dict[str, Any] = client.request("POST", route, body)
+        return answer
+    from daemon.ledger import Ledger
+    from snapshots import Snapshots
+
+    with Snapshots(state_dir_of(args)) as snapshots:
+        return offline(Ledger.writer(snapshots))
 
 
 def _policy_of(args: argparse.Namespace) -> Any:

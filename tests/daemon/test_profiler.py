@@ -1,13 +1,30 @@
 """Tests for daemon.profiler: sampling real thread stacks and ranking targets in scope."""
 
+import contextlib
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 
 from daemon.profiler import Profiler
 from invariants.targets import in_scope
 from tests.clock import FakeClock
 from tests.daemon.fixtures import hot
+
+
+@contextlib.contextmanager
+def busy(target: Callable[[threading.Event, threading.Event], object]) -> Iterator[None]:
+    """``target`` running in a thread of its own (it sets ready, then runs until stop)."""
+    stop = threading.Event()
+    ready = threading.Event()
+    thread = threading.Thread(target=target, args=(stop, ready))
+    thread.start()
+    ready.wait(5)
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _scope(target: str) -> bool:
@@ -16,18 +33,10 @@ def _scope(target: str) -> bool:
 
 def test_ranks_the_innermost_in_scope_function_of_a_busy_thread():
     """A thread spinning in hot.inner (called from hot.outer) is attributed to hot.inner."""
-    stop = threading.Event()
-    ready = threading.Event()
-    thread = threading.Thread(target=hot.outer, args=(stop, ready))
-    thread.start()
-    ready.wait(5)
     profiler = Profiler(_scope, hz=100)
-    try:
+    with busy(hot.outer):
         for _ in range(20):
             profiler.sample(sys._current_frames(), skip=threading.get_ident())
-    finally:
-        stop.set()
-        thread.join()
     ranking = profiler.ranking()
     assert ranking[0].target == "tests.daemon.fixtures.hot:inner"
     assert ranking[0].samples == 20 and ranking[0].share == 1.0
@@ -36,13 +45,8 @@ def test_ranks_the_innermost_in_scope_function_of_a_busy_thread():
 def test_samples_leave_the_window_and_reset_forgets():
     """Samples older than the window no longer count, and reset() empties the window."""
     clock = FakeClock(0.0)
-    stop = threading.Event()
-    ready = threading.Event()
-    thread = threading.Thread(target=hot.outer, args=(stop, ready))
-    thread.start()
-    ready.wait(5)
     profiler = Profiler(_scope, hz=10, window_seconds=5, clock=clock)
-    try:
+    with busy(hot.outer):
         profiler.sample(sys._current_frames(), skip=threading.get_ident())
         clock.now = 10.0
         assert profiler.ranking() == []
@@ -50,24 +54,13 @@ def test_samples_leave_the_window_and_reset_forgets():
         assert profiler.window_samples() == 1
         profiler.reset()
         assert profiler.window_samples() == 0
-    finally:
-        stop.set()
-        thread.join()
 
 
 def test_out_of_scope_code_is_never_ranked():
     """With a scope that matches nothing, busy threads produce no hot spots."""
-    stop = threading.Event()
-    ready = threading.Event()
-    thread = threading.Thread(target=hot.outer, args=(stop, ready))
-    thread.start()
-    ready.wait(5)
     profiler = Profiler(lambda target: False)
-    try:
+    with busy(hot.outer):
         profiler.sample(sys._current_frames())
-    finally:
-        stop.set()
-        thread.join()
     assert profiler.ranking() == []
 
 
@@ -81,17 +74,9 @@ def test_profiler_thread_stops_and_joins():
 
 def test_lambdas_count_towards_their_enclosing_function():
     """A sample inside a lambda is attributed to the function that defined it."""
-    stop = threading.Event()
-    ready = threading.Event()
-    thread = threading.Thread(target=hot.via_lambda, args=(stop, ready))
-    thread.start()
-    ready.wait(5)
     profiler = Profiler(_scope)
-    try:
+    with busy(hot.via_lambda):
         profiler.sample(sys._current_frames(), skip=threading.get_ident())
-    finally:
-        stop.set()
-        thread.join()
     assert [s.target for s in profiler.ranking()] == ["tests.daemon.fixtures.hot:via_lambda"]
 
 
@@ -99,20 +84,12 @@ def test_a_loop_that_never_returns_is_not_returning_and_its_callee_is():
     """hot.loop holds its frame for the whole run; the step() calls it makes are seen to
     return. Only step is ranked as returning, and its share leaves the loop's samples out."""
     clock = FakeClock(0.0)
-    stop = threading.Event()
-    ready = threading.Event()
-    thread = threading.Thread(target=hot.loop, args=(stop, ready))
-    thread.start()
-    ready.wait(5)
     profiler = Profiler(_scope, hz=100, window_seconds=60, clock=clock)
-    try:
+    with busy(hot.loop):
         for _ in range(300):
             clock.now += 0.01
             profiler.sample(sys._current_frames(), skip=threading.get_ident())
             time.sleep(0.001)
-    finally:
-        stop.set()
-        thread.join()
     spots = {spot.target: spot for spot in profiler.ranking()}
     loop, step = spots["tests.daemon.fixtures.hot:loop"], spots["tests.daemon.fixtures.hot:step"]
     assert step.returning and step.share == 1.0
