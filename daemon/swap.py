@@ -65,7 +65,8 @@ class SwapManager:
         """The source of the original code, read once (the live code may be a version)."""
         if target not in self._sources:
             self.function(target)
-            self._sources[target] = original_source(self._originals[target][1])
+            func, code = self._originals[target]
+            self._sources[target] = original_source(code, func.__globals__)
         return self._sources[target]
 
     def compile(self, target: str, source: str, version: str) -> types.CodeType:

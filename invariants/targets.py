@@ -24,6 +24,7 @@ import textwrap
 import types
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from invariants.errors import TargetError
 
@@ -119,14 +120,32 @@ def resolve(target: Target, *, import_module: bool = True) -> types.FunctionType
     return obj
 
 
-def original_source(func: types.FunctionType | types.CodeType) -> str:
-    """The dedented source of ``func`` (or its code) as in its file, decorators included."""
+def original_source(func: types.FunctionType | types.CodeType,
+                    module_globals: dict[str, Any] | None = None) -> str:
+    """The dedented source of ``func`` (or its code) as in its file, decorators included.
+
+    Read through ``linecache`` from the code's own file and first line, and not
+    with ``inspect.getsourcelines``: for a code object that one looks for the
+    module by scanning every loaded module's path, one ``realpath`` each, and in
+    a process whose app threads keep the GIL busy each of those system calls
+    waits for it again (30 s, measured, with scipy loaded beside a busy app).
+    ``module_globals`` (the function's own by default) lets a loader that keeps
+    sources elsewhere (a zip) give them.
+    """
+    code = func if isinstance(func, types.CodeType) else func.__code__
+    if module_globals is None and isinstance(func, types.FunctionType):
+        module_globals = func.__globals__
+    filename, start = code.co_filename, code.co_firstlineno - 1
+    linecache.checkcache(filename)
+    lines = linecache.getlines(filename, module_globals)
+    if not 0 <= start < len(lines):
+        raise TargetError(f"no source for {code.co_qualname}: {filename} line "
+                          f"{start + 1} cannot be read")
     try:
-        lines, _ = inspect.getsourcelines(func)
-    except (OSError, TypeError) as exc:
-        name = func.co_qualname if isinstance(func, types.CodeType) else func.__qualname__
-        raise TargetError(f"no source for {name}: {exc}") from exc
-    return textwrap.dedent("".join(lines))
+        block = inspect.getblock(lines[start:])
+    except (SyntaxError, IndentationError) as exc:  # tokenize's complaints
+        raise TargetError(f"no source for {code.co_qualname}: {exc}") from exc
+    return textwrap.dedent("".join(block))
 
 
 def compile_function(source: str, func: types.FunctionType, *, filename: str) -> types.CodeType:

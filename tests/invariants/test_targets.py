@@ -78,3 +78,29 @@ def test_original_source_includes_decorators():
     """The original source of a decorated method keeps its decorator and is dedented."""
     source = original_source(sample.Shape.__dict__["unit"].__func__)
     assert source.startswith("@staticmethod\ndef unit():")
+
+
+def test_original_source_is_what_inspect_reads_for_functions_methods_and_code():
+    """Read through linecache, the source is the text inspect.getsource gives, for plain,
+    decorated and nested functions, methods and bare code objects (the swap's case)."""
+    import inspect
+    import textwrap
+
+    from demo import logstats
+
+    functions = [sample.add, sample.wrapped.__wrapped__, sample.make_counter,
+                 sample.Shape.area, sample.Shape.__dict__["unit"].__func__,
+                 sample.Shape.__dict__["named"].__func__, logstats.dedupe_sessions,
+                 logstats.render_report, sample.make_counter()]
+    for func in functions:
+        expected = textwrap.dedent(inspect.getsource(func))
+        assert original_source(func) == expected, func
+        assert original_source(func.__code__, func.__globals__) == expected, func
+
+
+def test_original_source_of_code_from_no_file_is_a_target_error():
+    """Code compiled from a string has no file to read: a TargetError naming it."""
+    namespace: dict[str, object] = {}
+    exec(compile("def ghost():\n    return 1\n", "<nowhere>", "exec"), namespace)
+    with pytest.raises(TargetError, match="no source for ghost"):
+        original_source(namespace["ghost"])  # type: ignore[arg-type]
