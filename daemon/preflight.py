@@ -128,6 +128,20 @@ def check_run(config: DaemonConfig, scope: tuple[str, ...]) -> None:
         raise StartupError("no workload to host: pass --app MODULE:CALLABLE or set workload.app "
                            "in the config (config/selfmod.yaml hosts the bundled demo)")
     check_state_dir(config.state_dir)
+    check_model_client(config)
     app = load_app(config.workload.app)
     check_app_call(config.workload.app, app, config.workload.options)
     check_scope_matches(scope)
+
+
+def check_model_client(config: DaemonConfig) -> None:
+    """The model client the config asks for can be built (its API key file reads)."""
+    if config.proposer not in ("llm", "both"):
+        return
+    from daemon.proposers import make_llm_client
+    from daemon.synthesis.llm.errors import LLMConfigError
+
+    try:
+        make_llm_client(config)
+    except LLMConfigError as exc:
+        raise StartupError(str(exc)) from None

@@ -43,6 +43,17 @@ def test_a_metrics_port_out_of_range_is_refused(tmp_path):
     assert not (tmp_path / "s").exists()
 
 
+def test_an_unreadable_model_api_key_file_is_refused_before_start(tmp_path):
+    """With the llm proposer, an api_key_file that cannot be read is one line naming it."""
+    config = tmp_path / "selfmod.yaml"
+    config.write_text("version: 1\nproposer: llm\n"
+                      f"llm: {{api_key_file: '{tmp_path / 'missing.key'}'}}\n")
+    line = _run(tmp_path, "--config", str(config), "--state-dir", str(tmp_path / "s"),
+                "--metrics-port", "0")
+    assert f"llm.api_key_file {tmp_path / 'missing.key'} cannot be read" in line
+    assert not (tmp_path / "s" / "audit.log").exists()
+
+
 def test_a_state_dir_that_is_a_file_is_refused(tmp_path):
     """A --state-dir naming a file says it is a file and how to point elsewhere."""
     (tmp_path / "state").write_text("not a directory")
