@@ -12,17 +12,23 @@ pytestmark = pytest.mark.slow
 APPS = Path(__file__).parent / "apps"
 
 
-def test_hosts_a_user_app_and_speeds_up_its_hot_function(tmp_path):
-    """The user's app runs under the daemon and its hot function is swapped for a verified one."""
+def batch_run(tmp_path: Path, *args: str, timeout: float = 400) -> dict:
+    """`selfmod run ARGS --exit-when-idle` on an app of tests/daemon/apps; asserts exit 0 and
+    returns the run's JSON report."""
     report = tmp_path / "report.json"
     selfmod = Path(sys.executable).with_name("selfmod")
     proc = subprocess.run(
-        [str(selfmod), "run", "--app", "inventory:main", "--scope", "inventory:*",
-         "--state-dir", str(tmp_path / "state"), "--metrics-port", "0", "--exit-when-idle",
-         "--max-cycles", "4", "--report", str(report)],
-        cwd=APPS, capture_output=True, text=True, timeout=400)
+        [str(selfmod), "run", *args, "--state-dir", str(tmp_path / "state"),
+         "--metrics-port", "0", "--exit-when-idle", "--report", str(report)],
+        cwd=APPS, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    data = json.loads(report.read_text())
+    return json.loads(report.read_text())
+
+
+def test_hosts_a_user_app_and_speeds_up_its_hot_function(tmp_path):
+    """The user's app runs under the daemon and its hot function is swapped for a verified one."""
+    data = batch_run(tmp_path, "--app", "inventory:main", "--scope", "inventory:*",
+                     "--max-cycles", "4")
     assert data["active"].keys() == {"inventory:missing_skus"}, data["candidates"]
     swapped = [c for c in data["candidates"] if c["verdict"] == "swapped"]
     assert swapped[0]["ci_low"] >= 1.05
@@ -54,15 +60,8 @@ def test_no_app_configured_is_a_clear_error_before_start(tmp_path):
 def test_an_endless_main_is_no_target_and_its_helpers_are_all_tried(tmp_path):
     """An app whose main loop holds most of the samples and never returns: every helper it
     calls gets a cycle within --max-cycles 6, and main is never picked (or recorded)."""
-    report = tmp_path / "report.json"
-    selfmod = Path(sys.executable).with_name("selfmod")
-    proc = subprocess.run(
-        [str(selfmod), "run", "--app", "busyloop:main", "--scope", "busyloop:*",
-         "--state-dir", str(tmp_path / "state"), "--metrics-port", "0", "--exit-when-idle",
-         "--max-cycles", "6", "--report", str(report)],
-        cwd=APPS, capture_output=True, text=True, timeout=400)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    data = json.loads(report.read_text())
+    data = batch_run(tmp_path, "--app", "busyloop:main", "--scope", "busyloop:*",
+                     "--max-cycles", "6")
     tried = [cycle["target"] for cycle in data["cycles"]]
     assert "busyloop:main" not in tried, tried
     assert set(tried) == {"busyloop:checksum", "busyloop:collatz_steps", "busyloop:horner",
@@ -73,16 +72,9 @@ def test_an_endless_main_is_no_target_and_its_helpers_are_all_tried(tmp_path):
 def test_a_scope_that_never_runs_ends_a_batch_run_as_idle(tmp_path):
     """--exit-when-idle with a scope no running code reaches: after cycle.no_samples_seconds
     without one in-scope sample the run ends, saying why, instead of waiting forever."""
-    report = tmp_path / "report.json"
     config = tmp_path / "selfmod.yaml"
     config.write_text("version: 1\ncycle: {no_samples_seconds: 3}\n")
-    selfmod = Path(sys.executable).with_name("selfmod")
-    proc = subprocess.run(
-        [str(selfmod), "run", "--config", str(config), "--app", "busyloop:main",
-         "--scope", "busyloop:never_called", "--state-dir", str(tmp_path / "state"),
-         "--metrics-port", "0", "--exit-when-idle", "--report", str(report)],
-        cwd=APPS, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    data = json.loads(report.read_text())
+    data = batch_run(tmp_path, "--config", str(config), "--app", "busyloop:main",
+                     "--scope", "busyloop:never_called", timeout=120)
     assert data["cycles"] == []
     assert data["exit_reason"].startswith("idle: no in-scope function ran in 3 s")
